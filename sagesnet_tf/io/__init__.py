@@ -1,0 +1,48 @@
+"""Structure and trajectory files, all through the one :class:`~sagesnet_tf.atoms.Atoms` type.
+
+- :func:`read_structure` / :func:`write_structure`: extxyz, POSCAR/CONTCAR, CIF, LAMMPS data,
+  chosen by file extension (see :mod:`sagesnet_tf.io.structure_files`).
+- :func:`read_extxyz_frames` / :func:`iter_extxyz_frames` / :func:`write_extxyz_frames`:
+  multi-frame extended XYZ (see :mod:`sagesnet_tf.io.extxyz`).
+- :func:`atomic_output`: how every writer here makes its file appear whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import IO, Iterator
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success it replaces ``path`` in one step.
+
+    Parent directories are created. If the ``with`` body raises, the temporary file is removed and
+    ``path`` is left untouched. ``mode`` is ``"w"`` (text, UTF-8) or ``"wb"``.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a written structure is an ordinary file
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+from sagesnet_tf.io.extxyz import iter_extxyz_frames, read_extxyz_frames, write_extxyz_frames  # noqa: E402
+from sagesnet_tf.io.structure_files import FORMATS, detect_format, read_structure, write_structure  # noqa: E402
+
+__all__ = [
+    "FORMATS", "atomic_output", "detect_format", "iter_extxyz_frames", "read_extxyz_frames",
+    "read_structure", "write_extxyz_frames", "write_structure",
+]

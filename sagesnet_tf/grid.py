@@ -1,0 +1,219 @@
+"""The atom grid: atoms binned into voxels with a fixed number of atom slots each (TF ops).
+
+:func:`voxelize` turns one structure into an atom grid of shape ``(X, Y, Z, S, F)``: ``X·Y·Z``
+voxels, ``S`` slots per voxel, ``F`` features per slot laid out as
+
+====================  ==========================  ===================================
+features              slice                       meaning
+====================  ==========================  ===================================
+occupancy             ``[0]``                     1 for an atom, 0 for an empty slot
+element one-hot       ``[1 : 1+n_el]``            index into :data:`sagesnet_tf.atoms.ELEMENTS`
+offset                ``[1+n_el : 4+n_el]``       position inside the voxel / spacing, in [0, 1)
+velocity              ``[4+n_el : 7+n_el]``       velocity / ``velocity_scale`` (Å/ps / Å/ps)
+====================  ==========================  ===================================
+
+so ``F = 7 + n_el`` (9 for C and H). Empty slots are all zeros.
+
+Geometry (orthorhombic cells only; :func:`voxelize_atoms` refuses triclinic cells):
+
+- **Periodic axis** of box length ``L``: ``n = ceil(L / h)`` voxels (``L/h`` within 1e-4 of an
+  integer counts as that integer) of edge ``L / n`` ≤ ``h``: the edge is shrunk from ``h`` so
+  the grid tiles the box exactly and wraps, and never grows (so a slot count that suffices for
+  ``h`` suffices for the adjusted edge). The grid starts at the box origin; positions are
+  wrapped into the box first.
+- **Non-periodic axis**: voxels of edge exactly ``h`` spanning the atoms' extent plus
+  ``margin_cells`` empty voxels on each side: vacuum in the box costs nothing. The grid's lower
+  corner is ``min(position) - margin_cells·h``.
+
+Slots inside a voxel are filled in increasing atom index (deterministic). A voxel that would hold
+more than ``S`` atoms raises ``tf.errors.InvalidArgumentError`` naming the voxel and the fix
+(smaller ``h`` or more slots); atoms are never dropped silently.
+
+Batching: one structure per call (the grid shape depends on the structure); batch several
+structures of the same grid shape by stacking the results, or use ``tf.map_fn`` with a fixed
+signature. Every op is a core TensorFlow op, so the function can live inside an exported
+SavedModel.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from sagesnet_tf.atoms import ELEMENTS, Atoms
+from sagesnet_tf.errors import SagesnetError
+
+#: Default velocity normalisation (Å/ps): thermal C velocities at 300 K are ~4.6 Å/ps per axis.
+VELOCITY_SCALE = 10.0
+
+
+def slot_feature_size(n_elements: int = len(ELEMENTS)) -> int:
+    """F, the number of features per slot: occupancy, element one-hot, offset (3), velocity (3)."""
+    return 7 + n_elements
+
+
+class VoxelGrid(NamedTuple):
+    """Result of :func:`voxelize` for one structure.
+
+    Attributes:
+        atom_grid: (X, Y, Z, S, F) float32, slot features (see module docstring).
+        assignment: (N, 4) int32, each atom's voxel index (ix, iy, iz) and slot.
+        origin: (3,) float32, Å, the grid's lower corner (voxel (0, 0, 0) starts here).
+        spacing: (3,) float32, Å, voxel edge per axis.
+    """
+
+    atom_grid: tf.Tensor
+    assignment: tf.Tensor
+    origin: tf.Tensor
+    spacing: tf.Tensor
+
+
+def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: float, slots: int,
+             n_elements: int = len(ELEMENTS), velocity_scale: float = VELOCITY_SCALE,
+             margin_cells: int = 1) -> VoxelGrid:
+    """Bin one structure's atoms into an atom grid.
+
+    Args:
+        positions: (N, 3) Å, Cartesian (any float dtype; computed in float32).
+        velocities: (N, 3) Å/ps.
+        species: (N,) int, index into :data:`~sagesnet_tf.atoms.ELEMENTS`.
+        box_lengths: (3,) Å, orthorhombic box edge lengths.
+        box_origin: (3,) Å, box lower corner.
+        pbc: (3,) bool, periodicity per axis (a tensor is fine: the shape logic is in-graph).
+        h: voxel edge, Å (exact along non-periodic axes, shrunk to fit along periodic ones).
+        slots: S, atom slots per voxel.
+        n_elements: size of the element one-hot.
+        velocity_scale: Å/ps that maps to 1.0 in the velocity features.
+        margin_cells: empty voxels added on each side along non-periodic axes.
+
+    Returns:
+        :class:`VoxelGrid`.
+
+    Raises:
+        tf.errors.InvalidArgumentError: no atoms, a species out of range, or a voxel overflow.
+    """
+    positions = tf.cast(tf.convert_to_tensor(positions), tf.float32)
+    velocities = tf.cast(tf.convert_to_tensor(velocities), tf.float32)
+    species = tf.cast(tf.convert_to_tensor(species), tf.int32)
+    box_lengths = tf.cast(tf.convert_to_tensor(box_lengths), tf.float32)
+    box_origin = tf.cast(tf.convert_to_tensor(box_origin), tf.float32)
+    pbc = tf.cast(tf.convert_to_tensor(pbc), tf.bool)
+    n_atoms = tf.shape(positions)[0]
+    checks = [
+        tf.debugging.assert_positive(n_atoms, message="voxelize: the structure has no atoms"),
+        tf.debugging.assert_non_negative(species, message="voxelize: negative species index"),
+        tf.debugging.assert_less(species, n_elements,
+                                 message=f"voxelize: species index >= n_elements ({n_elements})"),
+    ]
+    with tf.control_dependencies(checks):
+        h = tf.constant(h, tf.float32)
+        n_periodic = tf.maximum(1.0, tf.math.ceil(box_lengths / h - 1e-4))
+        lo_atoms = tf.reduce_min(positions, axis=0) - margin_cells * h
+        extent = tf.reduce_max(positions, axis=0) - tf.reduce_min(positions, axis=0)
+        n_open = tf.floor(extent / h) + 1.0 + 2.0 * margin_cells
+        dims_f = tf.where(pbc, n_periodic, n_open)
+        spacing = tf.where(pbc, box_lengths / n_periodic, h)
+        origin = tf.where(pbc, box_origin, lo_atoms)
+    dims = tf.cast(dims_f, tf.int32)
+
+    rel = (positions - origin) / spacing  # (N, 3) in voxel units
+    rel = tf.where(pbc, tf.math.floormod(rel, dims_f), rel)
+    index = tf.clip_by_value(tf.cast(tf.floor(rel), tf.int32), 0, dims - 1)
+    offset = tf.clip_by_value(rel - tf.cast(index, tf.float32), 0.0, np.nextafter(np.float32(1), 0))
+
+    slot = _slot_ranks(index, dims)
+    worst = tf.argmax(slot, output_type=tf.int32)
+    msg = tf.strings.format(
+        "atom grid overflow: voxel (ix, iy, iz) = ({}, {}, {}) holds {} atoms but the grid has "
+        f"{slots} slots per voxel; use a smaller h or more slots",
+        (index[worst, 0], index[worst, 1], index[worst, 2], slot[worst] + 1))
+    overflow = tf.debugging.Assert(tf.reduce_max(slot) < slots, [msg])
+    with tf.control_dependencies([overflow]):
+        assignment = tf.concat([index, slot[:, None]], axis=1)
+    features = tf.concat([
+        tf.ones_like(positions[:, :1]),
+        tf.one_hot(species, n_elements, dtype=tf.float32),
+        offset,
+        velocities / velocity_scale,
+    ], axis=1)
+    shape = tf.concat([dims, [slots, slot_feature_size(n_elements)]], axis=0)
+    atom_grid = tf.scatter_nd(assignment, features, shape)
+    return VoxelGrid(atom_grid, assignment, origin, spacing)
+
+
+def _slot_ranks(index: tf.Tensor, dims: tf.Tensor) -> tf.Tensor:
+    """(N,) int32 rank of each atom among the atoms of its voxel, in increasing atom index.
+
+    ``index`` is (N, 3) int32 voxel indices, ``dims`` (3,) int32 grid shape.
+    """
+    flat = (index[:, 0] * dims[1] + index[:, 1]) * dims[2] + index[:, 2]
+    order = tf.argsort(flat, stable=True)
+    sorted_flat = tf.gather(flat, order)
+    first = tf.searchsorted(sorted_flat, sorted_flat, side="left")
+    rank_sorted = tf.range(tf.shape(flat)[0], dtype=tf.int32) - tf.cast(first, tf.int32)
+    return tf.gather(rank_sorted, tf.math.invert_permutation(order))
+
+
+def orthorhombic_box(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+    """Box lengths (3,) Å and origin (3,) Å of an orthorhombic cell (origin at 0).
+
+    Raises:
+        SagesnetError: the cell is triclinic (off-diagonal components).
+    """
+    cell = np.asarray(atoms.cell, dtype=np.float64)
+    off = cell - np.diag(np.diag(cell))
+    if np.any(np.abs(off) > 1e-8 * max(1.0, np.abs(cell).max())) or np.any(np.diag(cell) <= 0):
+        raise SagesnetError(
+            "the atom grid needs an orthorhombic cell (diagonal cell matrix with positive lengths); "
+            "convert the structure to an orthogonal supercell first")
+    return np.diag(cell).copy(), np.zeros(3)
+
+
+def voxelize_atoms(atoms: Atoms, h: float, slots: int, velocity_scale: float = VELOCITY_SCALE,
+                   margin_cells: int = 1) -> VoxelGrid:
+    """:func:`voxelize` for an :class:`~sagesnet_tf.atoms.Atoms` (elements from ``ELEMENTS``).
+
+    Raises:
+        SagesnetError: triclinic cell, or a voxel overflow (message names the voxel and the fix).
+    """
+    lengths, origin = orthorhombic_box(atoms)
+    try:
+        return voxelize(atoms.positions, atoms.velocities, atoms.species_index, lengths, origin,
+                        atoms.pbc, h, slots, len(ELEMENTS), velocity_scale, margin_cells)
+    except tf.errors.InvalidArgumentError as err:
+        found = re.search(r"atom grid overflow[^'\n]*", err.message)
+        if found is None:
+            raise
+        raise SagesnetError(found.group(0)) from None
+
+
+def gather_atom_features(atom_grid: tf.Tensor, assignment: tf.Tensor) -> tf.Tensor:
+    """Each atom's own slot features.
+
+    Args:
+        atom_grid: (..., X, Y, Z, S, F) with leading batch dims ``...`` (possibly none).
+        assignment: (..., N, 4) int32 from :func:`voxelize`.
+
+    Returns:
+        (..., N, F) float32.
+    """
+    batch_dims = len(assignment.shape) - 2
+    return tf.gather_nd(atom_grid, assignment, batch_dims=batch_dims)
+
+
+def split_slot_features(features: tf.Tensor, n_elements: int = len(ELEMENTS)) -> dict[str, tf.Tensor]:
+    """Named views of slot features (..., F): the targets a :class:`CellDecoder` is trained on.
+
+    Returns:
+        dict with ``occupancy`` (...), ``species_onehot`` (..., n_elements), ``offsets`` (..., 3) in
+        [0, 1) of the voxel edge, ``velocities`` (..., 3) in units of ``velocity_scale``.
+    """
+    return {
+        "occupancy": features[..., 0],
+        "species_onehot": features[..., 1:1 + n_elements],
+        "offsets": features[..., 1 + n_elements:4 + n_elements],
+        "velocities": features[..., 4 + n_elements:7 + n_elements],
+    }

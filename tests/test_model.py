@@ -1,0 +1,164 @@
+"""SagesnetModel and CellStateModel: end to end on real voxelized graphene, conservation, save/load."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.grid import voxelize, voxelize_atoms
+from sagesnet_tf.model import (CellStateConfig, CellStateModel, SagesnetConfig, SagesnetModel,
+                               atoms_state_from_grid)
+from sagesnet_tf.structures import graphene_sheet
+
+SMALL = dict(latent_dim=8, hidden=16, depth=1, encoder_layers=1, kernel_size=(3, 3, 1))
+
+
+def randomize(model, scale=0.2, seed=3):
+    """Nonzero weights everywhere (several layers start with zero output kernels)."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        w.assign(rng.normal(scale=scale, size=w.shape).astype("float32"))
+
+
+@pytest.fixture(scope="module")
+def sheet():
+    atoms = graphene_sheet(4, 3)  # 48 atoms, periodic x, y; z open
+    rng = np.random.default_rng(0)
+    atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+    atoms.velocities = rng.normal(scale=4.6, size=atoms.positions.shape)
+    atoms.symbols[::7] = "H"
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = SagesnetModel(SagesnetConfig(**SMALL))
+    m.build()
+    randomize(m)
+    return m
+
+
+def inputs_of(atoms, cfg):
+    vg = voxelize_atoms(atoms, cfg.h, cfg.slots, cfg.velocity_scale)
+    env = tf.constant([[300.0, 0.0, 0.0, 0.0]]) / 300.0
+    return vg, env, atoms_state_from_grid(vg, atoms.positions, atoms.velocities, atoms.species_index)
+
+
+def test_one_step_from_atoms_to_atoms_conserves_every_atom(model, sheet):
+    vg, env, state = inputs_of(sheet, model.config)
+    out = model({"atom_grid": vg.atom_grid[None], "env": env})
+    z, z_next = out["latent"], out["latent_next"]
+    assert z.shape == (1, *vg.atom_grid.shape[:3], 8) == z_next.shape
+    assert out["uncertainty"].shape == z.shape[:-1] and out["uncertainty"].numpy().min() >= 0
+    assert out["slots_next"]["occupancy_logits"].shape == (1, *vg.atom_grid.shape[:3], 2)
+    assert not np.allclose(z.numpy(), z_next.numpy())
+    atoms = model.decode_atoms(z_next, state)
+    assert atoms["positions"].shape == atoms["velocities"].shape == (1, len(sheet), 3)
+    np.testing.assert_array_equal(atoms["species"].numpy()[0], sheet.species_index)
+    assert np.abs(atoms["displacement"].numpy()).max() > 0
+    # ids ride with rows: shuffling the atoms (and their ids) gives the same atom-by-atom answer
+    perm = np.random.default_rng(1).permutation(len(sheet))
+    shuffled = sheet.copy()
+    for name in ("symbols", "positions", "velocities", "ids"):
+        setattr(shuffled, name, getattr(sheet, name)[perm])
+    vg2, _, state2 = inputs_of(shuffled, model.config)
+    z2 = model.step(model.encode(vg2.atom_grid[None]), env)
+    atoms2 = model.decode_atoms(z2, state2)
+    np.testing.assert_allclose(atoms2["positions"].numpy()[0], atoms["positions"].numpy()[0][perm], atol=1e-4)
+    counts = np.bincount(atoms2["species"].numpy()[0], minlength=2)
+    np.testing.assert_array_equal(counts, np.bincount(sheet.species_index, minlength=2))
+
+
+def test_coarse_level_and_uncertainty_methods(model, sheet):
+    vg, env, _ = inputs_of(sheet, model.config)
+    z = model.encode(vg.atom_grid[None])[:, :8, :4]  # (1, 10, 5, 3, D) cropped to multiples of k = 2
+    window = tf.stack([z, model.step(z, env)], axis=1)
+    coarse = model.coarsen(window)
+    assert coarse.shape == (1, z.shape[1] // 2, z.shape[2] // 2, z.shape[3], 8)
+    assert model.step_coarse(coarse, env).shape == coarse.shape
+    assert model.refine(coarse).shape == window.shape
+    assert model.predict_coarsen_uncertainty(coarse, env).shape == coarse.shape[:-1]
+    assert model.predict_uncertainty(z, env).shape == z.shape[:-1]
+
+
+def test_model_keras_save_load_gives_identical_outputs(model, sheet, tmp_path):
+    vg, env, state = inputs_of(sheet, model.config)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, SagesnetModel) and loaded.config == model.config
+    a = model({"atom_grid": vg.atom_grid[None], "env": env})
+    b = loaded({"atom_grid": vg.atom_grid[None], "env": env})
+    tf.nest.map_structure(lambda x, y: np.testing.assert_array_equal(x.numpy(), y.numpy()), a, b)
+    np.testing.assert_array_equal(model.decode_atoms(a["latent_next"], state)["positions"].numpy(),
+                                  loaded.decode_atoms(b["latent_next"], state)["positions"].numpy())
+    window = tf.stack([a["latent"][:, :8, :4]] * 2, axis=1)
+    np.testing.assert_array_equal(model.coarsen(window).numpy(), loaded.coarsen(window).numpy())
+
+
+def test_cell_state_model_any_board_size_and_save_load(tmp_path):
+    model = CellStateModel(CellStateConfig(channels=2, states=2, latent_dim=8, hidden=8))
+    model.build()
+    randomize(model, scale=0.5)
+    for shape in [(5, 7, 1), (8, 3, 1), (4, 4, 4)]:
+        board = tf.one_hot(np.random.default_rng(0).integers(0, 2, size=(2, *shape)), 2)
+        logits = model(board)
+        assert logits.shape == (2, *shape, 2)
+    # periodic boundaries: rolling the board rolls the prediction
+    board = tf.one_hot(np.random.default_rng(2).integers(0, 2, size=(1, 6, 5, 1)), 2)
+    np.testing.assert_allclose(model(tf.roll(board, 2, axis=1)).numpy(),
+                               tf.roll(model(board), 2, axis=1).numpy(), atol=1e-5)
+    path = str(tmp_path / "ca.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded(board).numpy(), model(board).numpy())
+    z = model.encode(board)
+    coarse = model.coarsen(tf.stack([z[:, :6, :4], z[:, :6, :4]], axis=1))
+    assert coarse.shape == (1, 3, 2, 1, 8)
+    np.testing.assert_array_equal(loaded.step_coarse(coarse).numpy(), model.step_coarse(coarse).numpy())
+
+
+def test_config_round_trip_and_bad_keys():
+    cfg = SagesnetConfig(**SMALL, coarse_levels=[{"factor": [2, 2, 1], "steps": 3}])
+    assert SagesnetConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.coarse_levels == ({"factor": (2, 2, 1), "steps": 3},)
+    assert cfg.delta_ps == pytest.approx(0.01)
+    with pytest.raises(SagesnetError, match="unknown key.*latent"):
+        SagesnetConfig.from_dict({"latnet_dim": 8})
+    with pytest.raises(SagesnetError, match="kernel_size must be odd"):
+        CellStateConfig(kernel_size=(2, 3, 1))
+    with pytest.raises(SagesnetError, match="boundary 'wrap' unknown"):
+        SagesnetConfig(boundary=("wrap", "periodic", "open"))
+
+
+def test_atoms_to_atoms_exports_as_a_savedmodel_with_in_graph_checks(model, sheet, tmp_path):
+    """Voxelizer + model in one tf.function: SavedModel round trip, overflow is InvalidArgument."""
+    cfg = model.config
+    module = tf.Module()
+    module.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3]), tf.TensorSpec([None, 3]),
+                                  tf.TensorSpec([None], tf.int32), tf.TensorSpec([3]),
+                                  tf.TensorSpec([3], tf.bool), tf.TensorSpec([4])])
+    def step_atoms(positions, velocities, species, box_lengths, pbc, env):
+        vg = voxelize(positions, velocities, species, box_lengths, tf.zeros(3), pbc, cfg.h, cfg.slots)
+        state = atoms_state_from_grid(vg, positions, velocities, species)
+        z = module.model.step(module.model.encode(vg.atom_grid[None]), env[None])
+        return {"positions": module.model.decode_atoms(z, state)["positions"][0]}
+
+    module.step_atoms = step_atoms
+    args = dict(positions=sheet.positions.astype("float32"), velocities=sheet.velocities.astype("float32"),
+                species=sheet.species_index, box_lengths=np.diag(sheet.cell).astype("float32"),
+                pbc=sheet.pbc, env=np.ones(4, "float32"))
+    expected = step_atoms(**args)["positions"].numpy()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": step_atoms})
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    np.testing.assert_allclose(served(**args)["positions"].numpy(), expected, atol=1e-5)
+    extra = args["positions"][[5, 5]] + [[0.001], [0.002]]  # two more atoms in atom 5's voxel
+    crowded = dict(args, positions=np.concatenate([args["positions"], extra]).astype("float32"),
+                   velocities=np.zeros((len(sheet) + 2, 3), "float32"),
+                   species=np.zeros(len(sheet) + 2, np.int32))
+    overflow = r"atom grid overflow: voxel .* holds \d atoms but the grid has 2 slots"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=overflow):
+        served(**crowded)
