@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean graphene-data
 
 setup: $(STAMP)
 
@@ -26,3 +26,19 @@ test: setup
 
 clean:
 	rm -rf $(VENV) run .pytest_cache
+
+# Training data for the default graphene model (reproducible: fixed seeds; not committed).
+GRAPHENE_DATA ?= data/graphene
+MD_THREADS ?= 1
+graphene-data: setup
+	$(BIN)/sagesnet-tf build graphene --nx 10 --ny 6 --out $(GRAPHENE_DATA)/sheet_10x6.extxyz
+	for T in 4.2 100 300 600 1000; do \
+	  $(BIN)/sagesnet-tf generate md --structure $(GRAPHENE_DATA)/sheet_10x6.extxyz --protocol nvt \
+	    --temperature $$T --dt-fs 1 --steps 10000 --record-every 10 --threads $(MD_THREADS) \
+	    --seed 1$${T%.*} --out $(GRAPHENE_DATA)/nvt_$$T --overwrite || exit 1; \
+	done
+	for T in 4.2 300; do \
+	  $(BIN)/sagesnet-tf generate md --structure $(GRAPHENE_DATA)/sheet_10x6.extxyz --protocol tension \
+	    --temperature $$T --strain-rate 0.05 --axis x --max-strain 0.3 --relax-ps 2 --dt-fs 1 \
+	    --record-every 10 --threads $(MD_THREADS) --seed 2$${T%.*} --out $(GRAPHENE_DATA)/tension_$$T --overwrite || exit 1; \
+	done

@@ -7,8 +7,8 @@ Units (LAMMPS ``metal``). Shapes (T = frames, N = atoms, E = environment fields)
 - ``positions``    (T, N, 3) float64, Å, unwrapped Cartesian positions
 - ``velocities``   (T, N, 3) float64, Å/ps
 - ``stress``       (T, N, 6) float64, per-atom virial stress × volume in bar·Å³, ordered
-                   xx, yy, zz, xy, xz, yz (LAMMPS ``compute stress/atom``; tension negative as
-                   LAMMPS reports it)
+                   xx, yy, zz, xy, xz, yz (LAMMPS ``compute stress/atom``, which sums to −P·V:
+                   positive in tension)
 - ``cell``         (T, 3, 3) float64, Å, rows are lattice vectors
 - ``pbc``          (3,)      bool
 - ``step``         (T,)      int64, MD step number
