@@ -6,8 +6,11 @@ prints the traceback as well.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
 
 import click
 
@@ -30,10 +33,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     """Attach the verbs; each lives in its own module of this package."""
-    from sagesnet_tf.cli import build, generate
+    from sagesnet_tf.cli import build, generate, train
 
     cli.add_command(build.build)
     cli.add_command(generate.generate)
+    cli.add_command(train.train)
 
 
 _register()
