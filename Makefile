@@ -42,3 +42,10 @@ graphene-data: setup
 	    --temperature $$T --strain-rate 0.05 --axis x --max-strain 0.3 --relax-ps 2 --dt-fs 1 \
 	    --record-every 10 --threads $(MD_THREADS) --seed 2$${T%.*} --out $(GRAPHENE_DATA)/tension_$$T --overwrite || exit 1; \
 	done
+
+# SAGESnet vs LAMMPS benchmarks (docs/BENCHMARKS.md). BENCH_QUICK=--quick for the minutes-long version.
+BENCH_OUT ?= benchmark_results
+BENCH_QUICK ?=
+BENCH_THREADS ?= 2
+benchmark: setup
+	$(BIN)/python -m benchmarks.run_benchmarks --suite all $(BENCH_QUICK) --threads $(BENCH_THREADS) --out $(BENCH_OUT)

@@ -33,11 +33,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     """Attach the verbs; each lives in its own module of this package."""
-    from sagesnet_tf.cli import build, generate, train
+    from sagesnet_tf.cli import build, evaluate, export, generate, simulate, train
 
     cli.add_command(build.build)
     cli.add_command(generate.generate)
     cli.add_command(train.train)
+    cli.add_command(export.export)
+    cli.add_command(simulate.simulate)
+    cli.add_command(evaluate.evaluate)
 
 
 _register()

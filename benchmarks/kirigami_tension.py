@@ -1,0 +1,93 @@
+"""Kirigami tension benchmark: the REFERENCE.md protocol run by LAMMPS/AIREBO and by SAGESnet.
+
+Full run: half-size ribbons (17 × 40 cells) with each cut pattern of :data:`HELD_OUT_PATTERNS`
+(no kirigami pattern is in the default model's training data, so all are held out), 4.2 K, 1 fs,
+10 ps NPT relaxation, then ``fix deform`` along x at 0.01 ps⁻¹ with the early stop past the peak
+(LAMMPS alone takes 5–10+ minutes per pattern). ``quick``: one pattern on a 7 × 6-cell ribbon (~160 atoms),
+0.05 ps⁻¹, 0.5 ps relaxation, max strain 0.5 (early stop usually ends it sooner).
+
+SAGESnet starts from the same structure (atoms at rest) and is stretched at the same rate to the
+strain where LAMMPS stopped. Both curves go through
+:func:`sagesnet_tf.analysis.stress_strain.summarize` (10 % drop rule and first-local-max rule).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+from sagesnet_tf.analysis.stress_strain import summarize
+from sagesnet_tf.md.protocols import Tension
+from sagesnet_tf.md.run import run_md, write_md_outputs
+from sagesnet_tf.simulate import simulate
+from sagesnet_tf.structures import kirigami
+
+from benchmarks.report import row, save_figure
+
+#: 15-digit cut patterns (see ``structures.parse_kirigami_pattern``) kept out of training.
+HELD_OUT_PATTERNS: tuple[str, ...] = ("010000000001000", "101010000010101", "000001010100000")
+TEMPERATURE_K = 4.2
+FULL = {"nx": 17, "ny": 40, "strain_rate_per_ps": 0.01, "relax_ps": 10.0, "max_strain": 0.8, "patterns": 3}
+QUICK = {"nx": 7, "ny": 6, "strain_rate_per_ps": 0.05, "relax_ps": 0.5, "max_strain": 0.5, "patterns": 1}
+
+
+def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progress: bool = True) -> dict:
+    """Run the suite into ``out_dir``; returns the suite dict of :mod:`benchmarks.report`."""
+    cfg = QUICK if quick else FULL
+    rows, details, curves = [], {"settings": {**cfg, "temperature_K": TEMPERATURE_K, "dt_fs": 1.0}}, {}
+    for pattern in HELD_OUT_PATTERNS[:cfg["patterns"]]:
+        atoms = kirigami(pattern, cfg["nx"], cfg["ny"])
+        case_dir = out_dir / f"kirigami_{pattern}"
+        md_dir = case_dir / "lammps"
+        md_dir.mkdir(parents=True, exist_ok=True)
+        protocol = Tension(temperature_K=TEMPERATURE_K, strain_rate_per_ps=cfg["strain_rate_per_ps"],
+                           relax_ps=cfg["relax_ps"], max_strain=cfg["max_strain"])
+        t0 = time.perf_counter()
+        md = run_md(atoms, protocol, str(md_dir), dt_fs=1.0, record_every=10, threads=threads, progress=progress)
+        md_wall = time.perf_counter() - t0
+        write_md_outputs(md, str(md_dir))
+        md_strain, md_stress = md.stress_strain["strain"], md.stress_strain["stress_GPa"]
+        t0 = time.perf_counter()
+        manifest = simulate(atoms, case_dir / "sagesnet", model=model, temperature_K=TEMPERATURE_K,
+                            strain_rate=cfg["strain_rate_per_ps"], max_strain=max(float(md_strain[-1]), 1e-3),
+                            every=10, overwrite=True, progress=progress)
+        ml_wall = time.perf_counter() - t0
+        ml_strain, ml_stress = _read_curve(case_dir / "sagesnet" / "thermo.csv")
+        s_md, s_ml = summarize(md_strain, md_stress), summarize(ml_strain, ml_stress)
+        case = f"{pattern} ({len(atoms)} atoms)"
+        rows += [row(case, "yield strain (10 % drop)", "", s_md.yield_strain, s_ml.yield_strain),
+                 row(case, "yield stress (10 % drop)", "GPa", s_md.yield_stress_GPa, s_ml.yield_stress_GPa),
+                 row(case, "yield strain (first max)", "", s_md.local_max_yield_strain, s_ml.local_max_yield_strain),
+                 row(case, "yield stress (first max)", "GPa", s_md.local_max_yield_stress_GPa,
+                     s_ml.local_max_yield_stress_GPa),
+                 row(case, "max stress", "GPa", s_md.max_stress_GPa, s_ml.max_stress_GPa),
+                 row(case, "wall time (LAMMPS incl. relax)", "s", md_wall, ml_wall, "ratio")]
+        details[pattern] = {"n_atoms": len(atoms), "lammps": s_md.to_dict(), "sagesnet": s_ml.to_dict(),
+                            "sagesnet_status": manifest["status"], "final_strain": float(md_strain[-1])}
+        curves[pattern] = (md_strain, md_stress, ml_strain, ml_stress)
+    _plot(curves, out_dir / "kirigami_stress_strain.png")
+    return {"suite": "kirigami", "rows": rows, "details": details, "plots": ["kirigami_stress_strain.png"]}
+
+
+def _read_curve(path: Path):
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    return [float(r["strain"]) for r in rows], [float(r["stress_xx_GPa"]) for r in rows]
+
+
+def _plot(curves: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (pattern, (ms, mg, ls, lg)) in enumerate(curves.items()):
+        ax.plot(ms, mg, color=f"C{i}", label=f"LAMMPS {pattern}")
+        ax.plot(ls, lg, "--", color=f"C{i}", label=f"SAGESnet {pattern}")
+    ax.set(xlabel="strain", ylabel="stress (GPa)", title="Kirigami tension, 4.2 K")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+__all__ = ["HELD_OUT_PATTERNS", "run"]

@@ -1,0 +1,58 @@
+"""Run the SAGESnet-vs-LAMMPS benchmarks and write DIR/results.json, DIR/results.md and PNGs.
+
+    python -m benchmarks.run_benchmarks --suite {kirigami,nvt,speed,all} [--quick] \
+        --model exported_models/sagesnet_graphene --out DIR [--threads 2]
+
+See docs/BENCHMARKS.md for what each suite runs and measures.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.simulate import resolve_model_dir
+
+from benchmarks import graphene_nvt, kirigami_tension, speed
+from benchmarks.report import write_report
+
+SUITES = {"kirigami": kirigami_tension.run, "nvt": graphene_nvt.run, "speed": speed.run}
+
+
+def run_benchmarks(suites: list[str], model: str | None, out: str | Path, quick: bool = False, threads: int = 2,
+                   progress: bool = True) -> dict:
+    """Run ``suites`` (names of :data:`SUITES`) in this process; returns the results.json document."""
+    unknown = sorted(set(suites) - set(SUITES))
+    if unknown:
+        raise SagesnetError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)} or all")
+    if threads < 1:
+        raise SagesnetError(f"--threads must be >= 1, got {threads}")
+    model_dir = str(resolve_model_dir(model))
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [SUITES[name](model_dir, out_dir, quick=quick, threads=threads, progress=progress) for name in suites]
+    return write_report(out_dir, results, {"model": model_dir, "quick": quick, "threads": threads,
+                                           "suites": list(suites)})
+
+
+@click.command()
+@click.option("--suite", type=click.Choice([*SUITES, "all"]), default="all", show_default=True)
+@click.option("--quick", is_flag=True, help="Small systems and fast strain rate (minutes, not hours).")
+@click.option("--model", default=None, help="exported_models/NAME[/VERSION] (default: sagesnet_graphene).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--threads", default=2, show_default=True, help="LAMMPS OpenMP threads.")
+def main(suite: str, quick: bool, model: str | None, out: str, threads: int) -> None:
+    """Benchmark SAGESnet against LAMMPS/AIREBO on the same systems."""
+    try:
+        run_benchmarks(list(SUITES) if suite == "all" else [suite], model, out, quick, threads)
+    except SagesnetError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"wrote {Path(out) / 'results.json'} and {Path(out) / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

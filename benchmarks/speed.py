@@ -1,0 +1,59 @@
+"""Speed benchmark: simulated time per wall second, LAMMPS/AIREBO vs SAGESnet, same sheet, same run.
+
+System: a periodic graphene sheet (quick: 6 × 4 cells, 96 atoms; full: 20 × 12 cells, 960 atoms)
+at 300 K. LAMMPS runs ``fix nvt`` with 1 fs steps on ``threads`` OpenMP threads; SAGESnet rolls
+out its model steps (Δ from the model metadata) at every scale ``simulate`` supports (today only
+scale 0, the fine level; coarse levels are skipped with the reason recorded). Speed =
+simulated ps / wall s; both timings include set-up (LAMMPS initialisation; SavedModel loading and tracing for SAGESnet), which dominates the quick run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.md.protocols import NVT
+from sagesnet_tf.md.run import run_md
+from sagesnet_tf.simulate import simulate
+from sagesnet_tf.structures import graphene_sheet
+
+from benchmarks.report import row
+
+TEMPERATURE_K = 300.0
+QUICK = {"nx": 6, "ny": 4, "md_steps": 1000, "model_ps": 2.0}
+FULL = {"nx": 20, "ny": 12, "md_steps": 5000, "model_ps": 5.0}
+SCALES: tuple[int, ...] = (0, 1, 2)
+
+
+def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progress: bool = True) -> dict:
+    """Run the suite into ``out_dir``; returns the suite dict of :mod:`benchmarks.report`."""
+    cfg = QUICK if quick else FULL
+    atoms = graphene_sheet(cfg["nx"], cfg["ny"])
+    md_dir = out_dir / "speed" / "lammps"
+    md_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    run_md(atoms, NVT(temperature_K=TEMPERATURE_K, steps=cfg["md_steps"]), str(md_dir), dt_fs=1.0,
+           record_every=100, threads=threads, progress=progress)
+    md_wall = time.perf_counter() - t0
+    md_speed = cfg["md_steps"] * 1e-3 / md_wall
+    case = f"graphene {cfg['nx']}×{cfg['ny']} ({len(atoms)} atoms)"
+    rows = [row(case, "LAMMPS wall time", "s", md_wall, None, "none")]
+    details = {"n_atoms": len(atoms), "lammps_threads": threads, "lammps_ps_per_wall_s": md_speed, "scales": {}}
+    for scale in SCALES:
+        t0 = time.perf_counter()
+        try:
+            manifest = simulate(atoms, out_dir / "speed" / f"sagesnet_scale{scale}", model=model,
+                                time_ps=cfg["model_ps"], temperature_K=TEMPERATURE_K, every=50, scale=scale,
+                                overwrite=True, progress=progress)
+        except SagesnetError as err:
+            details["scales"][scale] = {"skipped": str(err)}
+            continue
+        wall = time.perf_counter() - t0
+        simulated = manifest["steps_done"] * manifest["model_metadata"]["delta_ps"]
+        ml_speed = simulated / wall
+        details["scales"][scale] = {"wall_s": wall, "simulated_ps": simulated, "ps_per_wall_s": ml_speed,
+                                    "status": manifest["status"]}
+        rows.append(row(case, f"simulated ps per wall s (scale {scale}; SAGESnet/LAMMPS ratio)", "ps/s",
+                        md_speed, ml_speed, "ratio"))
+    return {"suite": "speed", "rows": rows, "details": details, "plots": []}

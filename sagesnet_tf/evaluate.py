@@ -1,0 +1,184 @@
+"""Evaluate an exported model against an MD reference trajectory.
+
+The reference is a dataset directory (``metadata.json`` + TFRecord shards, first trajectory)
+or a LAMMPS text dump (C, H types 1, 2). Its frame interval must be a whole number k of model
+steps Δ. Metrics (units Å, Å/ps, K, GPa):
+
+- ``one_step``: position/velocity RMSE of k model steps from every reference frame to the next,
+  and the same for the constant-velocity baseline (x + v·Δt, v unchanged);
+- ``rollout``: RMSE over all frames of one rollout from frame 0 (and the baseline's);
+- ``temperature_mae_K``; ``bond_survival`` (fraction of the initial C–C pairs < 1.9 Å still
+  < 1.9 Å at the last frame, model and reference); ``rdf_l1`` (L1 distance of normalised pair
+  distance histograms up to 5 Å at the last frame);
+- tension runs (strain rate ≠ 0): ``stress_rmse_GPa`` and ``yield_strain_error``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sagesnet_tf.analysis.stress_strain import nominal_thickness, nominal_width, sheet_stress_gpa, yield_index_drop
+from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.io import atomic_output
+from sagesnet_tf.simulate import env_vector, load_exported, resolve_model_dir
+from sagesnet_tf.thermo import temperature_k
+from sagesnet_tf.trajectory import Trajectory
+
+BOND_CUTOFF_A = 1.9
+RDF_MAX_A = 5.0
+
+
+def load_reference(path: str | Path, dt_fs: float = 1.0) -> Trajectory:
+    """First trajectory of a dataset directory, or a LAMMPS dump file."""
+    path = Path(path)
+    if path.is_dir():
+        from sagesnet_tf.pipelines.reader import read_trajectories
+        trajectories = read_trajectories(str(path))
+        if not trajectories:
+            raise SagesnetError(f"evaluate: {path} holds no trajectories")
+        return trajectories[0]
+    if path.is_file():
+        from sagesnet_tf.pipelines.lammps_dump import read_lammps_dump
+        return read_lammps_dump(str(path), ["C", "H"], dt_fs=dt_fs)
+    raise SagesnetError(f"evaluate: reference {path} not found; give a dataset directory or a LAMMPS dump")
+
+
+def _distances(positions: np.ndarray, lengths: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """(N, N) minimum-image distances, Å."""
+    d = positions[:, None, :] - positions[None, :, :]
+    d = np.where(pbc, d - lengths * np.round(d / lengths), d)
+    return np.linalg.norm(d, axis=-1)
+
+
+def _rdf(positions, lengths, pbc) -> np.ndarray:
+    dist = _distances(positions, lengths, pbc)[np.triu_indices(len(positions), 1)]
+    hist, _ = np.histogram(dist, bins=50, range=(0.0, RDF_MAX_A))
+    return hist / max(hist.sum(), 1)
+
+
+def _rmse(a, b) -> float:
+    return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+
+
+def evaluate(model: str | Path | None, reference: str | Path, out: str | Path | None = None,
+             dt_fs: float = 1.0) -> dict:
+    """Metrics dict (see module docstring); written as JSON to ``out`` with PNG plots beside it."""
+    ref = load_reference(reference, dt_fs)
+    if ref.n_frames < 2:
+        raise SagesnetError("evaluate: the reference needs at least 2 frames")
+    loaded, meta = load_exported(resolve_model_dir(model))
+    fn = loaded.signatures["serving_default"]
+    interval = int(ref.step[1] - ref.step[0])
+    k = interval // int(meta["delta_steps"])
+    if k < 1 or k * int(meta["delta_steps"]) != interval:
+        raise SagesnetError(f"evaluate: reference frames are {interval} MD steps apart, not a multiple of the "
+                            f"model's Δ = {meta['delta_steps']} steps")
+    unknown = sorted(set(ref.symbols) - set(meta["elements"]))
+    if unknown:
+        raise SagesnetError(f"evaluate: element(s) {', '.join(unknown)} not known to the model")
+    species = np.array([meta["elements"].index(s) for s in ref.symbols], np.int32)
+    masses = ref.frame(0).masses
+    lengths = np.array([np.diag(c) for c in ref.cell], np.float32)  # (T, 3)
+    pbc = np.asarray(ref.pbc, bool)
+    fields = list(ref.env_fields)
+    env_of = {name: ref.environment[:, fields.index(name)] if name in fields else np.zeros(ref.n_frames)
+              for name in ("temperature_K", "strain_rate_per_ps", "strain")}
+    rate = float(env_of["strain_rate_per_ps"][0])
+    axis = int(np.argmax(np.abs(lengths[-1] - lengths[0])))
+    frame_dt = float(ref.time_ps[1] - ref.time_ps[0])
+
+    def run(t, pos, vel, box, rate_now):
+        env = env_vector(meta, float(env_of["temperature_K"][t]), rate, float(env_of["strain"][t]))
+        res = fn(positions=np.asarray(pos, np.float32), velocities=np.asarray(vel, np.float32), species=species,
+                 box_lengths=np.asarray(box, np.float32), box_origin=np.zeros(3, np.float32), pbc=pbc, env=env,
+                 n_steps=np.int32(k), strain_rate_per_ps=np.float32(rate_now), axis=np.int32(axis))
+        return {key: v.numpy() for key, v in res.items()}
+
+    one_pos, one_vel, base_pos, base_vel = [], [], [], []
+    for t in range(ref.n_frames - 1):
+        res = run(t, ref.positions[t], ref.velocities[t], lengths[t], rate * lengths[0][axis] / lengths[t][axis])
+        one_pos.append(_rmse(res["positions"], ref.positions[t + 1]))
+        one_vel.append(_rmse(res["velocities"], ref.velocities[t + 1]))
+        base_pos.append(_rmse(ref.positions[t] + ref.velocities[t] * frame_dt, ref.positions[t + 1]))
+        base_vel.append(_rmse(ref.velocities[t], ref.velocities[t + 1]))
+
+    pos, vel, box = ref.positions[0], ref.velocities[0], lengths[0]
+    roll_pos, roll_vel, temps, stress, strain = [0.0], [0.0], [temperature_k(vel, masses)], [np.nan], [0.0]
+    cv_pos = [0.0]
+    for t in range(ref.n_frames - 1):
+        res = run(t, pos, vel, box, rate * lengths[0][axis] / box[axis])
+        pos, vel, box = res["positions"], res["velocities"], res["box_lengths"]
+        roll_pos.append(_rmse(pos, ref.positions[t + 1]))
+        roll_vel.append(_rmse(vel, ref.velocities[t + 1]))
+        cv_pos.append(_rmse(ref.positions[0] + ref.velocities[0] * frame_dt * (t + 1), ref.positions[t + 1]))
+        temps.append(temperature_k(vel, masses))
+        stress.append(float(res["stress"][axis]))
+        strain.append(float(box[axis] / lengths[0][axis] - 1.0))
+    if not np.all(np.isfinite(pos)):
+        raise SagesnetError("evaluate: the model's rollout diverged (NaN positions)")
+    ref_temps = [temperature_k(v, masses) for v in ref.velocities]
+
+    first, last_ref = ref.positions[0], ref.positions[-1]
+    is_c = np.asarray(ref.symbols) == "C"
+    bonded0 = (_distances(first, lengths[0], pbc) < BOND_CUTOFF_A) & np.outer(is_c, is_c)
+    np.fill_diagonal(bonded0, False)
+    n_bonds = max(int(bonded0.sum()), 1)
+    survival_model = float(((_distances(pos, box, pbc) < BOND_CUTOFF_A) & bonded0).sum() / n_bonds)
+    survival_ref = float(((_distances(last_ref, lengths[-1], pbc) < BOND_CUTOFF_A) & bonded0).sum() / n_bonds)
+
+    metrics = {
+        "reference": str(reference), "n_frames": ref.n_frames, "n_atoms": ref.n_atoms,
+        "model_steps_per_frame": k, "frame_interval_ps": frame_dt,
+        "one_step": {"position_rmse_A": float(np.mean(one_pos)), "velocity_rmse_A_per_ps": float(np.mean(one_vel)),
+                     "baseline_position_rmse_A": float(np.mean(base_pos)),
+                     "baseline_velocity_rmse_A_per_ps": float(np.mean(base_vel))},
+        "rollout": {"position_rmse_A": float(np.sqrt(np.mean(np.square(roll_pos[1:])))),
+                    "velocity_rmse_A_per_ps": float(np.sqrt(np.mean(np.square(roll_vel[1:])))),
+                    "baseline_position_rmse_A": float(np.sqrt(np.mean(np.square(cv_pos[1:])))),
+                    "final_position_rmse_A": roll_pos[-1]},
+        "temperature_mae_K": float(np.mean(np.abs(np.array(temps) - np.array(ref_temps)))),
+        "bond_survival": {"model": survival_model, "reference": survival_ref, "n_initial_bonds": int(bonded0.sum())},
+        "rdf_l1": float(np.abs(_rdf(pos, box, pbc) - _rdf(last_ref, lengths[-1], pbc)).sum()),
+    }
+    if rate != 0.0:
+        atoms0 = ref.frame(0)
+        width, thick = nominal_width(atoms0, "xyz"[axis]), nominal_thickness(atoms0)
+        model_gpa = sheet_stress_gpa(np.array(stress[1:]), lengths[1:, axis], width, thick)
+        ref_gpa = sheet_stress_gpa(ref.stress[1:, :, axis].sum(axis=1), lengths[1:, axis], width, thick)
+        ref_strain = lengths[:, axis] / lengths[0, axis] - 1.0
+        yi_m, yi_r = yield_index_drop(model_gpa), yield_index_drop(ref_gpa)
+        metrics["tension"] = {
+            "stress_rmse_GPa": _rmse(model_gpa, ref_gpa),
+            "yield_strain_model": None if yi_m is None else float(strain[1:][yi_m]),
+            "yield_strain_reference": None if yi_r is None else float(ref_strain[1:][yi_r]),
+            "yield_strain_error": None if yi_m is None or yi_r is None else abs(float(strain[1:][yi_m] - ref_strain[1:][yi_r])),
+        }
+    if out is not None:
+        _write(Path(out), metrics, ref.time_ps, roll_pos, cv_pos, temps, ref_temps)
+    return metrics
+
+
+def _write(out: Path, metrics: dict, time_ps, roll_pos, cv_pos, temps, ref_temps) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with atomic_output(out) as handle:
+        json.dump(metrics, handle, indent=2)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(time_ps, roll_pos, label="SAGESnet rollout")
+    ax1.plot(time_ps, cv_pos, "--", label="constant velocity")
+    ax1.set(xlabel="time (ps)", ylabel="position RMSE (Å)")
+    ax1.legend()
+    ax2.plot(time_ps, temps, label="SAGESnet")
+    ax2.plot(time_ps, ref_temps, "--", label="MD")
+    ax2.set(xlabel="time (ps)", ylabel="temperature (K)")
+    ax2.legend()
+    fig.tight_layout()
+    png = out.with_suffix(".png")
+    with atomic_output(png, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)

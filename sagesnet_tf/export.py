@@ -1,0 +1,315 @@
+"""Export a :class:`~sagesnet_tf.model.SagesnetModel` as a SavedModel in TF Serving layout.
+
+``exported_models/NAME/VERSION/{saved_model.pb, variables/, assets/sagesnet_metadata.json}``.
+Loading needs TensorFlow alone (``tf.saved_model.load``, TF Serving). Signatures, called by
+keyword (N atoms, E environment fields, D latent width, B batch, T window steps)::
+
+    serving_default(positions (N,3) f32 Å, velocities (N,3) f32 Å/ps, species (N,) i32,
+                    box_lengths (3,) f32 Å, box_origin (3,) f32 Å, pbc (3,) bool,
+                    env (E,) f32 raw physical values (normalised in the graph),
+                    n_steps () i32 ≥ 0, strain_rate_per_ps () f32, axis () i32 in {0,1,2})
+        -> positions (N,3) Å (unwrapped), velocities (N,3) Å/ps, box_lengths (3,) Å,
+           box_origin (3,) Å, uncertainty (N,) predicted one-step loss of each atom's cell,
+           stress (6,) bar·Å³ per-cell stress summed (xx,yy,zz,xy,xz,yz), strain () engineering
+           strain of this call along ``axis`` (box length / input box length − 1)
+    encode(positions, velocities, species, box_lengths, box_origin, pbc)
+        -> latent (1,X,Y,Z,D), assignment (N,4) i32, grid_origin (3,) Å, spacing (3,) Å
+    step(latent (B,X,Y,Z,D), env (B,E) raw) -> latent (B,X,Y,Z,D), uncertainty (B,X,Y,Z)
+    decode(latent (B,X,Y,Z,D)) -> occupancy_logits, element_logits, offsets, velocities (slots),
+                                  stress (B,X,Y,Z,6) bar·Å³, kinetic_energy (B,X,Y,Z) eV
+    coarsen(window (B,T,X,Y,Z,D)) -> coarse (B,Xc,Yc,Zc,D)          (coarse level 0)
+    refine(coarse (B,Xc,Yc,Zc,D)) -> window (B,T,X,Y,Z,D)
+    metadata() -> metadata: JSON string (same as the asset file)
+
+Each step Δ of ``serving_default`` applies the affine tension first (box and atom coordinates
+along ``axis`` scaled about the box origin so that the box grows by input_length·rate·Δ, as
+LAMMPS ``fix deform … remap x``), then re-voxelizes, encodes, steps and decodes the atoms
+(atoms stay explicit). All inputs are validated in the graph: a bad request raises
+InvalidArgumentError, never crashes the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.grid import voxelize
+from sagesnet_tf.model import SagesnetConfig, SagesnetModel
+
+#: Version of the exported signature set and metadata layout.
+EXPORT_SCHEMA_VERSION = 1
+METADATA_ASSET = "sagesnet_metadata.json"
+
+
+def _spec(dtype):
+    """Fully unknown shape: the shape is checked inside the graph (InvalidArgument, not a crash)."""
+    return tf.TensorSpec(None, dtype)
+
+
+def build_metadata(config: SagesnetConfig, env_mean=None, env_std=None, run_info: dict | None = None) -> dict:
+    """Metadata stored with the model: elements, h, slots, Δ, scales, env fields and stats."""
+    n_env = len(config.env_fields)
+    env_mean = [0.0] * n_env if env_mean is None else [float(v) for v in env_mean]
+    env_std = [1.0] * n_env if env_std is None else [float(v) if float(v) > 0 else 1.0 for v in env_std]
+    if len(env_mean) != n_env or len(env_std) != n_env:
+        raise SagesnetError(f"export: env normalisation needs {n_env} values ({', '.join(config.env_fields)})")
+    return {
+        "schema_version": EXPORT_SCHEMA_VERSION,
+        "units": {"length": "Å", "time": "ps", "velocity": "Å/ps", "stress": "bar·Å³ (per-cell sum)",
+                  "energy": "eV", "temperature": "K"},
+        "elements": list(config.elements),
+        "h": config.h, "slots": config.slots,
+        "delta_ps": config.delta_ps, "delta_steps": config.delta_steps, "md_dt_fs": config.md_dt_fs,
+        "coarse_levels": [{"factor": list(l["factor"]), "steps": l["steps"]} for l in config.coarse_levels],
+        "boundary": list(config.boundary),
+        "env_fields": list(config.env_fields), "env_mean": env_mean, "env_std": env_std,
+        "model_config": config.to_dict(),
+        "training_run": run_info or {},
+    }
+
+
+class SagesnetServing(tf.Module):
+    """The exported module: a SagesnetModel plus its metadata, with the signatures above."""
+
+    def __init__(self, model: SagesnetModel, metadata: dict):
+        super().__init__(name="sagesnet_serving")
+        self.model = model
+        c = model.config
+        self._n_el = len(c.elements)
+        self._n_env = len(c.env_fields)
+        self._env_mean = tf.constant(metadata["env_mean"], tf.float32)
+        self._env_std = tf.constant(metadata["env_std"], tf.float32)
+        self._delta_ps = float(c.delta_ps)
+        self._metadata_json = tf.constant(json.dumps(metadata, ensure_ascii=False))
+
+    # ---- validation -------------------------------------------------------------------------
+    def _check_atoms(self, positions, velocities, species, box_lengths, box_origin, pbc):
+        """In-graph checks; returns the inputs with static shapes fixed."""
+        positions = tf.ensure_shape(positions, [None, 3], name="positions_must_be_N_by_3")
+        velocities = tf.ensure_shape(velocities, [None, 3], name="velocities_must_be_N_by_3")
+        species = tf.ensure_shape(species, [None], name="species_must_be_N")
+        box_lengths = tf.ensure_shape(box_lengths, [3], name="box_lengths_must_be_3")
+        box_origin = tf.ensure_shape(box_origin, [3], name="box_origin_must_be_3")
+        pbc = tf.ensure_shape(pbc, [3], name="pbc_must_be_3")
+        n = tf.shape(positions)[0]
+        checks = [
+            tf.debugging.assert_positive(n, message="positions: no atoms"),
+            tf.debugging.assert_equal(tf.shape(velocities)[0], n, message="velocities and positions differ in N"),
+            tf.debugging.assert_equal(tf.shape(species)[0], n, message="species and positions differ in N"),
+            tf.debugging.assert_non_negative(species, message="species: negative element index"),
+            tf.debugging.assert_less(species, self._n_el, message=f"species: unknown element (index >= {self._n_el})"),
+            tf.debugging.assert_all_finite(positions, "positions: NaN or Inf"),
+            tf.debugging.assert_all_finite(velocities, "velocities: NaN or Inf"),
+            tf.debugging.assert_all_finite(box_origin, "box_origin: NaN or Inf"),
+            tf.debugging.assert_all_finite(box_lengths, "box_lengths: NaN or Inf"),
+            tf.debugging.assert_positive(box_lengths, message="box_lengths must be > 0"),
+        ]
+        with tf.control_dependencies(checks):
+            return (tf.identity(positions), tf.identity(velocities), tf.identity(species),
+                    tf.identity(box_lengths), tf.identity(box_origin), tf.identity(pbc))
+
+    def _norm_env(self, env):
+        env = tf.ensure_shape(env, [None, self._n_env], name=f"env_must_have_{self._n_env}_fields")
+        with tf.control_dependencies([tf.debugging.assert_all_finite(env, "env: NaN or Inf")]):
+            return (env - self._env_mean) / self._env_std
+
+    def _check_latent(self, latent, rank=5):
+        latent = tf.ensure_shape(latent, [None] * (rank - 1) + [self.model.config.latent_dim],
+                                 name=f"latent_must_be_rank_{rank}_with_D_last")
+        with tf.control_dependencies([tf.debugging.assert_all_finite(latent, "latent: NaN or Inf")]):
+            return tf.identity(latent)
+
+    # ---- the atom step ----------------------------------------------------------------------
+    def _voxelize(self, positions, velocities, species, box_lengths, box_origin, pbc):
+        c = self.model.config
+        return voxelize(positions, velocities, species, box_lengths, box_origin, pbc, c.h, c.slots,
+                        self._n_el, c.velocity_scale)
+
+    def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n):
+        """One Δ for one structure; env_n (1,E) normalised. Returns positions, velocities,
+        per-atom uncertainty (N,), stress (6,)."""
+        grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
+        z = self.model.encode(grid.atom_grid[None])
+        z_next = self.model.step(z, env_n)
+        state = {"positions": positions[None], "velocities": velocities[None], "species": species[None],
+                 "assignment": grid.assignment[None],
+                 "atom_features": tf.gather_nd(grid.atom_grid, grid.assignment)[None]}
+        out = self.model.decode_atoms(z_next, state)
+        cell_unc = self.model.predict_uncertainty(z, env_n)[0]
+        atom_unc = tf.gather_nd(cell_unc, grid.assignment[:, :3])
+        stress = tf.reduce_sum(self.model.cell_properties(z_next)["stress"][0], axis=[0, 1, 2])
+        return out["positions"][0], out["velocities"][0], atom_unc, stress
+
+    @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
+                                  _spec(tf.float32), _spec(tf.bool), _spec(tf.float32), _spec(tf.int32),
+                                  _spec(tf.float32), _spec(tf.int32)])
+    def simulate(self, positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
+                 strain_rate_per_ps, axis):
+        positions, velocities, species, box_lengths, box_origin, pbc = self._check_atoms(
+            positions, velocities, species, box_lengths, box_origin, pbc)
+        env = tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")
+        n_steps = tf.ensure_shape(n_steps, [], name="n_steps_must_be_scalar")
+        rate = tf.ensure_shape(strain_rate_per_ps, [], name="strain_rate_must_be_scalar")
+        axis = tf.ensure_shape(axis, [], name="axis_must_be_scalar")
+        checks = [
+            tf.debugging.assert_non_negative(n_steps, message="n_steps must be >= 0"),
+            tf.debugging.assert_all_finite(rate, "strain_rate_per_ps: NaN or Inf"),
+            tf.debugging.assert_non_negative(axis, message="axis must be 0, 1 or 2"),
+            tf.debugging.assert_less(axis, 3, message="axis must be 0, 1 or 2"),
+        ]
+        with tf.control_dependencies(checks):
+            env_n = self._norm_env(env[None])
+        length0 = box_lengths
+        axis_mask = tf.one_hot(axis, 3, dtype=tf.float32)
+        growth = length0 * axis_mask * rate * self._delta_ps  # (3,) Å per step
+        n = tf.shape(positions)[0]
+
+        def body(i, pos, vel, box, unc, stress):
+            factor = 1.0 + growth / box  # (3,): 1 except along axis
+            pos = box_origin + (pos - box_origin) * factor
+            box = box * factor
+            pos, vel, unc, stress = self._atom_step(pos, vel, species, box, box_origin, pbc, env_n)
+            return i + 1, pos, vel, box, unc, stress
+
+        _, pos, vel, box, unc, stress = tf.while_loop(
+            lambda i, *_: i < n_steps, body,
+            (tf.constant(0), positions, velocities, box_lengths, tf.zeros([n]), tf.zeros([6])))
+        strain = tf.reduce_sum((box / length0 - 1.0) * axis_mask)
+        return {"positions": pos, "velocities": vel, "box_lengths": box, "box_origin": box_origin,
+                "uncertainty": unc, "stress": stress, "strain": strain}
+
+    @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
+                                  _spec(tf.float32), _spec(tf.bool)])
+    def encode(self, positions, velocities, species, box_lengths, box_origin, pbc):
+        args = self._check_atoms(positions, velocities, species, box_lengths, box_origin, pbc)
+        grid = self._voxelize(*args)
+        return {"latent": self.model.encode(grid.atom_grid[None]), "assignment": grid.assignment,
+                "grid_origin": grid.origin, "spacing": grid.spacing}
+
+    @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32)])
+    def step(self, latent, env):
+        latent = self._check_latent(latent)
+        env_n = self._norm_env(env)
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(env_n)[0], tf.shape(latent)[0], message="env and latent differ in batch size")]):
+            env_n = tf.identity(env_n)
+        return {"latent": self.model.step(latent, env_n),
+                "uncertainty": self.model.predict_uncertainty(latent, env_n)}
+
+    @tf.function(input_signature=[_spec(tf.float32)])
+    def decode(self, latent):
+        latent = self._check_latent(latent)
+        out = dict(self.model.decode(latent))
+        out.update(self.model.cell_properties(latent))
+        return out
+
+    @staticmethod
+    def _no_coarse_levels(tensor):
+        """Traced only for models without coarse levels (the signature is not exported then)."""
+        with tf.control_dependencies([tf.debugging.Assert(False, ["this model has no coarse levels"])]):
+            return tf.identity(tensor)
+
+    @tf.function(input_signature=[_spec(tf.float32)])
+    def coarsen(self, window):
+        window = self._check_latent(window, rank=6)
+        if not self.model.config.coarse_levels:
+            return {"coarse": self._no_coarse_levels(window)}
+        level = self.model.config.coarse_levels[0]
+        k = tf.constant(level["factor"], tf.int32)
+        shape = tf.shape(window)
+        checks = [
+            tf.debugging.assert_equal(shape[1], level["steps"], message=f"window must hold T={level['steps']} steps"),
+            tf.debugging.assert_equal(shape[2:5] % k, tf.zeros(3, tf.int32),
+                                      message=f"grid dims must be multiples of the coarsening factor {level['factor']}"),
+        ]
+        with tf.control_dependencies(checks):
+            return {"coarse": self.model.coarsen(tf.identity(window), 0)}
+
+    @tf.function(input_signature=[_spec(tf.float32)])
+    def refine(self, coarse):
+        if not self.model.config.coarse_levels:
+            return {"window": self._no_coarse_levels(coarse)}
+        return {"window": self.model.refine(self._check_latent(coarse), 0)}
+
+    @tf.function(input_signature=[])
+    def metadata(self):
+        return {"metadata": self._metadata_json}
+
+
+def load_model_source(source) -> tuple[SagesnetModel, dict]:
+    """A SagesnetModel and run info from an in-memory model, a ``.keras`` file, or a training
+    run directory (its newest ``*.keras`` file; ``metadata.json``/``normalization`` beside it
+    are recorded when present)."""
+    if isinstance(source, SagesnetModel):
+        return source, {}
+    path = Path(source)
+    if path.is_dir():
+        found = sorted(path.rglob("*.keras"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise SagesnetError(f"export: no .keras model file in run directory {path}; "
+                                "pass the run dir of a finished `sagesnet-tf train` or a .keras file")
+        model_file, run_info = found[-1], {"run_dir": str(path.resolve())}
+    elif path.suffix == ".keras" and path.is_file():
+        model_file, run_info = path, {}
+    else:
+        raise SagesnetError(f"export: {path} is neither a training run directory nor a .keras file")
+    model = keras.models.load_model(model_file)
+    if not isinstance(model, SagesnetModel):
+        raise SagesnetError(f"export: {model_file} holds a {type(model).__name__}, not a SagesnetModel")
+    run_info["model_file"] = str(model_file)
+    model_info = model_file.parent / "model_info.json"
+    if model_info.is_file():  # written by `sagesnet-tf train` for MD models
+        run_info["env_scales"] = json.loads(model_info.read_text()).get("env_scales", {})
+    return model, run_info
+
+
+def next_version(base: Path) -> int:
+    """1 + the largest integer version directory under ``base`` (1 if none)."""
+    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)] if base.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def export_model(source, out: str | os.PathLike, version: int | None = None,
+                 env_mean=None, env_std=None) -> Path:
+    """Write ``out/VERSION`` (TF Serving layout) atomically; returns that directory.
+
+    ``source``: SagesnetModel, ``.keras`` file or training run dir (see :func:`load_model_source`).
+    ``env_mean``/``env_std`` (E,): normalisation of the raw env values; by default mean 0 and,
+    for std, the training run's ``env_scales`` (``model_info.json``) or 1.
+    """
+    model, run_info = load_model_source(source)
+    if env_std is None and run_info.get("env_scales"):
+        env_std = [run_info["env_scales"].get(f, 1.0) for f in model.config.env_fields]
+    if not model.built:
+        model.build()
+    base = Path(out)
+    version = next_version(base) if version is None else int(version)
+    if version < 1:
+        raise SagesnetError(f"export: --version must be a positive integer, got {version}")
+    target = base / str(version)
+    if target.exists():
+        raise SagesnetError(f"export: {target} already exists; pick another --version or leave it out")
+    metadata = build_metadata(model.config, env_mean, env_std, run_info)
+    module = SagesnetServing(model, metadata)
+    signatures = {"serving_default": module.simulate, "encode": module.encode, "step": module.step,
+                  "decode": module.decode, "metadata": module.metadata}
+    if model.config.coarse_levels:
+        signatures.update(coarsen=module.coarsen, refine=module.refine)
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp", dir=base))
+    try:
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        (tmp / "assets").mkdir(exist_ok=True)
+        (tmp / "assets" / METADATA_ASSET).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

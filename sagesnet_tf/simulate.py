@@ -1,0 +1,256 @@
+"""Run an exported SAGESnet SavedModel on a structure: trajectory, thermo table, plots, manifest.
+
+The model is loaded with ``tf.saved_model.load`` (TensorFlow alone, as TF Serving does) and its
+``serving_default`` signature is called in chunks of ``every`` model steps (each chunk is one
+compiled ``tf.while_loop``). One model step is Δ = ``delta_ps`` of the model's metadata.
+
+Outputs in ``out_dir`` (units LAMMPS metal):
+
+- ``trajectory.extxyz``: the initial frame and one frame per chunk; positions Å, velocities Å/ps,
+  per-atom ``uncertainty`` (predicted one-step loss of the atom's cell); ids kept.
+- ``thermo.csv``: step (model steps), time_ps, temperature_K, strain, stress_*_GPa (sheet
+  convention, DESIGN.md §4), n_atoms, mean_uncertainty.
+- ``thermo.png``, ``stress_strain.png`` (tension runs), ``manifest.json``.
+
+A diverging rollout stops with :class:`SagesnetError` after writing what it has so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sagesnet_tf.analysis.plots import plot_stress_strain, plot_thermo
+from sagesnet_tf.analysis.stress_strain import axis_index, nominal_thickness, nominal_width, sheet_stress_gpa
+from sagesnet_tf.atoms import Atoms
+from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.io import atomic_output
+from sagesnet_tf.io.extxyz import write_extxyz_frames
+from sagesnet_tf.thermo import temperature_k
+
+DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
+THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "strain", "stress_xx_GPa", "stress_yy_GPa",
+                  "stress_zz_GPa", "stress_xy_GPa", "stress_xz_GPa", "stress_yz_GPa", "n_atoms",
+                  "mean_uncertainty")
+#: Divergence limits: temperature above max(10 × target, …) or this many K; atoms further than
+#: this fraction of the box length outside the box along a non-periodic axis.
+MAX_TEMPERATURE_K = 10000.0
+MAX_ESCAPE_FRACTION = 0.5
+
+
+def resolve_model_dir(model: str | Path | None) -> Path:
+    """``NAME/VERSION`` as given, or the newest integer version under ``NAME`` (default
+    ``exported_models/sagesnet_graphene``)."""
+    base = Path(model) if model else DEFAULT_MODEL
+    if (base / "saved_model.pb").is_file():
+        return base
+    versions = sorted((int(p.name), p) for p in base.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()) \
+        if base.is_dir() else []
+    if not versions:
+        if model is None:
+            raise SagesnetError(f"no default model at {DEFAULT_MODEL}; pass --model exported_models/NAME[/VERSION] "
+                                "(create one with `sagesnet-tf export`)")
+        raise SagesnetError(f"{base} holds no SavedModel (NAME/VERSION/saved_model.pb); check --model")
+    return versions[-1][1]
+
+
+def load_exported(model_dir: Path):
+    """(loaded SavedModel, metadata dict)."""
+    import tensorflow as tf
+    loaded = tf.saved_model.load(str(model_dir))
+    metadata = json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode("utf-8"))
+    return loaded, metadata
+
+
+def env_vector(metadata: dict, temperature_K: float, strain_rate: float, strain: float) -> np.ndarray:
+    """Raw env (E,) in the model's field order; fields this run does not set are 0."""
+    values = {"temperature_K": temperature_K, "pressure_bar": 0.0, "strain_rate_per_ps": strain_rate, "strain": strain}
+    return np.array([values.get(name, 0.0) for name in metadata["env_fields"]], dtype=np.float32)
+
+
+def _orthorhombic(atoms: Atoms) -> np.ndarray:
+    cell = np.asarray(atoms.cell, dtype=np.float64)
+    if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-6:
+        raise SagesnetError("simulate: only orthorhombic cells are supported; rebuild the structure with an orthorhombic box")
+    return np.diag(cell).copy()
+
+
+def _write_thermo(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=THERMO_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_output(path) as handle:
+        handle.write(buf.getvalue())
+
+
+def _frame(atoms: Atoms, positions, velocities, lengths, step: int, time_ps: float, strain: float) -> Atoms:
+    frame = atoms.copy()
+    frame.positions = np.asarray(positions, dtype=np.float64)
+    frame.velocities = np.asarray(velocities, dtype=np.float64)
+    frame.cell = np.diag(np.asarray(lengths, dtype=np.float64))
+    frame.info = {**atoms.info, "units": "metal", "step": step, "time_ps": round(time_ps, 9), "strain": strain,
+                  "uncertainty_units": "predicted one-step loss (normalised)"}
+    return frame
+
+
+def _divergence(positions, lengths, origin, pbc, temperature: float, target: float | None) -> str | None:
+    if not np.all(np.isfinite(positions)) or not math.isfinite(temperature):
+        return "NaN or Inf in the atoms"
+    limit = MAX_TEMPERATURE_K if target is None else min(MAX_TEMPERATURE_K, 10.0 * max(target, 1.0))
+    if temperature > limit:
+        return f"temperature ran away to {temperature:.0f} K (limit {limit:.0f} K)"
+    for a in range(3):
+        if not pbc[a]:
+            margin = MAX_ESCAPE_FRACTION * lengths[a]
+            if positions[:, a].min() < origin[a] - margin or positions[:, a].max() > origin[a] + lengths[a] + margin:
+                return f"atoms left the box along non-periodic axis {'xyz'[a]} by more than {margin:.1f} Å"
+    return None
+
+
+def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = None, steps: int | None = None,
+             time_ps: float | None = None, temperature_K: float | None = None, strain_rate: float = 0.0,
+             axis: str = "x", max_strain: float | None = None, every: int = 10, scale: int = 0,
+             overwrite: bool = False, progress: bool = True) -> dict:
+    """Run the model from ``structure`` and write the outputs; returns the manifest dict.
+
+    The run ends at ``steps`` model steps, ``time_ps`` or ``max_strain`` (with ``strain_rate`` >
+    0), whichever comes first; at least one is required.
+    """
+    from tqdm import tqdm
+
+    if scale != 0:
+        raise SagesnetError("simulate: --scale >= 1 (coarse levels) is not available yet; use --scale 0")
+    if every < 1:
+        raise SagesnetError(f"simulate: --every must be >= 1, got {every}")
+    if max_strain is not None and strain_rate <= 0:
+        raise SagesnetError("simulate: --max-strain needs a positive --strain-rate")
+    if steps is None and time_ps is None and max_strain is None:
+        raise SagesnetError("simulate: give at least one of --steps, --time-ps, --max-strain")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise SagesnetError(f"simulate: {out} is not empty; pass --overwrite or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("trajectory.extxyz", "thermo.csv", "manifest.json"):
+        (out / name).unlink(missing_ok=True)
+
+    model_dir = resolve_model_dir(model)
+    loaded, meta = load_exported(model_dir)
+    unknown = sorted(set(structure.symbols) - set(meta["elements"]))
+    if unknown:
+        raise SagesnetError(f"simulate: element(s) {', '.join(unknown)} not known to the model ({', '.join(meta['elements'])})")
+    delta = float(meta["delta_ps"])
+    a = axis_index(axis)
+    limits = [s for s in (steps,
+                          None if time_ps is None else math.ceil(time_ps / delta - 1e-9),
+                          None if max_strain is None else math.ceil(max_strain / (strain_rate * delta) - 1e-9))
+              if s is not None]
+    total = max(0, min(limits))
+
+    lengths0 = _orthorhombic(structure)
+    origin = np.zeros(3, np.float32)
+    pbc = np.asarray(structure.pbc, dtype=bool)
+    species = np.array([meta["elements"].index(s) for s in structure.symbols], np.int32)
+    masses = structure.masses
+    pos = np.asarray(structure.positions, np.float32)
+    vel = np.zeros_like(pos) if structure.velocities is None else np.asarray(structure.velocities, np.float32)
+    lengths = lengths0.astype(np.float32)
+    width, thick = nominal_width(structure, axis), nominal_thickness(structure)
+    target = temperature_K
+    fn = loaded.signatures["serving_default"]
+
+    rows, traj = [], out / "trajectory.extxyz"
+    manifest = {"model": str(model_dir), "model_metadata": {k: meta[k] for k in ("schema_version", "delta_ps", "h", "slots", "elements")},
+                "n_atoms": len(structure), "steps_asked": steps, "time_ps_asked": time_ps, "max_strain": max_strain,
+                "strain_rate_per_ps": strain_rate, "axis": axis, "temperature_K": temperature_K, "every": every,
+                "units": "metal (Å, ps, Å/ps, K, GPa)", "status": "running"}
+
+    def record(step, p, v, box, strain, unc, stress):
+        t = temperature_k(v, masses)
+        gpa = sheet_stress_gpa(np.asarray(stress, np.float64), box[a], width, thick)
+        rows.append(dict(zip(THERMO_COLUMNS, [step, step * delta, t, strain, *[float(x) for x in gpa],
+                                              len(p), float(np.mean(unc))])))
+        write_extxyz_frames(traj, [_frame(structure, p, v, box, step, step * delta, strain)],
+                            per_atom_extra={"uncertainty": [np.asarray(unc, np.float64)]}, append=True)
+        _write_thermo(out / "thermo.csv", rows)
+        return t
+
+    def finish(status: str) -> None:
+        manifest.update(status=status, steps_done=rows[-1]["step"], final_strain=rows[-1]["strain"],
+                        wall_s=round(time.time() - start, 3))
+        cols = {c: [r[c] for r in rows] for c in THERMO_COLUMNS}
+        plot_thermo(cols, str(out / "thermo.png"), title="SAGESnet simulate")
+        if strain_rate > 0:
+            plot_stress_strain(cols["strain"], cols[f"stress_{axis}{axis}_GPa"], str(out / "stress_strain.png"),
+                               label="SAGESnet")
+        with atomic_output(out / "manifest.json") as handle:
+            json.dump(manifest, handle, indent=2, ensure_ascii=False)
+
+    start = time.time()
+    record(0, pos, vel, lengths, 0.0, np.zeros(len(pos)), np.zeros(6))
+    done = 0
+    with tqdm(total=total, unit="step", desc="simulate", disable=not progress) as bar:
+        while done < total:
+            n = min(every, total - done)
+            strain = float(lengths[a] / lengths0[a] - 1.0)
+            rate_now = strain_rate * lengths0[a] / lengths[a]  # box grows by L0·rate·Δ per step
+            res = fn(positions=pos, velocities=vel, species=species, box_lengths=lengths, box_origin=origin,
+                     pbc=pbc, env=env_vector(meta, temperature_K or 0.0, strain_rate, strain),
+                     n_steps=np.int32(n), strain_rate_per_ps=np.float32(rate_now), axis=np.int32(a))
+            pos, vel = res["positions"].numpy(), res["velocities"].numpy()
+            lengths = res["box_lengths"].numpy()
+            done += n
+            bar.update(n)
+            strain = float(lengths[a] / lengths0[a] - 1.0)
+            temp = record(done, pos, vel, lengths, strain, res["uncertainty"].numpy(), res["stress"].numpy())
+            reason = _divergence(pos, lengths, origin, pbc, temp, target)
+            if reason:
+                finish(f"diverged: {reason}")
+                raise SagesnetError(f"simulate: rollout diverged at step {done} ({reason}); "
+                                    f"the trajectory so far is in {out}")
+    finish("completed")
+    return manifest
+
+
+def step_tiled(model, z, env, n_tiles: int, cell_channels=None):
+    """One fine latent step of ``model`` with the grid split into ``n_tiles`` tiles along x.
+
+    Each tile is padded with its neighbours' conditioned edge cells (``tiled`` virtual cells,
+    :func:`~sagesnet_tf.layers.tile_halo`) and stepped on its own; the result equals
+    ``model.step(z, env)`` for a model periodic along x (x wraps across the first/last tile).
+
+    Args:
+        model: a :class:`~sagesnet_tf.model.SagesnetModel` (or any LatentDynamics) periodic in x.
+        z: (B, X, Y, Z, D) latent grid; env: (B, E) normalised environment.
+        n_tiles: tiles along x; each needs at least the predictor's x halo in cells.
+
+    Returns:
+        (B, X, Y, Z, D) z(t+Δ).
+    """
+    import tensorflow as tf
+
+    from sagesnet_tf.layers import VirtualCells, tile_halo
+
+    if model.virtual.modes[0] != "periodic":
+        raise SagesnetError("step_tiled: the model must be periodic along x to tile along x")
+    rx = model.predictor.halo[0]
+    sizes = [len(part) for part in np.array_split(np.arange(int(z.shape[1])), n_tiles)]
+    if min(sizes) < max(rx, 1):
+        raise SagesnetError(f"step_tiled: {n_tiles} tiles of {min(sizes)} cells are thinner than the halo ({rx}); use fewer tiles")
+    virtual = VirtualCells(model.predictor.halo, ("tiled",) + model.virtual.modes[1:], model.latent_dim)
+    virtual.build(z.shape)
+    if virtual.empty_latent is not None and model.virtual.empty_latent is not None:
+        virtual.empty_latent.assign(model.virtual.empty_latent)
+    conditioned = tf.split(model.apply_environment(z, env, cell_channels), sizes, axis=1)
+    states = tf.split(z, sizes, axis=1)
+    out = []
+    for i in range(n_tiles):
+        halo_x = tile_halo(conditioned[i - 1], conditioned[(i + 1) % n_tiles], axis=0, depth=rx)
+        out.append(states[i] + model.predictor(virtual(conditioned[i], [halo_x, None, None])))
+    return tf.concat(out, axis=1)

@@ -1,0 +1,22 @@
+"""Kinetic energy and temperature from velocities (LAMMPS ``metal``: g/mol, Å/ps, eV, K)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: LAMMPS metal ``mvv2e``: (g/mol)·(Å/ps)² -> eV.
+MVV2E = 1.0364269e-4
+#: Boltzmann constant, eV/K.
+KB_EV_PER_K = 8.617333262e-5
+
+
+def kinetic_energy_ev(velocities: np.ndarray, masses: np.ndarray) -> float:
+    """Total kinetic energy (eV) of velocities (N, 3) Å/ps and masses (N,) g/mol."""
+    v = np.asarray(velocities, dtype=np.float64)
+    return float(0.5 * MVV2E * np.sum(np.asarray(masses, dtype=np.float64)[:, None] * v * v))
+
+
+def temperature_k(velocities: np.ndarray, masses: np.ndarray) -> float:
+    """Kinetic temperature (K) with 3N − 3 degrees of freedom (LAMMPS ``compute temp``)."""
+    dof = max(3 * len(masses) - 3, 1)
+    return 2.0 * kinetic_energy_ev(velocities, masses) / (dof * KB_EV_PER_K)

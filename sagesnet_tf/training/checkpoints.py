@@ -1,0 +1,71 @@
+"""Checkpoints of a training run, so ``--resume`` continues exactly where a killed run stopped.
+
+A checkpoint (``RUN/checkpoints/ckpt-N``, written by :class:`tf.train.CheckpointManager`) holds:
+the model variables, every stage's optimizer (slots and iteration counters, hence learning-rate
+schedule position), the :class:`RunState` counters (global step, stage index, step inside the
+stage), the random generator used for input noise and resampling, the data iterator's position
+(tf.data iterator state) and the oversampling buffer of badly reconstructed windows.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from sagesnet_tf.errors import SagesnetError
+
+
+class RunState(tf.Module):
+    """Where the run is in its schedule: scalar int64 variables ``step``, ``stage_index``, ``stage_step``."""
+
+    def __init__(self):
+        super().__init__(name="run_state")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.stage_index = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_index")
+        self.stage_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_step")
+
+
+class Checkpointer:
+    """Saves and restores every tracked object of a run.
+
+    Args:
+        directory: where checkpoints go (``RUN/checkpoints``; a scratch dir on non-chief workers).
+        keep: checkpoints kept on disk.
+        state: the run's :class:`RunState`.
+        **objects: trackables to save (model, optimizers, rng, iterator, buffers).
+    """
+
+    def __init__(self, directory: str, keep: int, state: RunState, **objects):
+        self.state = state
+        self.checkpoint = tf.train.Checkpoint(state=state, **objects)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep,
+                                                  step_counter=state.step)
+
+    @property
+    def latest(self) -> str | None:
+        """Path prefix of the newest checkpoint, or None."""
+        return self.manager.latest_checkpoint
+
+    def restore_latest(self) -> bool:
+        """Restore the newest checkpoint; False when there is none (a fresh start)."""
+        path = self.manager.latest_checkpoint
+        if path is None:
+            return False
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, tf.errors.OpError, ValueError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SagesnetError(
+                f"checkpoint {path} does not match this run's model/config ({first}); "
+                "resume with the same config or start a new run directory") from None
+        return True
+
+    def save(self) -> str:
+        """Write a checkpoint numbered by the global step; returns its path prefix."""
+        return self.manager.save(checkpoint_number=int(self.state.step.numpy()))
+
+
+def scratch_dir(run_dir: str, task_index: int) -> str:
+    """Checkpoint directory of a non-chief worker (its saves are needed for the collective, then dropped)."""
+    return os.path.join(run_dir, f".worker{task_index}_checkpoints")

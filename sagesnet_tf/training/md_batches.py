@@ -1,0 +1,244 @@
+"""MD windows -> voxelized, normalised model inputs and training targets for :class:`SagesnetModel`.
+
+Shapes: B batch, L window length (frames), N atoms, E environment fields, X/Y/Z cells, S slots,
+F slot features. Units: LAMMPS ``metal`` (Å, ps, Å/ps, eV, bar).
+
+A *window* is L consecutive recorded frames of one trajectory (one record stride apart = one
+model step Δ). :class:`MDWindows` holds the frames of several trajectories in memory and draws
+batches of windows as plain arrays:
+
+- ``positions`` (B, L, N, 3) Å, **unwrapped** along the window (frame k = frame 0 + the sum of
+  minimum-image displacements), so ``positions[:, k] - positions[:, 0]`` is the true motion.
+- ``velocities`` (B, L, N, 3) Å/ps.
+- ``species`` (B, N) int32, index into the model's elements.
+- ``box`` (B, 3) Å, orthorhombic box lengths at frame 0 (origin 0).
+- ``env`` (B, E) float32, the environment of frame 0 normalised by :data:`ENV_SCALES`.
+- ``stress`` (B, N, 6) bar·Å³, per-atom stress × volume at frame 0.
+
+:func:`voxelize_batch` turns positions/velocities into the model's atom grid inside the graph
+(so the unrolled stage can re-voxelize its own predictions), padding the open axis to a fixed
+number of cells so that a batch stacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from sagesnet_tf.atoms import MASSES
+from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.grid import gather_atom_features, voxelize
+from sagesnet_tf.pipelines import reader
+from sagesnet_tf.trajectory import Trajectory
+
+#: Fixed scale of each environment field: the model sees value / scale (E,) (a constant, not a
+#: dataset statistic, so that exported models and every dataset agree).
+ENV_SCALES: dict[str, float] = {"temperature_K": 1000.0, "pressure_bar": 1.0e4,
+                                "strain_rate_per_ps": 0.01, "strain": 0.1}
+
+#: 1 g/mol·Å²/ps² in eV.
+AMU_A2_PS2_EV = 1.0364269e-4
+#: Boltzmann constant, eV/K.
+KB_EV = 8.617333262e-5
+
+
+def normalise_env(env, env_fields) -> np.ndarray:
+    """(..., E) raw environment (units in the field names) -> (..., E) float32 model input."""
+    scales = np.array([ENV_SCALES.get(f, 1.0) for f in env_fields], dtype=np.float32)
+    return (np.asarray(env, dtype=np.float32) / scales).astype(np.float32)
+
+
+def minimum_image(delta: np.ndarray, box: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """(..., 3) displacement Å -> its minimum image in an orthorhombic box (3,) Å, periodic axes only."""
+    wrapped = delta - box * np.round(delta / box)
+    return np.where(pbc, wrapped, delta)
+
+
+def dataset_dirs(data_dir: str, names: list[str] | None = None) -> list[str]:
+    """The md dataset dirs under ``data_dir``: itself if it holds ``metadata.json``, else its
+    subdirectories that do (only ``names`` when given, in that order)."""
+    if os.path.isfile(os.path.join(data_dir, "metadata.json")):
+        return [data_dir]
+    if not os.path.isdir(data_dir):
+        raise SagesnetError(f"data directory {data_dir} does not exist; pass the dir written by `sagesnet-tf generate md`")
+    if names:
+        dirs = [os.path.join(data_dir, n) for n in names]
+        missing = [d for d in dirs if not os.path.isfile(os.path.join(d, "metadata.json"))]
+        if missing:
+            raise SagesnetError(f"dataset {missing[0]} has no metadata.json; generate it or drop it from data.datasets")
+        return dirs
+    dirs = sorted(os.path.join(data_dir, n) for n in os.listdir(data_dir)
+                  if os.path.isfile(os.path.join(data_dir, n, "metadata.json")))
+    if not dirs:
+        raise SagesnetError(f"{data_dir} holds no md dataset (no metadata.json in it or its subdirectories)")
+    return dirs
+
+
+def load_statistics(data_dir: str) -> dict:
+    """The normalisation statistics (metadata.json ``statistics``) of one md dataset."""
+    meta = reader.load_metadata(data_dir)
+    if meta.get("kind") != "md":
+        raise SagesnetError(f"{data_dir} holds a {meta.get('kind')!r} dataset; MD training needs `generate md` data")
+    return meta["statistics"]
+
+
+@dataclasses.dataclass
+class Segment:
+    """Frames [start, stop) of one trajectory, the unit of the train/validation split."""
+
+    trajectory: Trajectory
+    start: int
+    stop: int
+    name: str = ""
+
+
+class MDWindows:
+    """Random windows of L frames drawn from trajectory segments (all with the same atoms).
+
+    Args:
+        segments: :class:`Segment` list; each needs at least L frames and an orthorhombic,
+            constant box (NVT/NVE data; boxes that change within a segment are refused).
+        length: L, frames per window.
+        elements: the model's element symbols (species index order).
+    """
+
+    def __init__(self, segments: list[Segment], length: int, elements):
+        self.length = int(length)
+        self.elements = tuple(elements)
+        if not segments:
+            raise SagesnetError("no trajectory segments to draw windows from; check data.datasets")
+        self.segments = []
+        for seg in segments:
+            traj = seg.trajectory
+            if seg.stop - seg.start < self.length:
+                raise SagesnetError(f"segment {seg.name or '?'} has {seg.stop - seg.start} frames; "
+                                    f"windows need {self.length}; use more frames")
+            cells = traj.cell[seg.start:seg.stop]
+            if np.abs(cells - np.diag(np.diag(cells[0]))[None]).max() > 1e-6:
+                raise SagesnetError(f"segment {seg.name or '?'}: the box changes or is triclinic; MD training "
+                                    "takes constant orthorhombic boxes (NVT/NVE data)")
+            unknown = sorted(set(traj.symbols) - set(self.elements))
+            if unknown:
+                raise SagesnetError(f"segment {seg.name or '?'} has element {unknown[0]} the model does not know; "
+                                    f"model.elements is {list(self.elements)}")
+            self.segments.append(seg)
+        first = self.segments[0].trajectory
+        self.n_atoms = first.n_atoms
+        self.pbc = np.asarray(first.pbc, bool)
+        self.env_fields = tuple(first.env_fields)
+        self.masses = np.array([MASSES[s] for s in first.symbols], np.float32)
+        self._starts = np.concatenate([[0], np.cumsum([s.stop - s.start - self.length + 1 for s in self.segments])])
+
+    @property
+    def n_windows(self) -> int:
+        """How many distinct windows the segments hold."""
+        return int(self._starts[-1])
+
+    def window(self, index: int) -> dict[str, np.ndarray]:
+        """Window ``index`` in [0, n_windows) as unbatched arrays (see module docstring)."""
+        seg_i = int(np.searchsorted(self._starts, index, side="right") - 1)
+        seg = self.segments[seg_i]
+        traj = seg.trajectory
+        t0 = seg.start + index - int(self._starts[seg_i])
+        box = np.diag(traj.cell[t0]).astype(np.float64)
+        raw = traj.positions[t0:t0 + self.length]
+        steps = minimum_image(np.diff(raw, axis=0), box, self.pbc)
+        pos = np.concatenate([raw[:1], raw[:1] + np.cumsum(steps, axis=0)], axis=0)
+        return {
+            "positions": pos.astype(np.float32),
+            "velocities": traj.velocities[t0:t0 + self.length].astype(np.float32),
+            "species": np.array([self.elements.index(s) for s in traj.symbols], np.int32),
+            "box": box.astype(np.float32),
+            "env": normalise_env(traj.environment[t0], traj.env_fields),
+            "stress": traj.stress[t0].astype(np.float32),
+        }
+
+    def batch(self, indices) -> dict[str, np.ndarray]:
+        """Windows ``indices`` stacked along a new batch axis B."""
+        items = [self.window(int(i)) for i in indices]
+        return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
+        """A batch of ``batch_size`` windows drawn uniformly with ``rng``."""
+        return self.batch(rng.integers(0, self.n_windows, size=batch_size))
+
+    def open_axis_cells(self, h: float, margin_cells: int = 1) -> int:
+        """Cells the atom grid needs along the (single) non-periodic axis for every frame, + 1 spare."""
+        open_axes = np.flatnonzero(~self.pbc)
+        if len(open_axes) == 0:
+            return 0
+        worst = 0.0
+        for seg in self.segments:
+            p = seg.trajectory.positions[seg.start:seg.stop][..., open_axes]
+            worst = max(worst, float((p.max(axis=1) - p.min(axis=1)).max()))
+        return int(np.floor(worst / h)) + 1 + 2 * margin_cells + 1
+
+
+def voxelize_batch(positions, velocities, species, box, pbc, h: float, slots: int, n_elements: int,
+                   velocity_scale: float, open_cells: int | None) -> dict[str, tf.Tensor]:
+    """Voxelize each structure of a batch (static B) and stack (TF ops, differentiable in offsets).
+
+    Args:
+        positions: (B, N, 3) Å (unwrapped is fine; periodic axes wrap).
+        velocities: (B, N, 3) Å/ps. species: (B, N) int. box: (B, 3) Å. pbc: (3,) bool numpy.
+        h, slots, n_elements, velocity_scale: the model config's.
+        open_cells: pad the non-periodic axis to this many cells (None: no padding, B must be 1
+            or all grids the same shape).
+
+    Returns:
+        dict ``atom_grid`` (B, X, Y, Z, S, F), ``assignment`` (B, N, 4) int32, ``atom_features``
+        (B, N, F), ``positions``, ``velocities``, ``species`` (the atoms_state of
+        :meth:`SagesnetModel.decode_atoms`).
+    """
+    grids, assignments = [], []
+    open_axes = [i for i in range(3) if not pbc[i]]
+    for b in range(positions.shape[0]):
+        vg = voxelize(positions[b], velocities[b], species[b], box[b], tf.zeros(3), pbc, h, slots,
+                      n_elements, velocity_scale)
+        grid = vg.atom_grid
+        if open_cells:
+            pads = [[0, 0]] * 5
+            for ax in open_axes:
+                extra = open_cells - tf.shape(grid)[ax]
+                tf.debugging.assert_non_negative(
+                    extra, message="voxelize_batch: structure is thicker than the open-axis cells the batch allows")
+                pads[ax] = [0, extra]
+            grid = tf.pad(grid, pads)
+        grids.append(grid)
+        assignments.append(vg.assignment)
+    atom_grid = tf.stack(grids)
+    assignment = tf.stack(assignments)
+    return {"atom_grid": atom_grid, "assignment": assignment,
+            "atom_features": gather_atom_features(atom_grid, assignment),
+            "positions": tf.cast(positions, tf.float32), "velocities": tf.cast(velocities, tf.float32),
+            "species": tf.cast(species, tf.int32)}
+
+
+def cell_targets(assignment, masses, velocities, stress, grid_shape) -> dict[str, tf.Tensor]:
+    """Per-cell sums of per-atom quantities: the targets of the stress and kinetic-energy heads.
+
+    Args:
+        assignment: (B, N, 4) int32. masses: (N,) g/mol. velocities: (B, N, 3) Å/ps.
+        stress: (B, N, 6) bar·Å³. grid_shape: (3,) int32 tensor (X, Y, Z).
+
+    Returns:
+        ``stress`` (B, X, Y, Z, 6) bar·Å³, ``kinetic_energy`` (B, X, Y, Z) eV.
+    """
+    b = tf.shape(assignment)[0]
+    n = tf.shape(assignment)[1]
+    batch_index = tf.tile(tf.range(b)[:, None, None], [1, n, 1])
+    index = tf.concat([batch_index, assignment[..., :3]], axis=-1)
+    ke = 0.5 * tf.constant(masses, tf.float32)[None] * tf.reduce_sum(tf.square(velocities), -1) * AMU_A2_PS2_EV
+    shape = tf.concat([[b], tf.cast(grid_shape, tf.int32)], 0)
+    return {"stress": tf.scatter_nd(index, tf.cast(stress, tf.float32), tf.concat([shape, [6]], 0)),
+            "kinetic_energy": tf.scatter_nd(index, ke, shape)}
+
+
+def temperature_K(velocities: np.ndarray, masses: np.ndarray) -> float:
+    """Kinetic temperature (K) of velocities (N, 3) Å/ps with masses (N,) g/mol (3N degrees of freedom)."""
+    ke = 0.5 * float(np.sum(masses[:, None] * velocities ** 2)) * AMU_A2_PS2_EV
+    return 2.0 * ke / (3.0 * len(masses) * KB_EV)
+

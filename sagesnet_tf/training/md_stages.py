@@ -1,0 +1,568 @@
+"""MD training of the atom model (:class:`~sagesnet_tf.model.SagesnetModel`): config, stages,
+the staged loop, and the held-out evaluation.
+
+Shapes: B batch, L window frames, N atoms, X/Y/Z cells, S slots, D latent width. Units: LAMMPS
+``metal`` (Å, ps, Å/ps, eV, bar). Losses are per example (B,) and unitless: each error is divided
+by a dataset statistic (metadata.json ``statistics``, pooled over the training datasets as the
+root mean square of their standard deviations): σ_d, the per-axis atom displacement over one
+record stride (Å); σ_v, the per-axis velocity (Å/ps); σ_stress, per-atom stress·volume (bar·Å³).
+
+Stages (``kind``), run in file order:
+
+- ``autoencoder``: atom grid at t -> encode -> decode; slot reconstruction: occupancy
+  (binary cross-entropy), element (cross-entropy on occupied slots), offset and velocity (MSE on
+  occupied slots; offsets in voxel units, velocities in units of σ_v), plus the per-cell stress and
+  kinetic-energy heads (MSE of the per-cell sums, in units of σ_stress and of one atom's mean
+  kinetic energy). Trains encoder, slot decoder and heads.
+- ``predictor``: one step Δ (one record stride): encode(t) -> step -> decode_atoms; MSE of the
+  displacement (units σ_d) and of the new velocity (units σ_v) against frame t+Δ. The atom
+  decoder reads each atom's own velocity, so the constant-velocity guess v·Δ is a linear function
+  of its input; the loss counts the error against the true motion, the same figure the
+  constant-velocity baseline is scored on.
+- ``unrolled``: ``unroll`` steps fed back through the atoms (re-voxelized every step, as the
+  simulator does); Gaussian input noise of std ``input_noise``·σ_d on positions and
+  ``input_noise``·σ_v on velocities at the first step (targets stay the true frames, so the model
+  learns to pull drifted states back, GNS-style); loss = mean over the rollout of the predictor's.
+- ``uncertainty``: the per-cell head learns the predictor's per-cell loss (mean over the cell's
+  atoms of the normalised squared displacement error; 0 for empty cells), model frozen otherwise.
+
+Config file (``sagesnet-tf train --config FILE``; the top-level ``kind: md`` selects this trainer)::
+
+    kind: md
+    name: graphene
+    seed: 0
+    model: {...keys of SagesnetConfig...}
+    data: {datasets: [nvt_4.2, ...], batch_size: 4, validation_dataset: nvt_300, validation_from: 0.5}
+    stages: [{kind: autoencoder, steps: 200, learning_rate: 3e-3, final_learning_rate: 1e-3}, ...]
+    checkpoint: {every_steps: 100, keep: 2}
+    validation: {every_steps: 100, batches: 4}
+    evaluation: {onestep_frames: 64, rollout_steps: 200, bond_cutoff: 1.9}
+
+Run directory: ``config.yaml``, ``checkpoints/``, ``metrics.json`` + ``loss_curves.png`` (E's
+:class:`~sagesnet_tf.training.reports.MetricsLog`), ``model.keras`` (trained model),
+``model_info.json`` (what an exporter needs: model config, env fields and scales, Δ, pbc,
+statistics), ``evaluation.json`` + ``rollout.png`` (held-out figures, see :func:`evaluate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import keras
+import matplotlib
+import numpy as np
+import tensorflow as tf
+import yaml
+from tqdm import tqdm
+
+from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.grid import split_slot_features
+from sagesnet_tf.md.run import write_json
+from sagesnet_tf.model import SagesnetConfig, SagesnetModel
+from sagesnet_tf.pipelines import reader
+from sagesnet_tf.training import md_batches
+from sagesnet_tf.training.checkpoints import Checkpointer, RunState
+from sagesnet_tf.training.config import CheckpointConfig, ValidationConfig, _build, _field
+from sagesnet_tf.training.losses import mean_squared
+from sagesnet_tf.training.reports import MetricsLog
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+#: Stage kinds of the MD trainer, in their usual order.
+MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "predictor", "unrolled", "uncertainty")
+
+
+@dataclasses.dataclass
+class MDDataConfig:
+    """Which datasets under ``--data`` are used and how validation is held out."""
+
+    datasets: list = _field([], "dataset subdirectories of --data to train on (default: all with metadata.json)")
+    batch_size: int = _field(4, "windows per batch", min=1)
+    validation_dataset: str = _field("", "dataset whose frames from validation_from on are held out (default: the last)")
+    validation_from: float = _field(0.5, "fraction of the validation dataset's frames used for training", min=0.0, max=0.95)
+
+
+@dataclasses.dataclass
+class MDStageConfig:
+    """One MD stage."""
+
+    kind: str = _field("predictor", "stage kind: " + ", ".join(MD_STAGE_KINDS), choices=MD_STAGE_KINDS)
+    name: str = _field("", "label in logs and metrics (default: kind)")
+    steps: int = _field(200, "optimizer steps", min=1)
+    learning_rate: float = _field(3e-3, "Adam learning rate at the start", min=0.0, exclusive_min=True)
+    final_learning_rate: float = _field(1e-3, "learning rate at the end (exponential decay)", min=0.0, exclusive_min=True)
+    unroll: int = _field(1, "unrolled stage: model steps per example", min=1)
+    input_noise: float = _field(0.0, "unrolled stage: input noise std in units of σ_d (positions) and σ_v (velocities)", min=0.0)
+
+
+@dataclasses.dataclass
+class MDEvaluationConfig:
+    """Held-out evaluation after training."""
+
+    onestep_frames: int = _field(64, "held-out frames scored for one-step RMSE", min=1)
+    rollout_steps: int = _field(200, "model steps of the held-out rollout", min=1)
+    bond_cutoff: float = _field(1.9, "C–C distance (Å) below which an initial bond counts as kept", min=0.0, exclusive_min=True)
+
+
+@dataclasses.dataclass
+class MDTrainConfig:
+    """A whole MD training run."""
+
+    kind: str = _field("md", "trainer: 'md' (atom model on MD data)", choices=("md",))
+    name: str = _field("md", "run name")
+    seed: int = _field(0, "seed of init, data order and noise", min=0)
+    log_every: int = _field(20, "log training metrics every N steps", min=1)
+    model: dict = dataclasses.field(default_factory=dict, metadata={"help": "keys of SagesnetConfig", "model": True})
+    data: MDDataConfig = dataclasses.field(default_factory=MDDataConfig, metadata={"help": "data"})
+    stages: list = dataclasses.field(default_factory=list, metadata={"help": "stages", "item": MDStageConfig})
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig, metadata={"help": "checkpoints"})
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig, metadata={"help": "validation"})
+    evaluation: MDEvaluationConfig = dataclasses.field(default_factory=MDEvaluationConfig, metadata={"help": "evaluation"})
+
+    @property
+    def model_config(self) -> SagesnetConfig:
+        return SagesnetConfig.from_dict(self.model)
+
+    @property
+    def window_length(self) -> int:
+        """Frames per window: the current frame plus the longest unroll."""
+        return 1 + max(s.unroll if s.kind == "unrolled" else 1 for s in self.stages)
+
+
+def is_md_config(path: str) -> bool:
+    """True when the config file at ``path`` selects this trainer (top-level ``kind: md``)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError):
+        return False  # the regular loader reports the problem
+    return isinstance(data, dict) and data.get("kind") == "md"
+
+
+def md_config_from_dict(data: dict) -> MDTrainConfig:
+    """Validate a mapping into :class:`MDTrainConfig` (one-line SagesnetError on bad input)."""
+    cfg = _build(MDTrainConfig, data, "")
+    try:
+        cfg.model_config
+    except TypeError as exc:
+        raise SagesnetError(f"config section 'model' has a bad value ({exc}); use keys of SagesnetConfig") from None
+    if not cfg.stages:
+        raise SagesnetError("config has no 'stages'; add e.g. stages: [{kind: predictor, steps: 200}]")
+    names = []
+    for s in cfg.stages:
+        s.name = s.name or (s.kind if s.kind not in [t.kind for t in cfg.stages[:len(names)]] else f"{s.kind}{len(names)}")
+        names.append(s.name)
+        if s.final_learning_rate > s.learning_rate:
+            raise SagesnetError(f"stage '{s.name}': final_learning_rate exceeds learning_rate; lower it")
+    if len(set(names)) != len(names):
+        raise SagesnetError(f"stage names must be unique, got {names}; rename the repeated stage")
+    kinds = [s.kind for s in cfg.stages]
+    if "uncertainty" in kinds and "predictor" not in kinds[:kinds.index("uncertainty")]:
+        raise SagesnetError("stage 'uncertainty' needs a 'predictor' stage before it; add one")
+    return cfg
+
+
+def load_md_config(path: str) -> MDTrainConfig:
+    """Read and validate a YAML/JSON MD run config."""
+    if not os.path.isfile(path):
+        raise SagesnetError(f"config file {path} does not exist; pass an existing YAML file with --config")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise SagesnetError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    return md_config_from_dict(data or {})
+
+
+# ------------------------------------------------------------------------------------- data
+@dataclasses.dataclass
+class MDData:
+    """Training and validation windows plus the normalisation scales (see module docstring)."""
+
+    train: md_batches.MDWindows
+    validation: md_batches.MDWindows
+    sigma_d: float
+    sigma_v: float
+    sigma_stress: np.ndarray
+    record_stride: int
+    dt_fs: float
+
+
+def load_md_data(data_dir: str, cfg: MDTrainConfig) -> MDData:
+    """Read the datasets, split off validation (the last part of ``validation_dataset``), pool stats."""
+    dirs = md_batches.dataset_dirs(data_dir, cfg.data.datasets or None)
+    names = [os.path.basename(os.path.normpath(d)) for d in dirs]
+    val_name = cfg.data.validation_dataset or names[-1]
+    if val_name not in names:
+        raise SagesnetError(f"data.validation_dataset {val_name!r} is not among the datasets {names}; pick one of them")
+    length = cfg.window_length
+    train_segs, val_segs, stats, strides, dts = [], [], [], set(), set()
+    for d, name in zip(dirs, names):
+        meta = reader.load_metadata(d)
+        if meta.get("kind") != "md":
+            raise SagesnetError(f"{d} holds a {meta.get('kind')!r} dataset; MD training needs `generate md` data")
+        stats.append(meta["statistics"])
+        strides.add(int(meta["record_stride_steps"]))
+        dts.add(float(meta["dt_fs"]))
+        for traj in reader.read_trajectories(d):
+            if name == val_name:
+                cut = int(round(cfg.data.validation_from * traj.n_frames))
+                if cut >= length:
+                    train_segs.append(md_batches.Segment(traj, 0, cut, f"{name}[:{cut}]"))
+                val_segs.append(md_batches.Segment(traj, cut, traj.n_frames, f"{name}[{cut}:]"))
+            else:
+                train_segs.append(md_batches.Segment(traj, 0, traj.n_frames, name))
+    if len(strides) != 1 or len(dts) != 1:
+        raise SagesnetError(f"datasets mix record strides {sorted(strides)} or timesteps {sorted(dts)}; train on one Δ")
+    elements = cfg.model_config.elements
+
+    def pooled(key):
+        return float(np.sqrt(np.mean([np.mean(np.square(s[key]["std"])) for s in stats])))
+
+    sigma_stress = np.sqrt(np.mean([np.square(s["stress"]["std"]) for s in stats], axis=0))
+    return MDData(md_batches.MDWindows(train_segs, length, elements), md_batches.MDWindows(val_segs, length, elements),
+                  pooled("displacements"), pooled("velocities"), np.maximum(sigma_stress, 1.0).astype(np.float32),
+                  strides.pop(), dts.pop())
+
+
+# ----------------------------------------------------------------------------------- stages
+def stage_layers(model: SagesnetModel, kind: str) -> list:
+    """The sublayers whose variables stage ``kind`` trains."""
+    if kind == "autoencoder":
+        return [model.encoder, model.decoder, model.heads]
+    if kind == "uncertainty":
+        return [model.uncertainty]
+    dyn = [model.encoder, model.predictor, model.virtual, model.atom_virtual, model.atom_decoder]
+    return dyn + ([model.env_conv] if model.env_conv is not None else [])
+
+
+class MDStageRunner:
+    """Per-example losses of the MD stages for one model and dataset (see module docstring).
+
+    Args:
+        model: a built :class:`SagesnetModel`.
+        data: :class:`MDData` (scales, pbc, atom masses).
+        open_cells: cells along the open axis every batch is padded to.
+    """
+
+    def __init__(self, model: SagesnetModel, data: MDData, open_cells: int):
+        self.model, self.data, self.open_cells = model, data, open_cells
+        c = model.config
+        self.pbc = data.train.pbc
+        self.n_el = len(c.elements)
+        self.sigma_d, self.sigma_v = data.sigma_d, data.sigma_v
+        self.masses = data.train.masses
+        kt = 0.5 * float(np.mean(self.masses)) * 3 * self.sigma_v ** 2 * md_batches.AMU_A2_PS2_EV
+        self.sigma_ke = max(kt, 1e-6)
+
+    def inputs(self, positions, velocities, species, box):
+        """atoms_state + atom_grid of a batch (see :func:`md_batches.voxelize_batch`)."""
+        c = self.model.config
+        return md_batches.voxelize_batch(positions, velocities, species, box, self.pbc, c.h, c.slots,
+                                         self.n_el, c.velocity_scale, self.open_cells)
+
+    def one_step(self, positions, velocities, species, box, env):
+        """One model step Δ: returns (decode_atoms dict, z (B,X,Y,Z,D), inputs dict)."""
+        inp = self.inputs(positions, velocities, species, box)
+        z = self.model.encode(inp["atom_grid"])
+        out = self.model.decode_atoms(self.model.step(z, env), inp)
+        return out, z, inp
+
+    def step_errors(self, out, positions_next, velocities_next):
+        """Per-example normalised squared errors (B,) of displacement/position and velocity."""
+        pos = mean_squared(out["positions"], positions_next, self.sigma_d)
+        vel = mean_squared(out["velocities"], velocities_next, self.sigma_v)
+        return pos, vel
+
+    def loss(self, kind: str, batch: dict, noise: tf.Tensor | None, unroll: int = 1):
+        """(per-example loss (B,), dict of per-example metrics (B,)) of stage ``kind``."""
+        p, v, sp, box, env = (batch["positions"], batch["velocities"], batch["species"], batch["box"], batch["env"])
+        if kind == "autoencoder":
+            return self._autoencoder(p[:, 0], v[:, 0], sp, box, batch["stress"])
+        if kind == "uncertainty":
+            out, z, inp = self.one_step(p[:, 0], v[:, 0], sp, box, env)
+            per_atom = tf.reduce_mean(tf.square((out["positions"] - p[:, 1]) / self.sigma_d), -1)  # (B,N)
+            b_index = tf.tile(tf.range(tf.shape(per_atom)[0])[:, None, None], [1, tf.shape(per_atom)[1], 1])
+            index = tf.concat([b_index, inp["assignment"][..., :3]], -1)
+            shape = tf.shape(z)[:4]
+            total = tf.scatter_nd(index, per_atom, shape)
+            count = tf.scatter_nd(index, tf.ones_like(per_atom), shape)
+            target = tf.stop_gradient(tf.math.divide_no_nan(total, count))
+            pred = self.model.predict_uncertainty(tf.stop_gradient(z), env)
+            per_ex = mean_squared(pred, target)
+            return per_ex, {"loss": per_ex, "mean_target": tf.reduce_mean(target, [1, 2, 3])}
+        if noise is not None:
+            p0, v0 = p[:, 0] + noise[..., :3] * self.sigma_d, v[:, 0] + noise[..., 3:] * self.sigma_v
+        else:
+            p0, v0 = p[:, 0], v[:, 0]
+        steps = 1 if kind == "predictor" else unroll
+        total_pos, total_vel = 0.0, 0.0
+        first_rmse = None
+        for k in range(1, steps + 1):
+            out, _, _ = self.one_step(p0, v0, sp, box, env)
+            pos_err, vel_err = self.step_errors(out, p[:, k], v[:, k])
+            total_pos, total_vel = total_pos + pos_err, total_vel + vel_err
+            if first_rmse is None:
+                first_rmse = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(out["positions"] - p[:, 1]), -1), -1))
+            p0, v0 = out["positions"], out["velocities"]
+        pos_loss, vel_loss = total_pos / steps, total_vel / steps
+        per_ex = pos_loss + vel_loss
+        baseline = p[:, 0] + v[:, 0] * self.model.config.delta_ps
+        base_rmse = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(baseline - p[:, 1]), -1), -1))
+        return per_ex, {"loss": per_ex, "position_loss": pos_loss, "velocity_loss": vel_loss,
+                        "onestep_rmse_A": first_rmse, "const_velocity_rmse_A": base_rmse}
+
+    def _autoencoder(self, positions, velocities, species, box, stress):
+        inp = self.inputs(positions, velocities, species, box)
+        grid = inp["atom_grid"]
+        z = self.model.encode(grid)
+        dec = self.model.decode(z)
+        target = split_slot_features(grid, self.n_el)
+        occ = target["occupancy"]                                                   # (B,X,Y,Z,S)
+        bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=occ, logits=dec["occupancy_logits"])
+        ce = tf.nn.softmax_cross_entropy_with_logits(labels=target["species_onehot"], logits=dec["element_logits"])
+        n_occ = tf.maximum(tf.reduce_sum(occ, [1, 2, 3, 4]), 1.0)
+
+        def masked(err):  # (B,X,Y,Z,S) -> (B,) mean over occupied slots
+            return tf.reduce_sum(err * occ, [1, 2, 3, 4]) / n_occ
+
+        offset = masked(tf.reduce_mean(tf.square(dec["offsets"] - target["offsets"]), -1) / (1.0 / 12.0))
+        vscale = self.model.config.velocity_scale / self.sigma_v
+        vel = masked(tf.reduce_mean(tf.square((dec["velocities"] - target["velocities"]) * vscale), -1))
+        occupancy = tf.reduce_mean(bce, [1, 2, 3, 4])
+        element = masked(ce)
+        cells = md_batches.cell_targets(inp["assignment"], self.masses, velocities, stress, tf.shape(grid)[1:4])
+        props = self.model.cell_properties(z)
+        stress_l = mean_squared(props["stress"], cells["stress"], tf.constant(self.data.sigma_stress))
+        ke_l = mean_squared(props["kinetic_energy"], cells["kinetic_energy"], self.sigma_ke)
+        per_ex = occupancy + element + offset + vel + stress_l + ke_l
+        return per_ex, {"loss": per_ex, "occupancy": occupancy, "element": element, "offset": offset,
+                        "velocity": vel, "stress": stress_l, "kinetic_energy": ke_l}
+
+
+def _to_tensors(batch: dict) -> dict:
+    return {k: tf.constant(v) for k, v in batch.items()}
+
+
+# ------------------------------------------------------------------------------------- loop
+def _stage_functions(runner: MDStageRunner, s: MDStageConfig, opt, variables):
+    """tf.functions (train_step(batch, noise), eval_step(batch)) of stage ``s``; both return batch means."""
+
+    @tf.function(reduce_retracing=True)
+    def train_step(batch, noise):
+        with tf.GradientTape() as tape:
+            per_ex, mets = runner.loss(s.kind, batch, noise, s.unroll)
+            loss = tf.reduce_mean(per_ex)
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {k: tf.reduce_mean(v) for k, v in mets.items()}
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(batch):
+        return {k: tf.reduce_mean(v) for k, v in runner.loss(s.kind, batch, None, s.unroll)[1].items()}
+
+    return train_step, eval_step
+
+
+def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = False, progress: bool = True) -> dict:
+    """Run the MD stages of ``cfg`` on ``data_dir``, write the run dir and the held-out evaluation.
+
+    Returns the metrics dict (``metrics.json`` content; ``summary`` holds the evaluation figures).
+    """
+    data = load_md_data(data_dir, cfg)
+    mcfg = cfg.model_config
+    if mcfg.delta_steps != data.record_stride or abs(mcfg.md_dt_fs - data.dt_fs) > 1e-9:
+        raise SagesnetError(f"model.delta_steps {mcfg.delta_steps} / md_dt_fs {mcfg.md_dt_fs} differ from the data's "
+                            f"record stride {data.record_stride} / dt {data.dt_fs} fs; set them equal (Δ = one record)")
+    expected = tuple("periodic" if p else "open" for p in data.train.pbc)
+    if tuple(mcfg.boundary) != expected:
+        raise SagesnetError(f"model.boundary {list(mcfg.boundary)} does not match the data's pbc; use {list(expected)}")
+    if tuple(mcfg.env_fields) != data.train.env_fields:
+        raise SagesnetError(f"model.env_fields must be the data's {list(data.train.env_fields)}")
+    os.makedirs(run_dir, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    model = SagesnetModel(mcfg)
+    model.build()
+    open_cells = max(data.train.open_axis_cells(mcfg.h), data.validation.open_axis_cells(mcfg.h))
+    runner = MDStageRunner(model, data, open_cells)
+    optimizers = {}
+    for s in cfg.stages:
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            s.learning_rate, s.steps, s.final_learning_rate / s.learning_rate)
+        optimizers[s.name] = keras.optimizers.Adam(schedule)
+    state = RunState()
+    checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), cfg.checkpoint.keep, state,
+                                model=model, optimizers=optimizers)
+    metrics = MetricsLog(run_dir, cfg.name, [s.name for s in cfg.stages])
+    if resume and checkpointer.restore_latest():
+        metrics.load(int(state.step.numpy()))
+    with open(os.path.join(run_dir, "config.yaml.tmp"), "w", encoding="utf-8") as fh:
+        yaml.safe_dump({**dataclasses.asdict(cfg), "model": mcfg.to_dict()}, fh, sort_keys=False)
+    os.replace(os.path.join(run_dir, "config.yaml.tmp"), os.path.join(run_dir, "config.yaml"))
+
+    val_batches = [_to_tensors(data.validation.sample(np.random.default_rng([cfg.seed, 999_999, j]), cfg.data.batch_size))
+                   for j in range(cfg.validation.batches)]
+    total = sum(s.steps for s in cfg.stages)
+    bar = tqdm(total=total, initial=int(state.step.numpy()), disable=not progress, unit="step")
+    start = time.time()
+    for index, s in enumerate(cfg.stages):
+        if index < int(state.stage_index.numpy()):
+            continue
+        variables = [v for layer in stage_layers(model, s.kind) for v in layer.trainable_variables]
+        opt = optimizers[s.name]
+
+        opt.build(variables)
+        train_step, eval_step = _stage_functions(runner, s, opt, variables)
+        bar.set_description(f"{cfg.name}:{s.name}")
+        while int(state.stage_step.numpy()) < s.steps:
+            step = int(state.step.numpy())
+            rng = np.random.default_rng([cfg.seed, step])
+            batch = _to_tensors(data.train.sample(rng, cfg.data.batch_size))
+            noise = None
+            if s.kind == "unrolled" and s.input_noise > 0:
+                noise = tf.constant(rng.normal(0.0, s.input_noise, (cfg.data.batch_size, data.train.n_atoms, 6)),
+                                    tf.float32)
+            means = train_step(batch, noise)
+            state.step.assign_add(1)
+            state.stage_step.assign_add(1)
+            step, stage_step = step + 1, int(state.stage_step.numpy())
+            bar.update(1)
+            last = stage_step == s.steps
+            if step % cfg.log_every == 0 or last:
+                values = {k: float(v) for k, v in means.items()}
+                metrics.record(s.name, step, stage_step, "train", values)
+                bar.set_postfix(loss=f"{values['loss']:.3g}")
+            if step % cfg.validation.every_steps == 0 or last:
+                vals = [eval_step(b) for b in val_batches]
+                metrics.record(s.name, step, stage_step, "validation",
+                               {k: float(np.mean([v[k] for v in vals])) for k in vals[0]})
+                metrics.write()
+            if last:
+                state.stage_index.assign_add(1)
+                state.stage_step.assign(0)
+            if step % cfg.checkpoint.every_steps == 0 or last:
+                checkpointer.save()
+            if last:
+                break
+    bar.close()
+    model.save(os.path.join(run_dir, "model.keras.tmp.keras"))
+    os.replace(os.path.join(run_dir, "model.keras.tmp.keras"), os.path.join(run_dir, "model.keras"))
+    write_json(os.path.join(run_dir, "model_info.json"), {
+        "model_config": mcfg.to_dict(), "env_fields": list(mcfg.env_fields),
+        "env_scales": {f: md_batches.ENV_SCALES.get(f, 1.0) for f in mcfg.env_fields},
+        "delta_ps": mcfg.delta_ps, "pbc": data.train.pbc.tolist(), "open_axis_cells": open_cells,
+        "statistics": {"sigma_displacement_A": data.sigma_d, "sigma_velocity_A_per_ps": data.sigma_v,
+                       "sigma_stress_bar_A3": data.sigma_stress.tolist()}})
+    figures = evaluate(runner, data.validation, cfg.evaluation, run_dir, progress)
+    metrics.summarize(wall_seconds_last_session=round(time.time() - start, 1), total_steps=total, evaluation=figures)
+    metrics.write()
+    return metrics.data
+
+
+# ------------------------------------------------------------------------------- evaluation
+def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEvaluationConfig, run_dir: str,
+             progress: bool = True) -> dict:
+    """Held-out figures, written to ``RUN/evaluation.json`` and ``RUN/rollout.png``.
+
+    - one-step position RMSE (Å, root mean squared 3-D error per atom) of the model and of the
+      constant-velocity extrapolation r + v·Δ, over ``onestep_frames`` evenly spaced windows;
+    - a rollout of ``rollout_steps`` model steps from the first held-out frame (atoms
+      re-voxelized every step): atoms kept, fraction of the initial C–C bonds (< bond_cutoff Å,
+      minimum image) still shorter than bond_cutoff, kinetic temperature against the target
+      and the MD's own temperature over the held-out frames.
+    """
+    model = runner.model
+    delta = model.config.delta_ps
+    idx = np.linspace(0, held_out.n_windows - 1, min(ecfg.onestep_frames, held_out.n_windows)).astype(int)
+    sq_model, sq_base = [], []
+    step_fn = tf.function(lambda p, v, s, b, e: runner.one_step(p, v, s, b, e)[0], reduce_retracing=True)
+    for i in idx:
+        w = held_out.batch([i])
+        out = step_fn(w["positions"][:, 0], w["velocities"][:, 0], w["species"], w["box"], w["env"])
+        true = w["positions"][0, 1]
+        sq_model.append(np.sum((out["positions"].numpy()[0] - true) ** 2, -1).mean())
+        sq_base.append(np.sum((w["positions"][0, 0] + w["velocities"][0, 0] * delta - true) ** 2, -1).mean())
+    onestep = {"model_rmse_A": float(np.sqrt(np.mean(sq_model))),
+               "const_velocity_rmse_A": float(np.sqrt(np.mean(sq_base))), "frames": int(len(idx))}
+
+    w = held_out.window(0)
+    seg = held_out.segments[0]
+    traj = seg.trajectory
+    masses = held_out.masses
+    target_T = float(traj.environment[seg.start, list(traj.env_fields).index("temperature_K")]) \
+        if "temperature_K" in traj.env_fields else float("nan")
+    md_T = [md_batches.temperature_K(v, masses) for v in traj.velocities[seg.start:seg.stop]]
+    box, pbc = w["box"].astype(np.float64), held_out.pbc
+    carbon = np.flatnonzero(w["species"] == list(model.config.elements).index("C"))
+    p0 = w["positions"][0].astype(np.float64)
+    pairs = _bonds(p0[carbon], box, pbc, ecfg.bond_cutoff)
+    single = MDStageRunner(model, runner.data, None)  # one structure: no open-axis padding
+    roll = tf.function(lambda p, v, s, b, e: single.one_step(p, v, s, b, e)[0], reduce_retracing=True)
+    p, v = w["positions"][:1], w["velocities"][:1]
+    species, boxb, env = w["species"][None], w["box"][None], w["env"][None]
+    temps, bonded, completed, failure = [md_batches.temperature_K(v[0], masses)], [1.0], 0, None
+    for _ in tqdm(range(ecfg.rollout_steps), disable=not progress, desc="held-out rollout", unit="step"):
+        try:
+            out = roll(tf.constant(p), tf.constant(v), tf.constant(species), tf.constant(boxb), tf.constant(env))
+        except tf.errors.InvalidArgumentError as err:
+            failure = err.message.splitlines()[0][:200]
+            break
+        p, v = out["positions"].numpy(), out["velocities"].numpy()
+        if not np.all(np.isfinite(p)):
+            failure = "non-finite positions"
+            break
+        completed += 1
+        temps.append(md_batches.temperature_K(v[0], masses))
+        bonded.append(_bond_fraction(p[0].astype(np.float64)[carbon], pairs, box, pbc, ecfg.bond_cutoff))
+    tail = temps[len(temps) // 2:]
+    rollout = {
+        "steps_requested": ecfg.rollout_steps, "steps_completed": completed, "failure": failure,
+        "model_time_ps": completed * delta, "atoms_initial": int(len(w["species"])), "atoms_final": int(p.shape[1]),
+        "atoms_kept": bool(p.shape[1] == len(w["species"])), "initial_cc_bonds": int(len(pairs)),
+        "bonded_fraction_final": float(bonded[-1]), "bonded_fraction_min": float(min(bonded)),
+        "temperature_target_K": target_T, "temperature_md_mean_K": float(np.mean(md_T)),
+        "temperature_model_mean_second_half_K": float(np.mean(tail)), "temperature_model_final_K": float(temps[-1]),
+    }
+    figures = {"held_out": [s.name for s in held_out.segments], "delta_ps": delta, "one_step": onestep,
+               "rollout": rollout}
+    write_json(os.path.join(run_dir, "evaluation.json"), figures)
+    _plot_rollout(os.path.join(run_dir, "rollout.png"), temps, bonded, md_T, target_T, delta)
+    return figures
+
+
+def _bonds(carbon_pos: np.ndarray, box, pbc, cutoff: float) -> np.ndarray:
+    """(M, 2) index pairs of atoms closer than ``cutoff`` Å (minimum image)."""
+    d = md_batches.minimum_image(carbon_pos[:, None] - carbon_pos[None], box, pbc)
+    dist = np.linalg.norm(d, axis=-1)
+    i, j = np.nonzero(np.triu(dist < cutoff, k=1))
+    return np.stack([i, j], 1)
+
+
+def _bond_fraction(carbon_pos: np.ndarray, pairs: np.ndarray, box, pbc, cutoff: float) -> float:
+    """Fraction of ``pairs`` still closer than ``cutoff`` Å."""
+    if len(pairs) == 0:
+        return 1.0
+    d = md_batches.minimum_image(carbon_pos[pairs[:, 0]] - carbon_pos[pairs[:, 1]], box, pbc)
+    return float(np.mean(np.linalg.norm(d, axis=-1) < cutoff))
+
+
+def _plot_rollout(path: str, temps, bonded, md_T, target_T, delta) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
+    t = np.arange(len(temps)) * delta
+    axes[0].plot(t, temps, label="SAGESnet rollout")
+    axes[0].plot(np.arange(len(md_T)) * delta, md_T, alpha=0.6, label="MD (held out)")
+    axes[0].axhline(target_T, color="k", ls="--", lw=0.8, label="target")
+    axes[0].set_xlabel("time (ps)")
+    axes[0].set_ylabel("temperature (K)")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(t, bonded)
+    axes[1].set_ylim(0, 1.05)
+    axes[1].set_xlabel("time (ps)")
+    axes[1].set_ylabel("initial C–C bonds kept")
+    fig.tight_layout()
+    tmp = f"{path}.tmp{os.getpid()}.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,165 @@
+"""Export: TF Serving layout, signatures, metadata, loading in a TensorFlow-only process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.export import METADATA_ASSET, SagesnetServing, build_metadata, export_model
+from sagesnet_tf.io import read_structure
+from sagesnet_tf.model import SagesnetConfig, SagesnetModel
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "graphene.extxyz")
+
+
+def small_model(random: bool) -> SagesnetModel:
+    model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1))
+    model.build()
+    if random:  # non-zero output kernels so that steps change the state
+        rng = np.random.default_rng(0)
+        model.set_weights([rng.normal(0, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
+    return model
+
+
+def request(n_steps=3):
+    atoms = read_structure(EXAMPLE)
+    rng = np.random.default_rng(1)
+    return {"positions": atoms.positions.astype("f4"), "velocities": rng.normal(0, 2, (len(atoms), 3)).astype("f4"),
+            "species": atoms.species_index, "box_lengths": np.diag(atoms.cell).astype("f4"),
+            "box_origin": np.zeros(3, "f4"), "pbc": np.asarray(atoms.pbc, bool),
+            "env": np.array([300, 0, 0.05, 0], "f4"), "n_steps": np.int32(n_steps),
+            "strain_rate_per_ps": np.float32(0.05), "axis": np.int32(0)}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = small_model(random=True)
+    base = tmp_path_factory.mktemp("exp") / "sagesnet_test"
+    path = export_model(model, base)
+    return model, base, path
+
+
+def test_layout_versions_and_metadata(exported, tmp_path):
+    model, base, path = exported
+    assert path == base / "1"
+    assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
+    meta = json.loads((path / "assets" / METADATA_ASSET).read_text())
+    assert meta["elements"] == ["C", "H"] and meta["h"] == model.config.h
+    assert meta["delta_ps"] == pytest.approx(model.config.delta_ps)
+    assert meta["env_fields"] == list(model.config.env_fields)
+    loaded = tf.saved_model.load(str(path))
+    assert json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode()) == meta
+    assert set(loaded.signatures) == {"serving_default", "encode", "step", "decode", "coarsen", "refine", "metadata"}
+    with pytest.raises(SagesnetError, match="already exists"):
+        export_model(model, base, version=1)
+
+
+def test_saved_model_cli_lists_signatures(exported):
+    _, _, path = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    cmd = [cli] if os.path.exists(cli) else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    out = subprocess.run(cmd + ["show", "--dir", str(path), "--all"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in ("serving_default", "encode", "step", "decode", "coarsen", "refine", "metadata"):
+        assert f"signature_def['{name}']" in out.stdout
+
+
+def test_tension_strain_in_graph(exported):
+    model, _, path = exported
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    req = request(n_steps=4)
+    out = fn(**req)
+    expected = 4 * 0.05 * model.config.delta_ps
+    assert float(out["strain"]) == pytest.approx(expected, rel=1e-4)
+    assert float(out["box_lengths"][0]) == pytest.approx(req["box_lengths"][0] * (1 + expected), rel=1e-5)
+    assert out["positions"].shape == req["positions"].shape and out["uncertainty"].shape == (len(req["species"]),)
+    assert not np.allclose(out["positions"].numpy(), req["positions"])  # the random model moves atoms
+
+
+PROBE = textwrap.dedent('''
+    import json, sys, numpy as np, tensorflow as tf
+    assert "sagesnet_tf" not in sys.modules
+    path, req_file, out_file = sys.argv[1:]
+    req = dict(np.load(req_file))
+    m = tf.saved_model.load(path)
+    s = m.signatures
+    res = {}
+    sim = s["serving_default"](**{k: tf.constant(v) for k, v in req.items() if not k.startswith("_")})
+    res.update({"sim_" + k: v.numpy() for k, v in sim.items()})
+    enc = s["encode"](**{k: tf.constant(req[k]) for k in ("positions", "velocities", "species", "box_lengths", "box_origin", "pbc")})
+    res["enc_latent"] = enc["latent"].numpy()
+    st = s["step"](latent=enc["latent"], env=tf.constant(req["env"][None]))
+    res["step_latent"] = st["latent"].numpy()
+    res["dec_stress"] = s["decode"](latent=st["latent"])["stress"].numpy()
+    res["coarse"] = s["coarsen"](window=tf.constant(req["_window"]))["coarse"].numpy()
+    res["refined"] = s["refine"](coarse=tf.constant(res["coarse"]))["window"].numpy()
+    bad = {"rank": dict(req, positions=req["positions"][None]),
+           "nan": dict(req, positions=np.where(np.arange(req["positions"].size).reshape(-1, 3) == 0, np.nan, req["positions"]).astype("f4")),
+           "element": dict(req, species=np.full_like(req["species"], 7)),
+           "steps": dict(req, n_steps=np.int32(-1))}
+    errors = {}
+    for name, r in bad.items():
+        try:
+            s["serving_default"](**{k: tf.constant(v) for k, v in r.items() if not k.startswith("_")})
+            errors[name] = "no error"
+        except tf.errors.InvalidArgumentError as e:
+            errors[name] = "InvalidArgumentError"
+    res["after_errors"] = s["serving_default"](**{k: tf.constant(v) for k, v in req.items() if not k.startswith("_")})["positions"].numpy()
+    np.savez(out_file, **res)
+    print(json.dumps(errors))
+''')
+
+
+def test_tensorflow_only_process_matches_in_process(exported, tmp_path):
+    model, _, path = exported
+    req = request(n_steps=2)
+    rng = np.random.default_rng(2)
+    req["_window"] = rng.normal(size=(1, 2, 4, 4, 2, 8)).astype("f4")
+    np.savez(tmp_path / "req.npz", **req)
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, str(script), str(path), str(tmp_path / "req.npz"), str(tmp_path / "res.npz")],
+                          capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    errors = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert errors == {"rank": "InvalidArgumentError", "nan": "InvalidArgumentError",
+                      "element": "InvalidArgumentError", "steps": "InvalidArgumentError"}
+    res = np.load(tmp_path / "res.npz")
+
+    module = SagesnetServing(model, build_metadata(model.config))
+    call = {k: tf.constant(v) for k, v in req.items() if not k.startswith("_")}
+    sim = module.simulate(**call)
+    for key in ("positions", "velocities", "box_lengths", "uncertainty", "stress", "strain"):
+        np.testing.assert_allclose(res["sim_" + key], sim[key].numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(res["after_errors"], sim["positions"].numpy(), rtol=1e-4, atol=1e-4)
+    enc = module.encode(*[call[k] for k in ("positions", "velocities", "species", "box_lengths", "box_origin", "pbc")])
+    np.testing.assert_allclose(res["enc_latent"], enc["latent"].numpy(), rtol=1e-4, atol=1e-5)
+    z1 = model.step(enc["latent"], tf.constant(req["env"][None]))
+    np.testing.assert_allclose(res["step_latent"], z1.numpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(res["step_latent"], res["enc_latent"])
+    np.testing.assert_allclose(res["dec_stress"], model.cell_properties(z1)["stress"].numpy(), rtol=1e-4, atol=1e-4)
+    coarse = model.coarsen(tf.constant(req["_window"]))
+    np.testing.assert_allclose(res["coarse"], coarse.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(res["refined"], model.refine(coarse).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_export_cli_from_keras_file(tmp_path, capsys):
+    from sagesnet_tf.cli.main import main
+
+    model = small_model(random=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "exp"), "--version", "3"]) == 0
+    assert (tmp_path / "exp" / "3" / "saved_model.pb").is_file()
+    meta = json.loads((tmp_path / "exp" / "3" / "assets" / METADATA_ASSET).read_text())
+    assert meta["training_run"]["run_dir"] == str(run.resolve())
+    assert main(["export", "--run", str(tmp_path / "exp"), "--out", str(tmp_path / "x")]) == 2
+    assert "no .keras model" in capsys.readouterr().err

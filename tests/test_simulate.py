@@ -1,0 +1,107 @@
+"""simulate CLI end to end on examples/graphene.extxyz with small exported models."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from sagesnet_tf.cli.main import main
+from sagesnet_tf.export import export_model
+from sagesnet_tf.io import read_structure
+from sagesnet_tf.io.extxyz import read_extxyz_frames
+from sagesnet_tf.model import SagesnetConfig, SagesnetModel
+from sagesnet_tf.simulate import THERMO_COLUMNS
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "graphene.extxyz")
+
+
+def make_model(weight_std: float) -> SagesnetModel:
+    model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1, coarse_levels=()))
+    model.build()
+    if weight_std:
+        rng = np.random.default_rng(0)
+        model.set_weights([rng.normal(0, weight_std, w.shape).astype(w.dtype) for w in model.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    return {"identity": export_model(make_model(0.0), base / "identity"),
+            "huge": export_model(make_model(3.0), base / "huge")}
+
+
+def read_thermo(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_simulate_steps_writes_outputs(models, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["simulate", "--model", str(models["identity"].parent), "--structure", EXAMPLE, "--steps", "20",
+               "--every", "5", "--temperature", "300", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    rows = read_thermo(out / "thermo.csv")
+    assert tuple(rows[0]) == THERMO_COLUMNS
+    assert [int(r["step"]) for r in rows] == [0, 5, 10, 15, 20]
+    frames = read_extxyz_frames(out / "trajectory.extxyz")
+    start = read_structure(EXAMPLE)
+    assert len(frames) == 5
+    assert all(len(f) == len(start) for f in frames) and all(int(r["n_atoms"]) == len(start) for r in rows)
+    np.testing.assert_array_equal(frames[-1].ids, start.ids)
+    # the untrained model is the identity step: atoms stay put
+    np.testing.assert_allclose(frames[-1].positions, start.positions, atol=1e-4)
+    with open(out / "trajectory.extxyz") as handle:
+        header = [handle.readline(), handle.readline()][1]
+    assert "uncertainty:R:1" in header and "velo:R:3" in header and "units=metal" in header
+    assert (out / "thermo.png").stat().st_size > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["steps_done"] == 20
+
+    # a non-empty --out is refused without --overwrite, accepted with it
+    assert main(["simulate", "--model", str(models["identity"].parent), "--structure", EXAMPLE, "--steps", "2",
+                 "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["simulate", "--model", str(models["identity"].parent), "--structure", EXAMPLE, "--steps", "2",
+                 "--overwrite", "--out", str(out)]) == 0
+    assert len(read_thermo(out / "thermo.csv")) == 2
+
+
+def test_tension_reaches_max_strain(models, tmp_path):
+    out = tmp_path / "tension"
+    rc = main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--strain-rate", "1.0",
+               "--axis", "x", "--max-strain", "0.05", "--every", "2", "--out", str(out)])
+    assert rc == 0
+    rows = read_thermo(out / "thermo.csv")
+    strain = float(rows[-1]["strain"])
+    assert strain == pytest.approx(0.05, abs=1e-3)
+    start = read_structure(EXAMPLE)
+    last = read_extxyz_frames(out / "trajectory.extxyz")[-1]
+    assert last.cell[0, 0] == pytest.approx(start.cell[0, 0] * (1 + strain), rel=1e-4)
+    assert last.cell[1, 1] == pytest.approx(start.cell[1, 1], rel=1e-6)
+    assert (out / "stress_strain.png").is_file()
+
+
+def test_divergence_keeps_partial_trajectory(models, tmp_path, capsys):
+    out = tmp_path / "diverge"
+    rc = main(["simulate", "--model", str(models["huge"]), "--structure", EXAMPLE, "--steps", "50", "--every", "1",
+               "--temperature", "300", "--out", str(out)])
+    err = capsys.readouterr().err
+    errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("Error:")]
+    assert rc == 2 and len(errors) == 1 and "diverged" in errors[0] and "trajectory so far" in errors[0]
+    rows = read_thermo(out / "thermo.csv")
+    assert 2 <= len(rows) <= 51
+    assert len(read_extxyz_frames(out / "trajectory.extxyz")) == len(rows)
+    assert json.loads((out / "manifest.json").read_text())["status"].startswith("diverged")
+
+
+def test_bad_requests(models, tmp_path, capsys):
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--out", str(tmp_path / "a")]) == 2
+    assert "at least one" in capsys.readouterr().err
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "1",
+                 "--scale", "1", "--out", str(tmp_path / "b")]) == 2
+    assert "--scale" in capsys.readouterr().err
+    assert main(["simulate", "--model", str(tmp_path / "nothing"), "--structure", EXAMPLE, "--steps", "1",
+                 "--out", str(tmp_path / "c")]) == 2
