@@ -20,7 +20,7 @@ from pathlib import Path
 from sagesnet_tf.analysis.stress_strain import summarize
 from sagesnet_tf.md.protocols import Tension
 from sagesnet_tf.md.run import run_md, write_md_outputs
-from sagesnet_tf.simulate import simulate
+from sagesnet_tf.simulate import RolloutDiverged, simulate
 from sagesnet_tf.structures import kirigami
 
 from benchmarks.report import row, save_figure
@@ -49,9 +49,12 @@ def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progre
         write_md_outputs(md, str(md_dir))
         md_strain, md_stress = md.stress_strain["strain"], md.stress_strain["stress_GPa"]
         t0 = time.perf_counter()
-        manifest = simulate(atoms, case_dir / "sagesnet", model=model, temperature_K=TEMPERATURE_K,
-                            strain_rate=cfg["strain_rate_per_ps"], max_strain=max(float(md_strain[-1]), 1e-3),
-                            every=10, overwrite=True, progress=progress)
+        try:
+            manifest = simulate(atoms, case_dir / "sagesnet", model=model, temperature_K=TEMPERATURE_K,
+                                strain_rate=cfg["strain_rate_per_ps"], max_strain=max(float(md_strain[-1]), 1e-3),
+                                every=10, overwrite=True, progress=progress)
+        except RolloutDiverged as err:  # compare the curve up to where the model broke down
+            manifest = err.manifest
         ml_wall = time.perf_counter() - t0
         ml_strain, ml_stress = _read_curve(case_dir / "sagesnet" / "thermo.csv")
         s_md, s_ml = summarize(md_strain, md_stress), summarize(ml_strain, ml_stress)

@@ -15,14 +15,19 @@ from sagesnet_tf.errors import SagesnetError
 @click.option("--time-ps", type=float, default=None, help="Simulated time, ps.")
 @click.option("--scale", type=click.IntRange(min=0), default=0, help="0 = fine grid (coarse levels not yet available).")
 @click.option("--temperature", type=float, default=None, help="Target temperature, K (environment input).")
+@click.option("--thermostat-ps", type=float, default=None,
+              help="Rescale velocities towards --temperature after every model step (Berendsen, this time "
+                   "constant in ps, e.g. 0.1). Default: off, the learned dynamics run free.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initial velocities drawn at --temperature when the structure has none.")
 @click.option("--strain-rate", type=float, default=0.0, help="Engineering strain rate, 1/ps (affine tension).")
 @click.option("--axis", type=click.Choice(["x", "y", "z"]), default="x", help="Tension axis.")
 @click.option("--max-strain", type=float, default=None, help="Stop at this engineering strain.")
 @click.option("--every", type=click.IntRange(min=1), default=10, help="Model steps per output frame.")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-def simulate(model, structures, steps, time_ps, scale, temperature, strain_rate, axis, max_strain, every,
-             overwrite, out) -> None:
+def simulate(model, structures, steps, time_ps, scale, temperature, thermostat_ps, seed, strain_rate, axis,
+             max_strain, every, overwrite, out) -> None:
     """Simulate STRUCTURE with a SAGESnet SavedModel; writes trajectory.extxyz, thermo.csv, plots."""
     from sagesnet_tf.io import read_structure
     from sagesnet_tf.simulate import simulate as run
@@ -31,7 +36,7 @@ def simulate(model, structures, steps, time_ps, scale, temperature, strain_rate,
         raise SagesnetError("simulate: give one --structure per call (batching several is not available yet)")
     atoms = read_structure(structures[0])
     manifest = run(atoms, out, model=model, steps=steps, time_ps=time_ps, temperature_K=temperature,
-                   strain_rate=strain_rate, axis=axis, max_strain=max_strain, every=every, scale=scale,
+                   thermostat_ps=thermostat_ps, seed=seed, strain_rate=strain_rate, axis=axis, max_strain=max_strain, every=every, scale=scale,
                    overwrite=overwrite)
     click.echo(f"simulate: {manifest['steps_done']} steps, strain {manifest['final_strain']:.4f}, "
                f"{manifest['wall_s']} s -> {out}")

@@ -368,16 +368,20 @@ class SagesnetModel(LatentDynamics):
         Returns:
             dict of ``positions`` (B,N,3) Å (unwrapped: positions + displacement),
             ``velocities`` (B,N,3) Å/ps, ``species`` (B,N) (the input tensor, unchanged),
-            ``displacement`` (B,N,3) Å. Same atoms in the same order: counts, species and ids
+            ``displacement`` (B,N,3) Å = Δ·(v(t) + v(t+Δ))/2 + the decoder's correction. Same atoms in the same order: counts, species and ids
             are conserved exactly.
         """
         out = self.atom_decoder(self.atom_virtual(z, halos), atoms_state["assignment"],
                                 atoms_state["atom_features"])
+        # Kinematics first: Δ·(v(t) + v(t+Δ))/2 is exact for constant acceleration; the decoder's
+        # displacement output is the learned correction on top of it.
+        kinematic = 0.5 * self.config.delta_ps * (atoms_state["velocities"] + out["velocities"])
+        displacement = kinematic + out["displacement"]
         return {
-            "positions": atoms_state["positions"] + out["displacement"],
+            "positions": atoms_state["positions"] + displacement,
             "velocities": out["velocities"],
             "species": atoms_state["species"],
-            "displacement": out["displacement"],
+            "displacement": displacement,
         }
 
     def call(self, inputs):

@@ -12,7 +12,12 @@ Outputs in ``out_dir`` (units LAMMPS metal):
   convention, DESIGN.md §4), n_atoms, mean_uncertainty.
 - ``thermo.png``, ``stress_strain.png`` (tension runs), ``manifest.json``.
 
-A diverging rollout stops with :class:`SagesnetError` after writing what it has so far.
+With a target temperature and ``thermostat_ps`` > 0 the velocities are rescaled after every model
+step towards the target (Berendsen weak coupling, time constant ``thermostat_ps``), the way the
+NVT MD the model learned from held its temperature; ``thermostat_ps=None`` leaves the learned
+dynamics free (the kinetic temperature is then the model's own).
+
+A diverging rollout stops with :class:`RolloutDiverged` after writing what it has so far.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import csv
 import io
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -32,7 +38,7 @@ from sagesnet_tf.atoms import Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
 from sagesnet_tf.io.extxyz import write_extxyz_frames
-from sagesnet_tf.thermo import temperature_k
+from sagesnet_tf.thermo import maxwell_boltzmann_velocities, temperature_k
 
 DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
 THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "strain", "stress_xx_GPa", "stress_yy_GPa",
@@ -42,6 +48,26 @@ THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "strain", "stress_xx_GPa",
 #: this fraction of the box length outside the box along a non-periodic axis.
 MAX_TEMPERATURE_K = 10000.0
 MAX_ESCAPE_FRACTION = 0.5
+#: Bounds of one Berendsen rescaling factor (keeps one bad step from being amplified).
+BERENDSEN_LAMBDA_RANGE = (0.8, 1.25)
+
+
+class RolloutDiverged(SagesnetError):
+    """A rollout left the physical range and stopped; its outputs so far are on disk and
+    ``manifest`` is the run's manifest (``status`` = ``diverged: …``, ``steps_done``, ``wall_s``)."""
+
+    def __init__(self, message: str, manifest: dict):
+        super().__init__(message)
+        self.manifest = manifest
+
+
+def berendsen_factor(temperature: float, target: float, delta_ps: float, tau_ps: float) -> float:
+    """Velocity scale λ = sqrt(1 + Δ/τ·(T0/T − 1)) for one step of Δ ps, clipped to
+    :data:`BERENDSEN_LAMBDA_RANGE`; 1 for a system at rest (T = 0)."""
+    if temperature <= 0.0:
+        return 1.0
+    lam = math.sqrt(max(1.0 + delta_ps / tau_ps * (target / temperature - 1.0), 0.0))
+    return min(max(lam, BERENDSEN_LAMBDA_RANGE[0]), BERENDSEN_LAMBDA_RANGE[1])
 
 
 def resolve_model_dir(model: str | Path | None) -> Path:
@@ -117,12 +143,17 @@ def _divergence(positions, lengths, origin, pbc, temperature: float, target: flo
 def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = None, steps: int | None = None,
              time_ps: float | None = None, temperature_K: float | None = None, strain_rate: float = 0.0,
              axis: str = "x", max_strain: float | None = None, every: int = 10, scale: int = 0,
-             overwrite: bool = False, progress: bool = True) -> dict:
+             thermostat_ps: float | None = None, seed: int = 0, overwrite: bool = False,
+             progress: bool = True) -> dict:
     """Run the model from ``structure`` and write the outputs; returns the manifest dict.
 
     The run ends at ``steps`` model steps, ``time_ps`` or ``max_strain`` (with ``strain_rate`` >
-    0), whichever comes first; at least one is required.
+    0), whichever comes first; at least one is required. ``thermostat_ps`` (ps, needs
+    ``temperature_K``) turns on the Berendsen rescaling of the module docstring. A structure
+    without velocities (none, or all zero) starts from Maxwell–Boltzmann velocities at
+    ``temperature_K`` drawn with ``seed``.
     """
+    import tensorflow as tf
     from tqdm import tqdm
 
     if scale != 0:
@@ -133,6 +164,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         raise SagesnetError("simulate: --max-strain needs a positive --strain-rate")
     if steps is None and time_ps is None and max_strain is None:
         raise SagesnetError("simulate: give at least one of --steps, --time-ps, --max-strain")
+    if thermostat_ps is not None and (thermostat_ps <= 0 or temperature_K is None):
+        raise SagesnetError("simulate: --thermostat-ps needs a positive time constant and a --temperature")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SagesnetError(f"simulate: {out} is not empty; pass --overwrite or choose another --out")
@@ -160,6 +193,10 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     masses = structure.masses
     pos = np.asarray(structure.positions, np.float32)
     vel = np.zeros_like(pos) if structure.velocities is None else np.asarray(structure.velocities, np.float32)
+    initial_velocities = "from the structure"
+    if temperature_K and not np.any(vel):
+        vel = maxwell_boltzmann_velocities(masses, temperature_K, seed).astype(np.float32)
+        initial_velocities = f"Maxwell-Boltzmann at {temperature_K} K, seed {seed}"
     lengths = lengths0.astype(np.float32)
     width, thick = nominal_width(structure, axis), nominal_thickness(structure)
     target = temperature_K
@@ -169,6 +206,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     manifest = {"model": str(model_dir), "model_metadata": {k: meta[k] for k in ("schema_version", "delta_ps", "h", "slots", "elements")},
                 "n_atoms": len(structure), "steps_asked": steps, "time_ps_asked": time_ps, "max_strain": max_strain,
                 "strain_rate_per_ps": strain_rate, "axis": axis, "temperature_K": temperature_K, "every": every,
+                "initial_velocities": initial_velocities,
+                "thermostat": None if thermostat_ps is None else {"kind": "berendsen", "tau_ps": thermostat_ps},
                 "units": "metal (Å, ps, Å/ps, K, GPa)", "status": "running"}
 
     def record(step, p, v, box, strain, unc, stress):
@@ -192,28 +231,40 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         with atomic_output(out / "manifest.json") as handle:
             json.dump(manifest, handle, indent=2, ensure_ascii=False)
 
+    def diverged(reason: str) -> RolloutDiverged:
+        finish(f"diverged: {reason}")
+        return RolloutDiverged(f"simulate: rollout diverged at step {done} ({reason}); "
+                               f"the trajectory so far is in {out}", manifest)
+
     start = time.time()
     record(0, pos, vel, lengths, 0.0, np.zeros(len(pos)), np.zeros(6))
     done = 0
+    chunk = 1 if thermostat_ps else every  # the thermostat acts between model calls
     with tqdm(total=total, unit="step", desc="simulate", disable=not progress) as bar:
         while done < total:
-            n = min(every, total - done)
-            strain = float(lengths[a] / lengths0[a] - 1.0)
-            rate_now = strain_rate * lengths0[a] / lengths[a]  # box grows by L0·rate·Δ per step
-            res = fn(positions=pos, velocities=vel, species=species, box_lengths=lengths, box_origin=origin,
-                     pbc=pbc, env=env_vector(meta, temperature_K or 0.0, strain_rate, strain),
-                     n_steps=np.int32(n), strain_rate_per_ps=np.float32(rate_now), axis=np.int32(a))
-            pos, vel = res["positions"].numpy(), res["velocities"].numpy()
-            lengths = res["box_lengths"].numpy()
-            done += n
-            bar.update(n)
+            n_frame = min(every, total - done)
+            for n in [chunk] * (n_frame // chunk) + ([n_frame % chunk] if n_frame % chunk else []):
+                strain = float(lengths[a] / lengths0[a] - 1.0)
+                rate_now = strain_rate * lengths0[a] / lengths[a]  # box grows by L0·rate·Δ per step
+                try:
+                    res = fn(positions=pos, velocities=vel, species=species, box_lengths=lengths, box_origin=origin,
+                             pbc=pbc, env=env_vector(meta, temperature_K or 0.0, strain_rate, strain),
+                             n_steps=np.int32(n), strain_rate_per_ps=np.float32(rate_now), axis=np.int32(a))
+                except tf.errors.InvalidArgumentError as err:  # the in-graph grid checks
+                    found = re.search(r"assertion failed: \[([^\]]*)\]", err.message)
+                    reason = found.group(1) if found else err.message.strip().splitlines()[-1]
+                    raise diverged(reason) from None
+                pos, vel = res["positions"].numpy(), res["velocities"].numpy()
+                lengths = res["box_lengths"].numpy()
+                if thermostat_ps:
+                    vel = vel * np.float32(berendsen_factor(temperature_k(vel, masses), target, n * delta, thermostat_ps))
+                done += n
+                bar.update(n)
             strain = float(lengths[a] / lengths0[a] - 1.0)
             temp = record(done, pos, vel, lengths, strain, res["uncertainty"].numpy(), res["stress"].numpy())
             reason = _divergence(pos, lengths, origin, pbc, temp, target)
             if reason:
-                finish(f"diverged: {reason}")
-                raise SagesnetError(f"simulate: rollout diverged at step {done} ({reason}); "
-                                    f"the trajectory so far is in {out}")
+                raise diverged(reason)
     finish("completed")
     return manifest
 

@@ -20,3 +20,13 @@ def temperature_k(velocities: np.ndarray, masses: np.ndarray) -> float:
     """Kinetic temperature (K) with 3N − 3 degrees of freedom (LAMMPS ``compute temp``)."""
     dof = max(3 * len(masses) - 3, 1)
     return 2.0 * kinetic_energy_ev(velocities, masses) / (dof * KB_EV_PER_K)
+
+
+def maxwell_boltzmann_velocities(masses: np.ndarray, temperature: float, seed: int = 0) -> np.ndarray:
+    """Random velocities (N, 3) Å/ps at exactly ``temperature`` K (by :func:`temperature_k`) with
+    zero total momentum, like LAMMPS ``velocity create T seed mom yes dist gaussian``."""
+    m = np.asarray(masses, dtype=np.float64)
+    v = np.random.default_rng(seed).normal(size=(len(m), 3)) * np.sqrt(KB_EV_PER_K * temperature / (m[:, None] * MVV2E))
+    v -= np.sum(m[:, None] * v, axis=0) / np.sum(m)
+    current = temperature_k(v, m)
+    return v * np.sqrt(temperature / current) if current > 0 else v

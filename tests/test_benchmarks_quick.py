@@ -17,7 +17,8 @@ SHIPPED = Path(__file__).resolve().parents[1] / "exported_models" / "sagesnet_gr
 def model_dir(tmp_path_factory):
     if any((p / "saved_model.pb").is_file() for p in SHIPPED.glob("*")):
         return str(SHIPPED)
-    model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1, coarse_levels=()))
+    # untrained: atoms coast at constant velocity; 8 slots so that the voxels never overflow
+    model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1, coarse_levels=(), slots=8))
     model.build()
     return str(export_model(model, tmp_path_factory.mktemp("models") / "untrained"))
 

@@ -42,11 +42,12 @@ def test_evaluate_reports_finite_metrics_and_baseline(tmp_path):
     assert main(["evaluate", "--model", str(exported), "--reference", str(ref), "--out", str(out)]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["n_frames"] == 5 and metrics["model_steps_per_frame"] == 1
-    # the reference moves at constant velocity: the baseline is exact, the identity model is not
+    # the reference moves at constant velocity: the baseline is exact, and so is the untrained
+    # model (its learned corrections start at zero, leaving the kinematic step x + v·Δ)
     assert metrics["one_step"]["baseline_position_rmse_A"] < 1e-6
-    assert metrics["one_step"]["position_rmse_A"] > 1e-3
+    assert metrics["one_step"]["position_rmse_A"] < 1e-4
     assert metrics["rollout"]["baseline_position_rmse_A"] < 1e-6
-    assert np.isfinite(metrics["rollout"]["position_rmse_A"]) and np.isfinite(metrics["temperature_mae_K"])
+    assert metrics["rollout"]["position_rmse_A"] < 1e-3 and np.isfinite(metrics["temperature_mae_K"])
     assert 0.0 <= metrics["bond_survival"]["model"] <= 1.0 and metrics["bond_survival"]["n_initial_bonds"] > 0
     assert np.isfinite(metrics["rdf_l1"]) and "tension" not in metrics
     assert (tmp_path / "metrics.png").stat().st_size > 0
@@ -55,7 +56,8 @@ def test_evaluate_reports_finite_metrics_and_baseline(tmp_path):
     assert main(["evaluate", "--model", str(exported), "--reference", str(tension), "--out", str(out)]) == 0
     metrics = json.loads(out.read_text())
     assert np.isfinite(metrics["tension"]["stress_rmse_GPa"]) and metrics["tension"]["stress_rmse_GPa"] > 0
-    assert metrics["one_step"]["position_rmse_A"] > 1e-3
+    # the affine stretch plus the kinematic step follow the stretched constant-velocity reference
+    assert metrics["one_step"]["position_rmse_A"] < 1e-3
 
 
 def test_evaluate_rejects_mismatched_interval(tmp_path, capsys):

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from sagesnet_tf.cli.main import main
-from sagesnet_tf.io import write_structure
+from sagesnet_tf.io import read_structure, write_structure
 from sagesnet_tf.structures import graphene_sheet
+from sagesnet_tf.thermo import temperature_k
 
 pytestmark = pytest.mark.lammps
 
@@ -42,6 +43,11 @@ def test_nvt_writes_dataset_thermo_plots_and_manifest(structure, tmp_path, capsy
     assert manifest["speed_atom_steps_per_s"] > 0 and manifest["n_frames"] == 5
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["n_frames"] == 5 and metadata["source"]["protocol"]["protocol"] == "nvt"
+    # final.extxyz: the last recorded frame, velocities included, ready to restart from
+    final = read_structure(out / "final.extxyz")
+    assert final.info["step"] == 200 and len(final) == len(read_structure(structure))
+    assert temperature_k(final.velocities, final.masses) == pytest.approx(float(rows[-1]["temperature_K"]), rel=1e-3)
+    assert "final.extxyz" in manifest["files"]
     # A non-empty output directory is refused without --overwrite.
     assert main(args) == 2
     err = capsys.readouterr().err.strip()

@@ -12,13 +12,17 @@ from sagesnet_tf.export import export_model
 from sagesnet_tf.io import read_structure
 from sagesnet_tf.io.extxyz import read_extxyz_frames
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
-from sagesnet_tf.simulate import THERMO_COLUMNS
+from sagesnet_tf.io import write_structure
+from sagesnet_tf.simulate import THERMO_COLUMNS, berendsen_factor
+from sagesnet_tf.thermo import maxwell_boltzmann_velocities
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "graphene.extxyz")
 
 
 def make_model(weight_std: float) -> SagesnetModel:
-    model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1, coarse_levels=()))
+    # Δ = 1 fs and 3 slots: constant-velocity motion over a test's steps cannot crowd 4 atoms together
+    model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1, coarse_levels=(),
+                                         slots=3, delta_steps=1))
     model.build()
     if weight_std:
         rng = np.random.default_rng(0)
@@ -51,8 +55,13 @@ def test_simulate_steps_writes_outputs(models, tmp_path, capsys):
     assert len(frames) == 5
     assert all(len(f) == len(start) for f in frames) and all(int(r["n_atoms"]) == len(start) for r in rows)
     np.testing.assert_array_equal(frames[-1].ids, start.ids)
-    # the untrained model is the identity step: atoms stay put
-    np.testing.assert_allclose(frames[-1].positions, start.positions, atol=1e-4)
+    # the example has no velocities: they start Maxwell-Boltzmann at --temperature
+    assert float(rows[0]["temperature_K"]) == pytest.approx(300.0, rel=1e-4)
+    np.testing.assert_allclose(frames[0].positions, start.positions, atol=1e-6)
+    # the untrained model moves atoms at constant velocity (its learned corrections start at zero)
+    delta = json.loads((out / "manifest.json").read_text())["model_metadata"]["delta_ps"]
+    np.testing.assert_allclose(frames[-1].velocities, frames[0].velocities, atol=1e-4)
+    np.testing.assert_allclose(frames[-1].positions, start.positions + 20 * delta * frames[0].velocities, atol=1e-3)
     with open(out / "trajectory.extxyz") as handle:
         header = [handle.readline(), handle.readline()][1]
     assert "uncertainty:R:1" in header and "velo:R:3" in header and "units=metal" in header
@@ -67,6 +76,36 @@ def test_simulate_steps_writes_outputs(models, tmp_path, capsys):
     assert main(["simulate", "--model", str(models["identity"].parent), "--structure", EXAMPLE, "--steps", "2",
                  "--overwrite", "--out", str(out)]) == 0
     assert len(read_thermo(out / "thermo.csv")) == 2
+
+
+def test_berendsen_factor():
+    assert berendsen_factor(300.0, 300.0, 0.01, 0.1) == pytest.approx(1.0)
+    assert berendsen_factor(400.0, 300.0, 0.01, 0.1) < 1.0 < berendsen_factor(200.0, 300.0, 0.01, 0.1)
+    assert berendsen_factor(1.0, 300.0, 0.01, 0.01) == 1.25  # clipped
+    assert berendsen_factor(0.0, 300.0, 0.01, 0.1) == 1.0
+
+
+def test_thermostat_pulls_temperature_to_target(models, tmp_path):
+    """The untrained model keeps velocities; the thermostat alone takes 300 K to 600 K."""
+    out = tmp_path / "thermostat"
+    rc = main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "40",
+               "--every", "10", "--temperature", "600", "--thermostat-ps", "0.01", "--seed", "3", "--out", str(out)])
+    assert rc == 0
+    temps = [float(r["temperature_K"]) for r in read_thermo(out / "thermo.csv")]
+    assert temps[0] == pytest.approx(600.0, rel=1e-4)  # drawn at the target
+    out2 = tmp_path / "heat"
+    start = read_structure(EXAMPLE)
+    start.velocities = maxwell_boltzmann_velocities(start.masses, 300.0, seed=1)
+    hot = tmp_path / "start300.extxyz"
+    write_structure(start, hot)
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", str(hot), "--steps", "40",
+                 "--every", "10", "--temperature", "600", "--thermostat-ps", "0.01", "--out", str(out2)]) == 0
+    temps = [float(r["temperature_K"]) for r in read_thermo(out2 / "thermo.csv")]
+    assert temps[0] == pytest.approx(300.0, rel=1e-4)
+    assert all(b > a for a, b in zip(temps, temps[1:])) and 550.0 < temps[-1] < 620.0
+    manifest = json.loads((out2 / "manifest.json").read_text())
+    assert manifest["thermostat"] == {"kind": "berendsen", "tau_ps": 0.01}
+    assert manifest["initial_velocities"] == "from the structure"
 
 
 def test_tension_reaches_max_strain(models, tmp_path):
@@ -103,5 +142,8 @@ def test_bad_requests(models, tmp_path, capsys):
     assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "1",
                  "--scale", "1", "--out", str(tmp_path / "b")]) == 2
     assert "--scale" in capsys.readouterr().err
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "1",
+                 "--thermostat-ps", "0.1", "--out", str(tmp_path / "d")]) == 2
+    assert "--temperature" in capsys.readouterr().err
     assert main(["simulate", "--model", str(tmp_path / "nothing"), "--structure", EXAMPLE, "--steps", "1",
                  "--out", str(tmp_path / "c")]) == 2

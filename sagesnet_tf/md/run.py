@@ -26,6 +26,7 @@ from sagesnet_tf.analysis.stress_strain import (
 from sagesnet_tf.atoms import Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
+from sagesnet_tf.io.extxyz import write_extxyz_frames
 from sagesnet_tf.md.engine import PAIR_STYLE_ARGS, LammpsEngine
 from sagesnet_tf.md.protocols import EarlyStop, Phase, Protocol, Tension
 from sagesnet_tf.md.recorder import Recorder, cell_from_thermo
@@ -241,7 +242,7 @@ def _assemble(atoms: Atoms, protocol: Protocol, recorder: Recorder, runs: list[_
 
 
 #: Files :func:`write_md_outputs` may write (removed first when a directory is overwritten).
-OUTPUT_FILES: tuple[str, ...] = ("manifest.json", "thermo.csv", "thermo.png", "stress_strain.csv",
+OUTPUT_FILES: tuple[str, ...] = ("manifest.json", "final.extxyz", "thermo.csv", "thermo.png", "stress_strain.csv",
                                  "stress_strain.png", "log.lammps", "dump.lammpstrj")
 
 
@@ -263,10 +264,13 @@ def write_json(path: str, value: dict[str, Any]) -> None:
 
 
 def write_md_outputs(result: MDResult, out_dir: str, extra_files: tuple[str, ...] = ()) -> list[str]:
-    """Write ``thermo.csv``/``.png``, ``stress_strain.csv``/``.png`` (tension) and ``manifest.json``
-    (last) into ``out_dir``; returns the file names written. ``extra_files`` (written by the caller,
-    e.g. the dataset) are listed in the manifest too."""
-    files = ["thermo.csv", "thermo.png"]
+    """Write ``final.extxyz`` (the last recorded frame with velocities: a starting point for
+    another ``generate md`` or ``simulate``), ``thermo.csv``/``.png``, ``stress_strain.csv``/``.png``
+    (tension) and ``manifest.json`` (last) into ``out_dir``; returns the file names written.
+    ``extra_files`` (written by the caller, e.g. the dataset) are listed in the manifest too."""
+    final = result.trajectory.frame(result.trajectory.n_frames - 1)
+    write_extxyz_frames(os.path.join(out_dir, "final.extxyz"), [final])
+    files = ["final.extxyz", "thermo.csv", "thermo.png"]
     write_csv(os.path.join(out_dir, "thermo.csv"), {c: result.thermo[c] for c in THERMO_COLUMNS})
     title = f"{result.manifest['protocol']['protocol']} · {result.trajectory.n_atoms} atoms"
     plot_thermo(result.thermo, os.path.join(out_dir, "thermo.png"), title=title)

@@ -31,6 +31,7 @@ import tensorflow as tf
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import gather_atom_features, voxelize
+from sagesnet_tf.thermo import MVV2E
 from sagesnet_tf.pipelines import reader
 from sagesnet_tf.trajectory import Trajectory
 
@@ -38,11 +39,6 @@ from sagesnet_tf.trajectory import Trajectory
 #: dataset statistic, so that exported models and every dataset agree).
 ENV_SCALES: dict[str, float] = {"temperature_K": 1000.0, "pressure_bar": 1.0e4,
                                 "strain_rate_per_ps": 0.01, "strain": 0.1}
-
-#: 1 g/mol·Å²/ps² in eV.
-AMU_A2_PS2_EV = 1.0364269e-4
-#: Boltzmann constant, eV/K.
-KB_EV = 8.617333262e-5
 
 
 def normalise_env(env, env_fields) -> np.ndarray:
@@ -231,14 +227,8 @@ def cell_targets(assignment, masses, velocities, stress, grid_shape) -> dict[str
     n = tf.shape(assignment)[1]
     batch_index = tf.tile(tf.range(b)[:, None, None], [1, n, 1])
     index = tf.concat([batch_index, assignment[..., :3]], axis=-1)
-    ke = 0.5 * tf.constant(masses, tf.float32)[None] * tf.reduce_sum(tf.square(velocities), -1) * AMU_A2_PS2_EV
+    ke = 0.5 * tf.constant(masses, tf.float32)[None] * tf.reduce_sum(tf.square(velocities), -1) * MVV2E
     shape = tf.concat([[b], tf.cast(grid_shape, tf.int32)], 0)
     return {"stress": tf.scatter_nd(index, tf.cast(stress, tf.float32), tf.concat([shape, [6]], 0)),
             "kinetic_energy": tf.scatter_nd(index, ke, shape)}
-
-
-def temperature_K(velocities: np.ndarray, masses: np.ndarray) -> float:
-    """Kinetic temperature (K) of velocities (N, 3) Å/ps with masses (N,) g/mol (3N degrees of freedom)."""
-    ke = 0.5 * float(np.sum(masses[:, None] * velocities ** 2)) * AMU_A2_PS2_EV
-    return 2.0 * ke / (3.0 * len(masses) * KB_EV)
 

@@ -67,6 +67,7 @@ from sagesnet_tf.training.checkpoints import Checkpointer, RunState
 from sagesnet_tf.training.config import CheckpointConfig, ValidationConfig, _build, _field
 from sagesnet_tf.training.losses import mean_squared
 from sagesnet_tf.training.reports import MetricsLog
+from sagesnet_tf.thermo import MVV2E, temperature_k
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -255,7 +256,7 @@ class MDStageRunner:
         self.n_el = len(c.elements)
         self.sigma_d, self.sigma_v = data.sigma_d, data.sigma_v
         self.masses = data.train.masses
-        kt = 0.5 * float(np.mean(self.masses)) * 3 * self.sigma_v ** 2 * md_batches.AMU_A2_PS2_EV
+        kt = 0.5 * float(np.mean(self.masses)) * 3 * self.sigma_v ** 2 * MVV2E
         self.sigma_ke = max(kt, 1e-6)
 
     def inputs(self, positions, velocities, species, box):
@@ -493,7 +494,7 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     masses = held_out.masses
     target_T = float(traj.environment[seg.start, list(traj.env_fields).index("temperature_K")]) \
         if "temperature_K" in traj.env_fields else float("nan")
-    md_T = [md_batches.temperature_K(v, masses) for v in traj.velocities[seg.start:seg.stop]]
+    md_T = [temperature_k(v, masses) for v in traj.velocities[seg.start:seg.stop]]
     box, pbc = w["box"].astype(np.float64), held_out.pbc
     carbon = np.flatnonzero(w["species"] == list(model.config.elements).index("C"))
     p0 = w["positions"][0].astype(np.float64)
@@ -502,7 +503,7 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     roll = tf.function(lambda p, v, s, b, e: single.one_step(p, v, s, b, e)[0], reduce_retracing=True)
     p, v = w["positions"][:1], w["velocities"][:1]
     species, boxb, env = w["species"][None], w["box"][None], w["env"][None]
-    temps, bonded, completed, failure = [md_batches.temperature_K(v[0], masses)], [1.0], 0, None
+    temps, bonded, completed, failure = [temperature_k(v[0], masses)], [1.0], 0, None
     for _ in tqdm(range(ecfg.rollout_steps), disable=not progress, desc="held-out rollout", unit="step"):
         try:
             out = roll(tf.constant(p), tf.constant(v), tf.constant(species), tf.constant(boxb), tf.constant(env))
@@ -514,7 +515,7 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
             failure = "non-finite positions"
             break
         completed += 1
-        temps.append(md_batches.temperature_K(v[0], masses))
+        temps.append(temperature_k(v[0], masses))
         bonded.append(_bond_fraction(p[0].astype(np.float64)[carbon], pairs, box, pbc, ecfg.bond_cutoff))
     tail = temps[len(temps) // 2:]
     rollout = {
