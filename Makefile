@@ -17,9 +17,8 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/sagesnet-tf build graphene --nx 6 --ny 4 --out run/demo/graphene.extxyz
-	$(BIN)/sagesnet-tf generate md --structure run/demo/graphene.extxyz --protocol nvt \
-		--temperature 300 --dt-fs 1 --steps 500 --record-every 50 --out run/demo/md --overwrite
+	$(BIN)/sagesnet-tf simulate --structure examples/graphene_10x6_300K.extxyz --temperature 300 \
+		--thermostat-ps 0.1 --steps 1000 --every 50 --out run/demo --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -27,16 +26,28 @@ test: setup
 clean:
 	rm -rf $(VENV) run .pytest_cache
 
-# Training data for the default graphene model (reproducible: fixed seeds; not committed):
-# a 240-atom periodic sheet, NVT at five temperatures, 6 ps each, recorded every 2 fs (the model's Δ).
+# Training data for the default graphene model (reproducible: fixed seeds; not committed): periodic
+# sheets of three sizes (so the model sees several voxel spacings), NVT at 4.2-1000 K, 6 ps each,
+# recorded every 2 fs (the model's Δ). Datasets are named nvt_T (10x6 sheet) and nvt_SIZE_T.
 GRAPHENE_DATA ?= data/graphene
 MD_THREADS ?= 1
+GRAPHENE_MD = $(BIN)/sagesnet-tf generate md --protocol nvt --dt-fs 1 --steps 6000 --record-every 2 \
+	--threads $(MD_THREADS) --overwrite
 graphene-data: setup
-	$(BIN)/sagesnet-tf build graphene --nx 10 --ny 6 --out $(GRAPHENE_DATA)/sheet_10x6.extxyz
+	for SIZE in 10x6 6x4 13x8; do \
+	  $(BIN)/sagesnet-tf build graphene --nx $${SIZE%x*} --ny $${SIZE#*x} --out $(GRAPHENE_DATA)/sheet_$$SIZE.extxyz || exit 1; \
+	done
 	for T in 4.2 100 300 600 1000; do \
-	  $(BIN)/sagesnet-tf generate md --structure $(GRAPHENE_DATA)/sheet_10x6.extxyz --protocol nvt \
-	    --temperature $$T --dt-fs 1 --steps 6000 --record-every 2 --threads $(MD_THREADS) \
-	    --seed 1$${T%.*} --out $(GRAPHENE_DATA)/nvt_$$T --overwrite || exit 1; \
+	  $(GRAPHENE_MD) --structure $(GRAPHENE_DATA)/sheet_10x6.extxyz --temperature $$T --seed 1$${T%.*} \
+	    --out $(GRAPHENE_DATA)/nvt_$$T || exit 1; \
+	done
+	for T in 4.2 300 1000; do \
+	  $(GRAPHENE_MD) --structure $(GRAPHENE_DATA)/sheet_6x4.extxyz --temperature $$T --seed 3$${T%.*} \
+	    --out $(GRAPHENE_DATA)/nvt_6x4_$$T || exit 1; \
+	done
+	for T in 100 600; do \
+	  $(GRAPHENE_MD) --structure $(GRAPHENE_DATA)/sheet_13x8.extxyz --temperature $$T --seed 4$${T%.*} \
+	    --out $(GRAPHENE_DATA)/nvt_13x8_$$T || exit 1; \
 	done
 
 # SAGESnet vs LAMMPS benchmarks (docs/BENCHMARKS.md). BENCH_QUICK=--quick for the minutes-long version.

@@ -149,7 +149,8 @@ def _records_of(path: str, parse):
 def read_trajectories(data_dir) -> list[Trajectory]:
     """All trajectories of an ``md`` dataset, exactly as written (float64, info restored).
 
-    Loads everything into memory: meant for evaluation, conversion and tests, not training.
+    Loads everything into memory: meant for datasets that fit in it (evaluation, conversion, tests and
+    the MD trainer, whose windows need random access to whole trajectories).
     """
     data_dir = _dataset_dir(data_dir)
     meta = load_metadata(data_dir)

@@ -22,7 +22,29 @@ def md_data(tmp_path_factory):
     result = run_md(graphene_sheet(4, 3), make_protocol("nvt", temperature_K=300.0, steps=400), str(work),
                     record_every=10, threads=1, progress=False)
     write_dataset(str(root / "data" / "nvt_300"), [result.trajectory])
+    # a second, smaller sheet: training mixes structures of different sizes
+    small = run_md(graphene_sheet(3, 3), make_protocol("nvt", temperature_K=600.0, steps=400), str(work),
+                   record_every=10, threads=1, progress=False)
+    write_dataset(str(root / "data" / "nvt_small_600"), [small.trajectory])
     return str(root / "data")
+
+
+def test_windows_of_different_structures_are_batched_per_structure(md_data):
+    from sagesnet_tf.pipelines import reader
+    from sagesnet_tf.training.md_batches import MDWindows, Segment
+
+    trajs = [reader.read_trajectories(os.path.join(md_data, name))[0] for name in ("nvt_300", "nvt_small_600")]
+    windows = MDWindows([Segment(t, 0, t.n_frames, str(t.n_atoms)) for t in trajs], 3, ("C", "H"))
+    assert windows.n_windows == sum(t.n_frames - 2 for t in trajs)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        batch = windows.sample(rng, 4)
+        n = batch["positions"].shape[2]
+        assert batch["positions"].shape == (4, 3, n, 3) and batch["species"].shape == (4, n)
+        assert len({tuple(b) for b in batch["box"]}) == 1  # one structure per batch
+        seen.add(n)
+    assert seen == {t.n_atoms for t in trajs}
 
 
 def _config(**stages):

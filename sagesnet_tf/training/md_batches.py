@@ -92,11 +92,16 @@ class Segment:
 
 
 class MDWindows:
-    """Random windows of L frames drawn from trajectory segments (all with the same atoms).
+    """Random windows of L frames drawn from trajectory segments.
+
+    Segments may hold different structures (atom counts, box sizes): they are grouped by their
+    atoms and box, and a batch is drawn from one group at a time (the group chosen with probability
+    proportional to its windows), so the windows of a batch share N and the grid shape.
 
     Args:
         segments: :class:`Segment` list; each needs at least L frames and an orthorhombic,
-            constant box (NVT/NVE data; boxes that change within a segment are refused).
+            constant box (NVT/NVE data; boxes that change within a segment are refused); all share
+            the periodic axes and the environment fields.
         length: L, frames per window.
         elements: the model's element symbols (species index order).
     """
@@ -106,7 +111,10 @@ class MDWindows:
         self.elements = tuple(elements)
         if not segments:
             raise SagesnetError("no trajectory segments to draw windows from; check data.datasets")
-        self.segments = []
+        self.segments, groups, group_of_segment = [], {}, []
+        first = segments[0].trajectory
+        self.pbc = np.asarray(first.pbc, bool)
+        self.env_fields = tuple(first.env_fields)
         for seg in segments:
             traj = seg.trajectory
             if seg.stop - seg.start < self.length:
@@ -120,13 +128,17 @@ class MDWindows:
             if unknown:
                 raise SagesnetError(f"segment {seg.name or '?'} has element {unknown[0]} the model does not know; "
                                     f"model.elements is {list(self.elements)}")
+            if not np.array_equal(traj.pbc, self.pbc) or tuple(traj.env_fields) != self.env_fields:
+                raise SagesnetError(f"segment {seg.name or '?'}: periodic axes or environment fields differ from "
+                                    f"{segments[0].name or 'the first segment'}; train on one kind of boundary")
+            key = (tuple(traj.symbols), tuple(np.round(np.diag(cells[0]), 4)))
+            group_of_segment.append(groups.setdefault(key, len(groups)))
             self.segments.append(seg)
-        first = self.segments[0].trajectory
-        self.n_atoms = first.n_atoms
-        self.pbc = np.asarray(first.pbc, bool)
-        self.env_fields = tuple(first.env_fields)
-        self.masses = np.array([MASSES[s] for s in first.symbols], np.float32)
         self._starts = np.concatenate([[0], np.cumsum([s.stop - s.start - self.length + 1 for s in self.segments])])
+        #: per group, the global indices of its windows
+        self._group_windows = [np.concatenate([np.arange(self._starts[i], self._starts[i + 1])
+                                               for i, g in enumerate(group_of_segment) if g == group])
+                               for group in range(len(groups))]
 
     @property
     def n_windows(self) -> int:
@@ -158,8 +170,10 @@ class MDWindows:
         return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
-        """A batch of ``batch_size`` windows drawn uniformly with ``rng``."""
-        return self.batch(rng.integers(0, self.n_windows, size=batch_size))
+        """A batch of ``batch_size`` windows of one group (see the class docstring) drawn with ``rng``."""
+        sizes = np.array([len(w) for w in self._group_windows], dtype=np.float64)
+        windows = self._group_windows[int(rng.choice(len(sizes), p=sizes / sizes.sum()))]
+        return self.batch(windows[rng.integers(0, len(windows), size=batch_size)])
 
     def open_axis_cells(self, h: float, margin_cells: int = 1) -> int:
         """Cells the atom grid needs along the (single) non-periodic axis for every frame, + 1 spare."""
@@ -213,11 +227,16 @@ def voxelize_batch(positions, velocities, species, box, pbc, h: float, slots: in
             "species": tf.cast(species, tf.int32)}
 
 
+def atom_masses(species, elements) -> tf.Tensor:
+    """(B, N) float32 masses (g/mol) of species (B, N) int, indices into ``elements``."""
+    return tf.gather(tf.constant([MASSES[e] for e in elements], tf.float32), species)
+
+
 def cell_targets(assignment, masses, velocities, stress, grid_shape) -> dict[str, tf.Tensor]:
     """Per-cell sums of per-atom quantities: the targets of the stress and kinetic-energy heads.
 
     Args:
-        assignment: (B, N, 4) int32. masses: (N,) g/mol. velocities: (B, N, 3) Å/ps.
+        assignment: (B, N, 4) int32. masses: (B, N) g/mol. velocities: (B, N, 3) Å/ps.
         stress: (B, N, 6) bar·Å³. grid_shape: (3,) int32 tensor (X, Y, Z).
 
     Returns:
@@ -227,7 +246,7 @@ def cell_targets(assignment, masses, velocities, stress, grid_shape) -> dict[str
     n = tf.shape(assignment)[1]
     batch_index = tf.tile(tf.range(b)[:, None, None], [1, n, 1])
     index = tf.concat([batch_index, assignment[..., :3]], axis=-1)
-    ke = 0.5 * tf.constant(masses, tf.float32)[None] * tf.reduce_sum(tf.square(velocities), -1) * MVV2E
+    ke = 0.5 * masses * tf.reduce_sum(tf.square(velocities), -1) * MVV2E
     shape = tf.concat([[b], tf.cast(grid_shape, tf.int32)], 0)
     return {"stress": tf.scatter_nd(index, tf.cast(stress, tf.float32), tf.concat([shape, [6]], 0)),
             "kinetic_energy": tf.scatter_nd(index, ke, shape)}

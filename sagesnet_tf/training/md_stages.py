@@ -57,6 +57,7 @@ import tensorflow as tf
 import yaml
 from tqdm import tqdm
 
+from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import split_slot_features
 from sagesnet_tf.md.run import write_json
@@ -255,8 +256,8 @@ class MDStageRunner:
         self.pbc = data.train.pbc
         self.n_el = len(c.elements)
         self.sigma_d, self.sigma_v = data.sigma_d, data.sigma_v
-        self.masses = data.train.masses
-        kt = 0.5 * float(np.mean(self.masses)) * 3 * self.sigma_v ** 2 * MVV2E
+        carbon = MASSES["C"] if "C" in c.elements else MASSES[c.elements[0]]
+        kt = 0.5 * carbon * 3 * self.sigma_v ** 2 * MVV2E  # one (carbon) atom's mean kinetic energy
         self.sigma_ke = max(kt, 1e-6)
 
     def inputs(self, positions, velocities, species, box):
@@ -335,7 +336,8 @@ class MDStageRunner:
         vel = masked(tf.reduce_mean(tf.square((dec["velocities"] - target["velocities"]) * vscale), -1))
         occupancy = tf.reduce_mean(bce, [1, 2, 3, 4])
         element = masked(ce)
-        cells = md_batches.cell_targets(inp["assignment"], self.masses, velocities, stress, tf.shape(grid)[1:4])
+        masses = md_batches.atom_masses(species, self.model.config.elements)
+        cells = md_batches.cell_targets(inp["assignment"], masses, velocities, stress, tf.shape(grid)[1:4])
         props = self.model.cell_properties(z)
         stress_l = mean_squared(props["stress"], cells["stress"], tf.constant(self.data.sigma_stress))
         ke_l = mean_squared(props["kinetic_energy"], cells["kinetic_energy"], self.sigma_ke)
@@ -423,7 +425,7 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
             batch = _to_tensors(data.train.sample(rng, cfg.data.batch_size))
             noise = None
             if s.kind == "unrolled" and s.input_noise > 0:
-                noise = tf.constant(rng.normal(0.0, s.input_noise, (cfg.data.batch_size, data.train.n_atoms, 6)),
+                noise = tf.constant(rng.normal(0.0, s.input_noise, (cfg.data.batch_size, batch["positions"].shape[2], 6)),
                                     tf.float32)
             means = train_step(batch, noise)
             state.step.assign_add(1)
@@ -491,7 +493,7 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     w = held_out.window(0)
     seg = held_out.segments[0]
     traj = seg.trajectory
-    masses = held_out.masses
+    masses = np.array([MASSES[e] for e in traj.symbols], np.float32)
     target_T = float(traj.environment[seg.start, list(traj.env_fields).index("temperature_K")]) \
         if "temperature_K" in traj.env_fields else float("nan")
     md_T = [temperature_k(v, masses) for v in traj.velocities[seg.start:seg.stop]]
