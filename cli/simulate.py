@@ -10,7 +10,8 @@ from sagesnet_tf.errors import SagesnetError
 @click.command()
 @click.option("--model", default=None, help="exported_models/NAME[/VERSION] (default: newest exported_models/sagesnet_graphene).")
 @click.option("--structure", "structures", required=True, multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Structure file (extxyz, POSCAR, CIF, LAMMPS data). One per call.")
+              help="Structure file (extxyz, POSCAR, CIF, LAMMPS data). Repeat for several: each runs in "
+                   "turn into OUT/NAME (NAME = the file name without its extension).")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Model steps (each Δ of the model).")
 @click.option("--time-ps", type=float, default=None, help="Simulated time, ps.")
 @click.option("--scale", type=click.IntRange(min=0), default=0, help="0 = fine grid (coarse levels not yet available).")
@@ -29,14 +30,31 @@ from sagesnet_tf.errors import SagesnetError
 def simulate(model, structures, steps, time_ps, scale, temperature, thermostat_ps, seed, strain_rate, axis,
              max_strain, every, overwrite, out) -> None:
     """Simulate STRUCTURE with a SAGESnet SavedModel; writes trajectory.extxyz, thermo.csv, plots."""
-    from sagesnet_tf.io import read_structure
-    from sagesnet_tf.simulate import simulate as run
+    from pathlib import Path
 
-    if len(structures) != 1:
-        raise SagesnetError("simulate: give one --structure per call (batching several is not available yet)")
-    atoms = read_structure(structures[0])
-    manifest = run(atoms, out, model=model, steps=steps, time_ps=time_ps, temperature_K=temperature,
-                   thermostat_ps=thermostat_ps, seed=seed, strain_rate=strain_rate, axis=axis, max_strain=max_strain, every=every, scale=scale,
-                   overwrite=overwrite)
-    click.echo(f"simulate: {manifest['steps_done']} steps, strain {manifest['final_strain']:.4f}, "
-               f"{manifest['wall_s']} s -> {out}")
+    from sagesnet_tf.io import read_structure
+    from sagesnet_tf.simulate import RolloutDiverged, simulate as run
+
+    names = [Path(s).stem for s in structures]
+    if len(set(names)) != len(names):
+        raise SagesnetError("simulate: several --structure files share a name; their outputs would collide in "
+                            "OUT/NAME, rename them")
+    atoms = [read_structure(s) for s in structures]  # every file is checked before any run starts
+    diverged = []
+    for name, structure in zip(names, atoms):
+        target = out if len(atoms) == 1 else str(Path(out) / name)
+        try:
+            manifest = run(structure, target, model=model, steps=steps, time_ps=time_ps, temperature_K=temperature,
+                           thermostat_ps=thermostat_ps, seed=seed, strain_rate=strain_rate, axis=axis,
+                           max_strain=max_strain, every=every, scale=scale, overwrite=overwrite)
+        except RolloutDiverged as err:
+            if len(atoms) == 1:
+                raise
+            click.echo(f"simulate {name}: {err}", err=True)
+            diverged.append(name)
+            continue
+        click.echo(f"simulate: {manifest['steps_done']} steps, strain {manifest['final_strain']:.4f}, "
+                   f"{manifest['wall_s']} s -> {target}")
+    if diverged:
+        raise SagesnetError(f"simulate: {len(diverged)} of {len(atoms)} rollouts diverged ({', '.join(diverged)}); "
+                            f"their trajectories so far are in {out}")

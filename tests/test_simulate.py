@@ -9,10 +9,9 @@ import pytest
 
 from sagesnet_tf.cli.main import main
 from sagesnet_tf.export import export_model
-from sagesnet_tf.io import read_structure
+from sagesnet_tf.io import read_structure, write_structure
 from sagesnet_tf.io.extxyz import read_extxyz_frames
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
-from sagesnet_tf.io import write_structure
 from sagesnet_tf.simulate import THERMO_COLUMNS, berendsen_factor
 from sagesnet_tf.thermo import maxwell_boltzmann_velocities
 
@@ -147,3 +146,15 @@ def test_bad_requests(models, tmp_path, capsys):
     assert "--temperature" in capsys.readouterr().err
     assert main(["simulate", "--model", str(tmp_path / "nothing"), "--structure", EXAMPLE, "--steps", "1",
                  "--out", str(tmp_path / "c")]) == 2
+
+
+def test_several_structures_run_into_their_own_directories(models, tmp_path):
+    second = tmp_path / "sheet_b.extxyz"
+    write_structure(read_structure(EXAMPLE), second)
+    out = tmp_path / "many"
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--structure", str(second),
+                 "--steps", "4", "--every", "2", "--out", str(out)]) == 0
+    for name in ("graphene", "sheet_b"):
+        assert [int(r["step"]) for r in read_thermo(out / name / "thermo.csv")] == [0, 2, 4]
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--structure", EXAMPLE,
+                 "--steps", "1", "--out", str(tmp_path / "dup")]) == 2
