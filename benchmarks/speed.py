@@ -46,7 +46,7 @@ def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progre
         t0 = time.perf_counter()
         try:
             manifest = simulate(equilibrated, out_dir / "speed" / f"sagesnet_scale{scale}", model=model,
-                                time_ps=cfg["model_ps"], temperature_K=TEMPERATURE_K, every=50, scale=scale,
+                                time_ps=cfg["model_ps"], temperature_K=TEMPERATURE_K, every=10, scale=scale,
                                 overwrite=True, progress=progress)
         except RolloutDiverged as err:  # the speed of the steps it did run still counts
             manifest = err.manifest

@@ -6,7 +6,9 @@ steps Δ. Metrics (units Å, Å/ps, K, GPa):
 
 - ``one_step``: position/velocity RMSE of k model steps from every reference frame to the next,
   and the same for the constant-velocity baseline (x + v·Δt, v unchanged);
-- ``rollout``: RMSE over all frames of one rollout from frame 0 (and the baseline's);
+- ``rollout``: RMSE over all frames of one rollout from frame 0 (and the baseline's), the frames
+  it completed and, when it diverged (the model's in-graph checks failed or positions went
+  non-finite), ``diverged``: the reason; the other metrics then cover the frames completed;
 - ``temperature_mae_K``; ``bond_survival`` (fraction of the initial C–C pairs < 1.9 Å still
   < 1.9 Å at the last frame, model and reference); ``rdf_l1`` (L1 distance of normalised pair
   distance histograms up to 5 Å at the last frame);
@@ -19,11 +21,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from sagesnet_tf.analysis.stress_strain import nominal_thickness, nominal_width, sheet_stress_gpa, yield_index_drop
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
-from sagesnet_tf.simulate import env_vector, load_exported, resolve_model_dir
+from sagesnet_tf.simulate import env_vector, in_graph_failure, load_exported, resolve_model_dir
 from sagesnet_tf.thermo import temperature_k
 from sagesnet_tf.trajectory import Trajectory
 
@@ -107,9 +110,16 @@ def evaluate(model: str | Path | None, reference: str | Path, out: str | Path | 
 
     pos, vel, box = ref.positions[0], ref.velocities[0], lengths[0]
     roll_pos, roll_vel, temps, stress, strain = [0.0], [0.0], [temperature_k(vel, masses)], [np.nan], [0.0]
-    cv_pos = [0.0]
+    cv_pos, diverged = [0.0], None
     for t in range(ref.n_frames - 1):
-        res = run(t, pos, vel, box, rate * lengths[0][axis] / box[axis])
+        try:
+            res = run(t, pos, vel, box, rate * lengths[0][axis] / box[axis])
+        except tf.errors.InvalidArgumentError as err:  # the model's in-graph checks
+            diverged = in_graph_failure(err)
+            break
+        if not np.all(np.isfinite(res["positions"])) or not np.all(np.isfinite(res["velocities"])):
+            diverged = "NaN or Inf in the atoms"
+            break
         pos, vel, box = res["positions"], res["velocities"], res["box_lengths"]
         roll_pos.append(_rmse(pos, ref.positions[t + 1]))
         roll_vel.append(_rmse(vel, ref.velocities[t + 1]))
@@ -117,17 +127,16 @@ def evaluate(model: str | Path | None, reference: str | Path, out: str | Path | 
         temps.append(temperature_k(vel, masses))
         stress.append(float(res["stress"][axis]))
         strain.append(float(box[axis] / lengths[0][axis] - 1.0))
-    if not np.all(np.isfinite(pos)):
-        raise SagesnetError("evaluate: the model's rollout diverged (NaN positions)")
-    ref_temps = [temperature_k(v, masses) for v in ref.velocities]
+    done = len(roll_pos)  # frames 0 .. done-1 of the rollout exist
+    ref_temps = [temperature_k(v, masses) for v in ref.velocities[:done]]
 
-    first, last_ref = ref.positions[0], ref.positions[-1]
+    first, last_ref = ref.positions[0], ref.positions[done - 1]
     is_c = np.asarray(ref.symbols) == "C"
     bonded0 = (_distances(first, lengths[0], pbc) < BOND_CUTOFF_A) & np.outer(is_c, is_c)
     np.fill_diagonal(bonded0, False)
     n_bonds = max(int(bonded0.sum()), 1)
     survival_model = float(((_distances(pos, box, pbc) < BOND_CUTOFF_A) & bonded0).sum() / n_bonds)
-    survival_ref = float(((_distances(last_ref, lengths[-1], pbc) < BOND_CUTOFF_A) & bonded0).sum() / n_bonds)
+    survival_ref = float(((_distances(last_ref, lengths[done - 1], pbc) < BOND_CUTOFF_A) & bonded0).sum() / n_bonds)
 
     metrics = {
         "reference": str(reference), "n_frames": ref.n_frames, "n_atoms": ref.n_atoms,
@@ -138,17 +147,17 @@ def evaluate(model: str | Path | None, reference: str | Path, out: str | Path | 
         "rollout": {"position_rmse_A": float(np.sqrt(np.mean(np.square(roll_pos[1:])))),
                     "velocity_rmse_A_per_ps": float(np.sqrt(np.mean(np.square(roll_vel[1:])))),
                     "baseline_position_rmse_A": float(np.sqrt(np.mean(np.square(cv_pos[1:])))),
-                    "final_position_rmse_A": roll_pos[-1]},
+                    "final_position_rmse_A": roll_pos[-1], "frames_completed": done, "diverged": diverged},
         "temperature_mae_K": float(np.mean(np.abs(np.array(temps) - np.array(ref_temps)))),
         "bond_survival": {"model": survival_model, "reference": survival_ref, "n_initial_bonds": int(bonded0.sum())},
-        "rdf_l1": float(np.abs(_rdf(pos, box, pbc) - _rdf(last_ref, lengths[-1], pbc)).sum()),
+        "rdf_l1": float(np.abs(_rdf(pos, box, pbc) - _rdf(last_ref, lengths[done - 1], pbc)).sum()),
     }
     if rate != 0.0:
         atoms0 = ref.frame(0)
         width, thick = nominal_width(atoms0, "xyz"[axis]), nominal_thickness(atoms0)
-        model_gpa = sheet_stress_gpa(np.array(stress[1:]), lengths[1:, axis], width, thick)
-        ref_gpa = sheet_stress_gpa(ref.stress[1:, :, axis].sum(axis=1), lengths[1:, axis], width, thick)
-        ref_strain = lengths[:, axis] / lengths[0, axis] - 1.0
+        model_gpa = sheet_stress_gpa(np.array(stress[1:]), lengths[1:done, axis], width, thick)
+        ref_gpa = sheet_stress_gpa(ref.stress[1:done, :, axis].sum(axis=1), lengths[1:done, axis], width, thick)
+        ref_strain = lengths[:done, axis] / lengths[0, axis] - 1.0
         yi_m, yi_r = yield_index_drop(model_gpa), yield_index_drop(ref_gpa)
         metrics["tension"] = {
             "stress_rmse_GPa": _rmse(model_gpa, ref_gpa),
@@ -157,7 +166,7 @@ def evaluate(model: str | Path | None, reference: str | Path, out: str | Path | 
             "yield_strain_error": None if yi_m is None or yi_r is None else abs(float(strain[1:][yi_m] - ref_strain[1:][yi_r])),
         }
     if out is not None:
-        _write(Path(out), metrics, ref.time_ps, roll_pos, cv_pos, temps, ref_temps)
+        _write(Path(out), metrics, ref.time_ps[:done], roll_pos, cv_pos, temps, ref_temps)
     return metrics
 
 

@@ -47,6 +47,9 @@ from sagesnet_tf.model import SagesnetConfig, SagesnetModel
 #: Version of the exported signature set and metadata layout.
 EXPORT_SCHEMA_VERSION = 1
 METADATA_ASSET = "sagesnet_metadata.json"
+#: Atoms further outside the box than this fraction of its length along a non-periodic axis stop
+#: the step (see ``SagesnetServing._atom_step``).
+MAX_ESCAPE_FRACTION = 0.5
 
 
 def _spec(dtype):
@@ -135,7 +138,18 @@ class SagesnetServing(tf.Module):
 
     def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n):
         """One Δ for one structure; env_n (1,E) normalised. Returns positions, velocities,
-        per-atom uncertainty (N,), stress (6,)."""
+        per-atom uncertainty (N,), stress (6,). Fails (InvalidArgument) when atoms have left the box
+        by more than ``MAX_ESCAPE_FRACTION`` of its length along a non-periodic axis: the rollout
+        has diverged, and the open-axis grid would grow without bound."""
+        margin = MAX_ESCAPE_FRACTION * box_lengths
+        escaped = tf.logical_and(tf.logical_not(pbc), tf.logical_or(
+            tf.reduce_min(positions, axis=0) < box_origin - margin,
+            tf.reduce_max(positions, axis=0) > box_origin + box_lengths + margin))
+        check = tf.debugging.assert_equal(
+            tf.reduce_any(escaped), False,
+            message=f"atoms left the box along a non-periodic axis by more than {MAX_ESCAPE_FRACTION:g} of its length")
+        with tf.control_dependencies([check]):
+            positions = tf.identity(positions)
         grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
         z = self.model.encode(grid.atom_grid[None])
         z_next = self.model.step(z, env_n)

@@ -44,10 +44,9 @@ DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
 THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "strain", "stress_xx_GPa", "stress_yy_GPa",
                   "stress_zz_GPa", "stress_xy_GPa", "stress_xz_GPa", "stress_yz_GPa", "n_atoms",
                   "mean_uncertainty")
-#: Divergence limits: temperature above max(10 × target, …) or this many K; atoms further than
-#: this fraction of the box length outside the box along a non-periodic axis.
+#: Divergence limit: temperature above min(10 × target, this) K. (Atoms escaping the box along a
+#: non-periodic axis are caught inside the model step: ``export.MAX_ESCAPE_FRACTION``.)
 MAX_TEMPERATURE_K = 10000.0
-MAX_ESCAPE_FRACTION = 0.5
 #: Bounds of one Berendsen rescaling factor (keeps one bad step from being amplified).
 BERENDSEN_LAMBDA_RANGE = (0.8, 1.25)
 
@@ -59,6 +58,13 @@ class RolloutDiverged(SagesnetError):
     def __init__(self, message: str, manifest: dict):
         super().__init__(message)
         self.manifest = manifest
+
+
+def in_graph_failure(err) -> str:
+    """The message of the failed in-graph check (e.g. the atom grid overflow) of a
+    ``tf.errors.InvalidArgumentError`` raised by a model signature."""
+    found = re.search(r"assertion failed: \[([^\]]*)\]", err.message)
+    return found.group(1) if found else err.message.strip().splitlines()[-1]
 
 
 def berendsen_factor(temperature: float, target: float, delta_ps: float, tau_ps: float) -> float:
@@ -126,17 +132,12 @@ def _frame(atoms: Atoms, positions, velocities, lengths, step: int, time_ps: flo
     return frame
 
 
-def _divergence(positions, lengths, origin, pbc, temperature: float, target: float | None) -> str | None:
+def _divergence(positions, temperature: float, target: float | None) -> str | None:
     if not np.all(np.isfinite(positions)) or not math.isfinite(temperature):
         return "NaN or Inf in the atoms"
     limit = MAX_TEMPERATURE_K if target is None else min(MAX_TEMPERATURE_K, 10.0 * max(target, 1.0))
     if temperature > limit:
         return f"temperature ran away to {temperature:.0f} K (limit {limit:.0f} K)"
-    for a in range(3):
-        if not pbc[a]:
-            margin = MAX_ESCAPE_FRACTION * lengths[a]
-            if positions[:, a].min() < origin[a] - margin or positions[:, a].max() > origin[a] + lengths[a] + margin:
-                return f"atoms left the box along non-periodic axis {'xyz'[a]} by more than {margin:.1f} Å"
     return None
 
 
@@ -251,9 +252,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                              pbc=pbc, env=env_vector(meta, temperature_K or 0.0, strain_rate, strain),
                              n_steps=np.int32(n), strain_rate_per_ps=np.float32(rate_now), axis=np.int32(a))
                 except tf.errors.InvalidArgumentError as err:  # the in-graph grid checks
-                    found = re.search(r"assertion failed: \[([^\]]*)\]", err.message)
-                    reason = found.group(1) if found else err.message.strip().splitlines()[-1]
-                    raise diverged(reason) from None
+                    raise diverged(in_graph_failure(err)) from None
                 pos, vel = res["positions"].numpy(), res["velocities"].numpy()
                 lengths = res["box_lengths"].numpy()
                 if thermostat_ps:
@@ -262,7 +261,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                 bar.update(n)
             strain = float(lengths[a] / lengths0[a] - 1.0)
             temp = record(done, pos, vel, lengths, strain, res["uncertainty"].numpy(), res["stress"].numpy())
-            reason = _divergence(pos, lengths, origin, pbc, temp, target)
+            reason = _divergence(pos, temp, target)
             if reason:
                 raise diverged(reason)
     finish("completed")

@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from sagesnet_tf.cli.main import main
+from sagesnet_tf.evaluate import evaluate
 from sagesnet_tf.export import export_model
 from sagesnet_tf.io import read_structure
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
@@ -68,3 +69,17 @@ def test_evaluate_rejects_mismatched_interval(tmp_path, capsys):
     ref = reference_dataset(tmp_path / "ref", rate=0.0)
     assert main(["evaluate", "--model", str(exported), "--reference", str(ref)]) == 2
     assert "multiple" in capsys.readouterr().err
+
+
+def test_diverging_rollout_is_reported_not_raised(tmp_path):
+    model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1, coarse_levels=()))
+    model.build()
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 3.0, w.shape).astype(w.dtype) for w in model.get_weights()])
+    exported = export_model(model, tmp_path / "m")
+    ref = reference_dataset(tmp_path / "ref", rate=0.0)
+    metrics = evaluate(str(exported), ref, tmp_path / "metrics.json")
+    roll = metrics["rollout"]
+    assert roll["diverged"] and 1 <= roll["frames_completed"] < metrics["n_frames"]
+    assert np.isfinite(roll["position_rmse_A"]) and 0.0 <= metrics["bond_survival"]["model"] <= 1.0
+    assert json.loads((tmp_path / "metrics.json").read_text())["rollout"]["diverged"] == roll["diverged"]
