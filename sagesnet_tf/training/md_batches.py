@@ -170,18 +170,10 @@ class MDWindows:
         return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
-        """A batch of ``batch_size`` windows of one group (see the class docstring) drawn with ``rng``.
-
-        Each window is translated by a random fraction of the box along the periodic axes (the
-        same shift for all its frames): the physics does not change, but the atoms' registry with
-        the voxel grid does, so the model cannot learn dynamics tied to one lattice-grid alignment.
-        """
+        """A batch of ``batch_size`` windows of one group (see the class docstring) drawn with ``rng``."""
         sizes = np.array([len(w) for w in self._group_windows], dtype=np.float64)
         windows = self._group_windows[int(rng.choice(len(sizes), p=sizes / sizes.sum()))]
-        batch = self.batch(windows[rng.integers(0, len(windows), size=batch_size)])
-        shift = rng.random((batch_size, 1, 1, 3)) * batch["box"][:, None, None, :] * self.pbc
-        batch["positions"] = (batch["positions"] + shift).astype(np.float32)
-        return batch
+        return self.batch(windows[rng.integers(0, len(windows), size=batch_size)])
 
     def open_axis_cells(self, h: float, margin_cells: int = 1) -> int:
         """Cells the atom grid needs along the (single) non-periodic axis for every frame, + 1 spare."""
