@@ -2,7 +2,7 @@
 
 LAMMPS equilibrates a periodic sheet (quick: 6 × 4 cells; full: 10 × 6 cells) for 2 ps of
 ``fix nvt``, then runs the reference from there (quick: 1 ps, full: 5 ps; velocities kept),
-recording a dump every model step Δ; its wall time is the reference run's. The comparison is :func:`sagesnet_tf.evaluate.evaluate`
+recording a frame every model step Δ (written as a dataset); its wall time is the reference run's. The comparison is :func:`sagesnet_tf.evaluate.evaluate`
 (engineer F's metrics, reused): one-step and rollout position RMSE against MD and against the
 constant-velocity baseline, temperature MAE, bond survival and the RDF L1 distance of the final
 frames; its ``evaluate.png`` plots RMSE and temperature over time.
@@ -16,6 +16,7 @@ from pathlib import Path
 from sagesnet_tf.evaluate import evaluate
 from sagesnet_tf.md.protocols import NVT
 from sagesnet_tf.md.run import run_md
+from sagesnet_tf.pipelines.writer import write_dataset
 from sagesnet_tf.simulate import load_exported, resolve_model_dir
 from sagesnet_tf.structures import graphene_sheet
 
@@ -42,11 +43,13 @@ def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progre
                            threads=threads, progress=progress)
     atoms = equilibration.trajectory.frame(equilibration.trajectory.n_frames - 1)
     t0 = time.perf_counter()
-    run_md(atoms, NVT(temperature_K=TEMPERATURE_K, steps=steps), str(md_dir), dt_fs=1.0, record_every=delta_steps,
-           threads=threads, dump=True, keep_velocities=True, progress=progress)
+    md = run_md(atoms, NVT(temperature_K=TEMPERATURE_K, steps=steps), str(md_dir), dt_fs=1.0,
+                record_every=delta_steps, threads=threads, keep_velocities=True, progress=progress)
     md_wall = time.perf_counter() - t0
+    # the reference as a dataset: unlike a dump it keeps the open axis and the environment (300 K)
+    write_dataset(str(md_dir / "dataset"), [md.trajectory], source=md.manifest, overwrite=True)
     t0 = time.perf_counter()
-    m = evaluate(model, md_dir / "dump.lammpstrj", out_dir / "nvt_evaluate.json", dt_fs=1.0)
+    m = evaluate(model, md_dir / "dataset", out_dir / "nvt_evaluate.json")
     ml_wall = time.perf_counter() - t0
     case = f"graphene {cfg['nx']}×{cfg['ny']} ({len(atoms)} atoms), {steps / 1000:g} ps"
     roll = m["rollout"]
