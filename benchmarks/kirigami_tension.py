@@ -17,13 +17,14 @@ import csv
 import time
 from pathlib import Path
 
+from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.analysis.stress_strain import summarize
 from sagesnet_tf.md.protocols import Tension
 from sagesnet_tf.md.run import run_md, write_md_outputs
 from sagesnet_tf.simulate import RolloutDiverged, simulate
 from sagesnet_tf.structures import kirigami
 
-from benchmarks.report import row, save_figure
+from benchmarks.report import row
 
 #: 15-digit cut patterns (see ``structures.parse_kirigami_pattern``) kept out of training.
 HELD_OUT_PATTERNS: tuple[str, ...] = ("010000000001000", "101010000010101", "000001010100000")
@@ -90,7 +91,7 @@ def _plot(curves: dict, path: Path) -> None:
     ax.set(xlabel="strain", ylabel="stress (GPa)", title="Kirigami tension, 4.2 K")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, dpi=100)
 
 
 __all__ = ["HELD_OUT_PATTERNS", "run"]

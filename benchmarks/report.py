@@ -65,10 +65,3 @@ def write_report(out_dir: str | Path, results: list[dict], settings: dict) -> di
         handle.write(header + body)
     return doc
 
-
-def save_figure(fig, path: Path) -> None:
-    """Write a matplotlib figure as PNG atomically and close it."""
-    import matplotlib.pyplot as plt
-    with atomic_output(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)

@@ -14,7 +14,7 @@ import numpy as np
 
 from sagesnet_tf import structures
 from sagesnet_tf.atoms import Atoms
-from sagesnet_tf.io import FORMATS, atomic_output, write_structure
+from sagesnet_tf.io import FORMATS, write_structure
 
 
 @click.group()
@@ -57,9 +57,8 @@ def _write(atoms: Atoms, out: str, fmt: str | None, preview: str | None) -> None
 
 def _write_preview(atoms: Atoms, path: str) -> None:
     """PNG of the atoms projected on the plane of the two longest cell axes, with the cell outline."""
-    import matplotlib
+    from sagesnet_tf.analysis.plots import save_figure  # selects the Agg backend first
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     lengths = np.linalg.norm(atoms.cell, axis=1)
@@ -80,9 +79,7 @@ def _write_preview(atoms: Atoms, path: str) -> None:
     ax.set_title(f"{atoms.info.get('structure', 'structure')}: {len(atoms)} atoms", fontsize=10)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    with atomic_output(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 @build.command()

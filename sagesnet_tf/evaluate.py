@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.analysis.stress_strain import nominal_thickness, nominal_width, sheet_stress_gpa, yield_index_drop
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
@@ -171,9 +172,7 @@ def evaluate(model: str | Path | None, reference: str | Path, out: str | Path | 
 
 
 def _write(out: Path, metrics: dict, time_ps, roll_pos, cv_pos, temps, ref_temps) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the Agg backend is selected by analysis.plots
 
     with atomic_output(out) as handle:
         json.dump(metrics, handle, indent=2)
@@ -187,7 +186,4 @@ def _write(out: Path, metrics: dict, time_ps, roll_pos, cv_pos, temps, ref_temps
     ax2.set(xlabel="time (ps)", ylabel="temperature (K)")
     ax2.legend()
     fig.tight_layout()
-    png = out.with_suffix(".png")
-    with atomic_output(png, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out.with_suffix(".png"), dpi=100)

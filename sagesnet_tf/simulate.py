@@ -240,11 +240,10 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     start = time.time()
     record(0, pos, vel, lengths, 0.0, np.zeros(len(pos)), np.zeros(6))
     done = 0
-    chunk = 1 if thermostat_ps else every  # the thermostat acts between model calls
     with tqdm(total=total, unit="step", desc="simulate", disable=not progress) as bar:
         while done < total:
             n_frame = min(every, total - done)
-            for n in [chunk] * (n_frame // chunk) + ([n_frame % chunk] if n_frame % chunk else []):
+            for n in [1] * n_frame if thermostat_ps else [n_frame]:  # the thermostat acts between calls
                 strain = float(lengths[a] / lengths0[a] - 1.0)
                 rate_now = strain_rate * lengths0[a] / lengths[a]  # box grows by L0·rate·Δ per step
                 try:

@@ -1,7 +1,8 @@
 """PNG plots of MD (and, later, learned-simulation) results: stress–strain and thermo.
 
-Both functions take plain arrays/columns so the ``simulate`` outputs can reuse them. Files are
-written atomically (temporary file in the same directory, then ``os.replace``).
+Both plot functions take plain arrays/columns so the ``simulate`` outputs can reuse them. Every
+PNG the project writes goes through :func:`save_figure` (atomic: temporary file in the same
+directory, then ``os.replace``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from sagesnet_tf.analysis.stress_strain import StressStrainSummary  # noqa: E402
 from sagesnet_tf.io import atomic_output  # noqa: E402
 
 
-def _save(fig: "plt.Figure", path: str) -> None:
+def save_figure(fig: "plt.Figure", path, dpi: int = 120) -> None:
     """Write ``fig`` as PNG to ``path`` atomically and close it."""
     try:
         with atomic_output(path, "wb") as handle:
-            fig.savefig(handle, dpi=120, format="png")
+            fig.savefig(handle, dpi=dpi, format="png")
     finally:
         plt.close(fig)
 
@@ -58,7 +59,7 @@ def plot_stress_strain(strain: Sequence[float], stress_gpa: Sequence[float], pat
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 #: Thermo columns plotted by :func:`plot_thermo` (panel title, column names), when present.
@@ -91,4 +92,4 @@ def plot_thermo(thermo: Mapping[str, Sequence[float]], path: str, title: str = "
     axes[-1, 0].set_xlabel("time (ps)")
     axes[0, 0].set_title(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)

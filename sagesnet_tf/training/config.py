@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.io import atomic_output
 from sagesnet_tf.model import CellStateConfig
 
 #: Stage kinds the trainer knows, in the order a multiscale run normally uses them.
@@ -238,11 +239,8 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """Write the validated config (all defaults filled in) as YAML, atomically."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_output(path) as fh:
         yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
-    os.replace(tmp, path)
 
 
 def schema_text() -> str:

@@ -57,9 +57,11 @@ import tensorflow as tf
 import yaml
 from tqdm import tqdm
 
+from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import split_slot_features
+from sagesnet_tf.io import atomic_output
 from sagesnet_tf.md.run import write_json
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
 from sagesnet_tf.pipelines import reader
@@ -401,9 +403,8 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     metrics = MetricsLog(run_dir, cfg.name, [s.name for s in cfg.stages])
     if resume and checkpointer.restore_latest():
         metrics.load(int(state.step.numpy()))
-    with open(os.path.join(run_dir, "config.yaml.tmp"), "w", encoding="utf-8") as fh:
+    with atomic_output(os.path.join(run_dir, "config.yaml")) as fh:
         yaml.safe_dump({**dataclasses.asdict(cfg), "model": mcfg.to_dict()}, fh, sort_keys=False)
-    os.replace(os.path.join(run_dir, "config.yaml.tmp"), os.path.join(run_dir, "config.yaml"))
 
     val_batches = [_to_tensors(data.validation.sample(np.random.default_rng([cfg.seed, 999_999, j]), cfg.data.batch_size))
                    for j in range(cfg.validation.batches)]
@@ -565,7 +566,4 @@ def _plot_rollout(path: str, temps, bonded, md_T, target_T, delta) -> None:
     axes[1].set_xlabel("time (ps)")
     axes[1].set_ylabel("initial C–C bonds kept")
     fig.tight_layout()
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=90)

@@ -23,12 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+from sagesnet_tf.analysis.plots import save_figure  # noqa: E402
+from sagesnet_tf.io import atomic_output  # noqa: E402
 
 
 class MetricsLog:
@@ -70,7 +66,8 @@ class MetricsLog:
 
     def write(self) -> None:
         """Write ``metrics.json`` and ``loss_curves.png`` atomically."""
-        _atomic_write_text(self.path, json.dumps(self.data, indent=1))
+        with atomic_output(self.path) as fh:
+            fh.write(json.dumps(self.data, indent=1))
         self.plot(os.path.join(self.run_dir, "loss_curves.png"))
 
     def plot(self, path: str) -> None:
@@ -89,7 +86,4 @@ class MetricsLog:
             if ax.lines:
                 ax.legend(fontsize=7)
         fig.tight_layout()
-        tmp = f"{path}.tmp{os.getpid()}.png"
-        fig.savefig(tmp, dpi=90)
-        plt.close(fig)
-        os.replace(tmp, path)
+        save_figure(fig, path, dpi=90)
