@@ -134,7 +134,7 @@ class SagesnetServing(tf.Module):
     def _voxelize(self, positions, velocities, species, box_lengths, box_origin, pbc):
         c = self.model.config
         return voxelize(positions, velocities, species, box_lengths, box_origin, pbc, c.h, c.slots,
-                        self._n_el, c.velocity_scale)
+                        self._n_el, c.velocity_scale, multiple=c.grid_multiple)
 
     def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n):
         """One Δ for one structure; env_n (1,E) normalised. Returns positions, velocities,

@@ -73,7 +73,7 @@ class VoxelGrid(NamedTuple):
 
 def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: float, slots: int,
              n_elements: int = len(ELEMENTS), velocity_scale: float = VELOCITY_SCALE,
-             margin_cells: int = 1) -> VoxelGrid:
+             margin_cells: int = 1, multiple=(1, 1, 1)) -> VoxelGrid:
     """Bin one structure's atoms into an atom grid.
 
     Args:
@@ -88,6 +88,10 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
         n_elements: size of the element one-hot.
         velocity_scale: Å/ps that maps to 1.0 in the velocity features.
         margin_cells: empty voxels added on each side along non-periodic axes.
+        multiple: (3,) int, the grid size along each axis is rounded up to a multiple of this (a
+            model with coarse levels needs its fine grid divisible by the coarsening factors):
+            periodic axes take more, narrower voxels; non-periodic axes extra empty voxels at the
+            upper side.
 
     Returns:
         :class:`VoxelGrid`.
@@ -110,10 +114,11 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
     ]
     with tf.control_dependencies(checks):
         h = tf.constant(h, tf.float32)
-        n_periodic = tf.maximum(1.0, tf.math.ceil(box_lengths / h - 1e-4))
+        k = tf.constant(multiple, tf.float32)
+        n_periodic = k * tf.maximum(1.0, tf.math.ceil(box_lengths / (h * k) - 1e-4))
         lo_atoms = tf.reduce_min(positions, axis=0) - margin_cells * h
         extent = tf.reduce_max(positions, axis=0) - tf.reduce_min(positions, axis=0)
-        n_open = tf.floor(extent / h) + 1.0 + 2.0 * margin_cells
+        n_open = k * tf.math.ceil((tf.floor(extent / h) + 1.0 + 2.0 * margin_cells) / k)
         dims_f = tf.where(pbc, n_periodic, n_open)
         spacing = tf.where(pbc, box_lengths / n_periodic, h)
         origin = tf.where(pbc, box_origin, lo_atoms)

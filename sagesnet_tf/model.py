@@ -172,6 +172,15 @@ class SagesnetConfig(_ConfigBase):
         """Δ, the model timestep in ps."""
         return self.delta_steps * self.md_dt_fs * 1e-3
 
+    @property
+    def grid_multiple(self) -> tuple[int, int, int]:
+        """(3,) the fine grid's size along each axis is a multiple of this: the product of the
+        coarse levels' factors (voxelize's ``multiple``), so that every level divides evenly."""
+        out = [1, 1, 1]
+        for level in self.coarse_levels:
+            out = [a * k for a, k in zip(out, level["factor"])]
+        return tuple(out)
+
 
 @dataclasses.dataclass
 class CellStateConfig(_ConfigBase):

@@ -78,3 +78,68 @@ def test_md_training_runs_stages_in_order_and_reduces_loss(md_data, tmp_path):
 def test_bad_md_config_is_one_line_error():
     with pytest.raises(SagesnetError, match="stage kind|allowed"):
         md_stages.md_config_from_dict({"kind": "md", "stages": [{"kind": "bogus"}]})
+
+
+def test_time_reversed_window_is_the_same_frames_backwards_with_negated_velocities(md_data):
+    from sagesnet_tf.pipelines import reader
+    from sagesnet_tf.training.md_batches import MDWindows, Segment
+
+    traj = reader.read_trajectories(os.path.join(md_data, "nvt_300"))[0]
+    windows = MDWindows([Segment(traj, 0, traj.n_frames, "a")], 4, ("C", "H"))
+    fwd, back = windows.window(3), windows.window(3, reverse=True)
+    np.testing.assert_allclose(back["velocities"], -fwd["velocities"][::-1], atol=1e-6)
+    # positions are unwrapped from the window's first frame: same displacements, reversed
+    np.testing.assert_allclose(back["positions"] - back["positions"][0],
+                               (fwd["positions"] - fwd["positions"][-1])[::-1], atol=1e-4)
+    np.testing.assert_allclose(back["box"], fwd["box"])
+    batch = windows.sample(np.random.default_rng(1), 64, time_reversal=True)
+    firsts = {round(float(b[0, 0, 0]), 4) for b in batch["velocities"]}
+    assert len(firsts) > 1
+
+
+def _coarse_config(**extra):
+    data = {
+        "kind": "md", "name": "tiny_coarse", "seed": 0, "log_every": 5,
+        "model": {"latent_dim": 8, "hidden": 16, "depth": 1, "h": 1.8, "slots": 2,
+                  "coarse_levels": [{"factor": [2, 2, 1], "steps": 2}],
+                  "boundary": ["periodic", "periodic", "open"], "delta_steps": 10},
+        "data": {"batch_size": 2, "validation_dataset": "nvt_300", "validation_from": 0.6, "time_reversal": True},
+        "stages": [{"kind": "predictor", "steps": 10},
+                   {"kind": "coarsener_autoencoder", "steps": 10, "learning_rate": 3e-3},
+                   {"kind": "coarse_joint", "steps": 40, "learning_rate": 3e-3}],
+        "checkpoint": {"every_steps": 100, "keep": 1}, "validation": {"every_steps": 100, "batches": 2},
+        "evaluation": {"onestep_frames": 4, "rollout_steps": 3}}
+    data.update(extra)
+    return md_stages.md_config_from_dict(data)
+
+
+def test_coarse_stages_train_level_0_and_init_from_keeps_the_fine_model(md_data, tmp_path):
+    import keras
+
+    run = str(tmp_path / "fine_and_coarse")
+    result = md_stages.train_md(_coarse_config(), md_data, run, progress=False)
+    joint = [r for r in result["history"] if r["stage"] == "coarse_joint" and r["split"] == "train"]
+    losses = [r["loss"] for r in joint]
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+    coarse = json.load(open(os.path.join(run, "evaluation.json")))["coarse_step"]
+    assert coarse["span_ps"] == pytest.approx(0.02) and np.isfinite(coarse["model_rmse_A"])
+
+    # a second run starts from the first (model section taken from it) and trains only coarse parts
+    cfg = _coarse_config(init_from=run, model={}, stages=[{"kind": "coarse_joint", "steps": 3}])
+    assert cfg.model_config.coarse_levels[0]["factor"] == (2, 2, 1)
+    run2 = str(tmp_path / "continued")
+    md_stages.train_md(cfg, md_data, run2, progress=False)
+    before, after = (keras.models.load_model(os.path.join(r, "model.keras")) for r in (run, run2))
+    for a, b in zip(before.encoder.weights + before.atom_decoder.weights, after.encoder.weights + after.atom_decoder.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert any(not np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(before.coarse_predictors[0].weights, after.coarse_predictors[0].weights))
+
+
+def test_coarse_stage_without_coarse_level_and_bad_bool_are_one_line_errors():
+    with pytest.raises(SagesnetError, match="coarse_levels"):
+        _coarse_config(model={"coarse_levels": []})
+    with pytest.raises(SagesnetError, match="time_reversal"):
+        _coarse_config(data={"time_reversal": "yes"})
+    with pytest.raises(SagesnetError, match="init_from"):
+        _coarse_config(init_from="/nonexistent/run", model={})

@@ -135,7 +135,7 @@ def _check_value(where: str, f: dataclasses.Field, value: Any) -> Any:
     """Validate and coerce one scalar/list field; raise a one-line SagesnetError if bad."""
     typ = f.type  # annotations are strings (``from __future__ import annotations``)
     meta = f.metadata
-    expected = {"int": int, "float": float, "str": str, "list": list}[typ]
+    expected = {"int": int, "float": float, "str": str, "list": list, "bool": bool}[typ]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if expected is float and isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
@@ -143,7 +143,7 @@ def _check_value(where: str, f: dataclasses.Field, value: Any) -> Any:
             value = float(value)
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, expected):
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
         raise SagesnetError(f"config key '{where}' must be a {typ}, got {value!r}; fix the value in the config file")
     if "choices" in meta and value not in meta["choices"]:
         raise SagesnetError(f"config key '{where}' is {value!r}; allowed: {', '.join(meta['choices'])}")

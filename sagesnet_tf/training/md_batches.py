@@ -15,6 +15,12 @@ batches of windows as plain arrays:
 - ``env`` (B, E) float32, the environment of frame 0 normalised by :data:`ENV_SCALES`.
 - ``stress`` (B, N, 6) bar·Å³, per-atom stress × volume at frame 0.
 
+A window may be drawn **time-reversed** (``sample(..., time_reversal=True)``): frames in reverse
+order with every velocity negated. Constant-box NVT/NVE dynamics (velocity Verlet, Nosé–Hoover
+chains) are time-reversible, so a reversed window is another valid trajectory of the same
+ensemble; training on both directions removes any learnable friction (a velocity change
+correlated with −v), which would otherwise cool free rollouts.
+
 :func:`voxelize_batch` turns positions/velocities into the model's atom grid inside the graph
 (so the unrolled stage can re-voxelize its own predictions), padding the open axis to a fixed
 number of cells so that a batch stacks.
@@ -145,35 +151,42 @@ class MDWindows:
         """How many distinct windows the segments hold."""
         return int(self._starts[-1])
 
-    def window(self, index: int) -> dict[str, np.ndarray]:
-        """Window ``index`` in [0, n_windows) as unbatched arrays (see module docstring)."""
+    def window(self, index: int, reverse: bool = False) -> dict[str, np.ndarray]:
+        """Window ``index`` in [0, n_windows) as unbatched arrays (see module docstring); ``reverse``:
+        the same frames time-reversed (last frame first, velocities negated)."""
         seg_i = int(np.searchsorted(self._starts, index, side="right") - 1)
         seg = self.segments[seg_i]
         traj = seg.trajectory
-        t0 = seg.start + index - int(self._starts[seg_i])
+        frames = np.arange(self.length) + seg.start + index - int(self._starts[seg_i])
+        if reverse:
+            frames = frames[::-1]
+        t0 = int(frames[0])
         box = np.diag(traj.cell[t0]).astype(np.float64)
-        raw = traj.positions[t0:t0 + self.length]
+        raw = traj.positions[frames]
         steps = minimum_image(np.diff(raw, axis=0), box, self.pbc)
         pos = np.concatenate([raw[:1], raw[:1] + np.cumsum(steps, axis=0)], axis=0)
         return {
             "positions": pos.astype(np.float32),
-            "velocities": traj.velocities[t0:t0 + self.length].astype(np.float32),
+            "velocities": (-1.0 if reverse else 1.0) * traj.velocities[frames].astype(np.float32),
             "species": np.array([self.elements.index(s) for s in traj.symbols], np.int32),
             "box": box.astype(np.float32),
             "env": normalise_env(traj.environment[t0], traj.env_fields),
             "stress": traj.stress[t0].astype(np.float32),
         }
 
-    def batch(self, indices) -> dict[str, np.ndarray]:
-        """Windows ``indices`` stacked along a new batch axis B."""
-        items = [self.window(int(i)) for i in indices]
+    def batch(self, indices, reverse=None) -> dict[str, np.ndarray]:
+        """Windows ``indices`` stacked along a new batch axis B; ``reverse`` (B,) bool, optional."""
+        reverse = np.zeros(len(indices), bool) if reverse is None else reverse
+        items = [self.window(int(i), bool(r)) for i, r in zip(indices, reverse)]
         return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
-    def sample(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
-        """A batch of ``batch_size`` windows of one group (see the class docstring) drawn with ``rng``."""
+    def sample(self, rng: np.random.Generator, batch_size: int, time_reversal: bool = False) -> dict[str, np.ndarray]:
+        """A batch of ``batch_size`` windows of one group (see the class docstring) drawn with ``rng``;
+        with ``time_reversal`` each window is reversed with probability 1/2."""
         sizes = np.array([len(w) for w in self._group_windows], dtype=np.float64)
         windows = self._group_windows[int(rng.choice(len(sizes), p=sizes / sizes.sum()))]
-        return self.batch(windows[rng.integers(0, len(windows), size=batch_size)])
+        picks = windows[rng.integers(0, len(windows), size=batch_size)]
+        return self.batch(picks, rng.random(batch_size) < 0.5 if time_reversal else None)
 
     def open_axis_cells(self, h: float, margin_cells: int = 1) -> int:
         """Cells the atom grid needs along the (single) non-periodic axis for every frame, + 1 spare."""
@@ -188,13 +201,13 @@ class MDWindows:
 
 
 def voxelize_batch(positions, velocities, species, box, pbc, h: float, slots: int, n_elements: int,
-                   velocity_scale: float, open_cells: int | None) -> dict[str, tf.Tensor]:
+                   velocity_scale: float, open_cells: int | None, multiple=(1, 1, 1)) -> dict[str, tf.Tensor]:
     """Voxelize each structure of a batch (static B) and stack (TF ops, differentiable in offsets).
 
     Args:
         positions: (B, N, 3) Å (unwrapped is fine; periodic axes wrap).
         velocities: (B, N, 3) Å/ps. species: (B, N) int. box: (B, 3) Å. pbc: (3,) bool numpy.
-        h, slots, n_elements, velocity_scale: the model config's.
+        h, slots, n_elements, velocity_scale: the model config's; multiple: its ``grid_multiple``.
         open_cells: pad the non-periodic axis to this many cells (None: no padding, B must be 1
             or all grids the same shape).
 
@@ -207,7 +220,7 @@ def voxelize_batch(positions, velocities, species, box, pbc, h: float, slots: in
     open_axes = [i for i in range(3) if not pbc[i]]
     for b in range(positions.shape[0]):
         vg = voxelize(positions[b], velocities[b], species[b], box[b], tf.zeros(3), pbc, h, slots,
-                      n_elements, velocity_scale)
+                      n_elements, velocity_scale, multiple=multiple)
         grid = vg.atom_grid
         if open_cells:
             pads = [[0, 0]] * 5

@@ -23,6 +23,17 @@ Stages (``kind``), run in file order:
   simulator does); Gaussian input noise of std ``input_noise``·σ_d on positions and
   ``input_noise``·σ_v on velocities at the first step (targets stay the true frames, so the model
   learns to pull drifted states back, GNS-style); loss = mean over the rollout of the predictor's.
+- ``coarsener_autoencoder`` (coarse level 0: factor k, T steps): the frozen encoder's latents of
+  frames 1..T form a window W (B,T,X,Y,Z,D); W -> coarsen -> refine -> R. Loss: MSE(R, W) in
+  units of the window's latent variance, plus the predictor's atom loss of decoding each refined
+  frame k from the true atoms of frame k−1 (the atom decoder stays frozen). Trains coarsener and
+  refiner.
+- ``coarse_joint``: windows W_a = frames 1..T and W_b = frames T+1..2T; c' = step_coarse(coarsen(W_a)).
+  Loss: latent MSE of c' to coarsen(W_b) (target held fixed), the reconstruction MSE of W_a, and
+  the atom loss of decoding refine(c') frame by frame from the true atoms of frame T, each frame's
+  atoms fed back (re-voxelized) into the next — what ``simulate --scale 1`` does. Reports the
+  position RMSE after the coarse step (T·Δ) and the constant-velocity baseline over the same span.
+  Trains coarsener, refiner and the level's environment conv and predictor.
 - ``uncertainty``: the per-cell head learns the predictor's per-cell loss (mean over the cell's
   atoms of the normalised squared displacement error; 0 for empty cells), model frozen otherwise.
 
@@ -47,6 +58,7 @@ statistics), ``evaluation.json`` + ``rollout.png`` (held-out figures, see :func:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 
@@ -76,7 +88,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 #: Stage kinds of the MD trainer, in their usual order.
-MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "predictor", "unrolled", "uncertainty")
+MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "predictor", "unrolled", "coarsener_autoencoder", "coarse_joint",
+                                   "uncertainty")
+#: Stages that train coarse level 0 (the model needs ``coarse_levels``).
+MD_COARSE_KINDS: tuple[str, ...] = ("coarsener_autoencoder", "coarse_joint")
 
 
 @dataclasses.dataclass
@@ -87,6 +102,8 @@ class MDDataConfig:
     batch_size: int = _field(4, "windows per batch", min=1)
     validation_dataset: str = _field("", "dataset whose frames from validation_from on are held out (default: the last)")
     validation_from: float = _field(0.5, "fraction of the validation dataset's frames used for training", min=0.0, max=0.95)
+    time_reversal: bool = _field(False, "draw each training window time-reversed with probability 1/2 (velocities negated; "
+                                        "removes learnable friction, see md_batches)")
 
 
 @dataclasses.dataclass
@@ -119,7 +136,10 @@ class MDTrainConfig:
     name: str = _field("md", "run name")
     seed: int = _field(0, "seed of init, data order and noise", min=0)
     log_every: int = _field(20, "log training metrics every N steps", min=1)
-    model: dict = dataclasses.field(default_factory=dict, metadata={"help": "keys of SagesnetConfig", "model": True})
+    init_from: str = _field("", "run directory whose model.keras initialises every variable of the same name and "
+                                "shape (e.g. a trained fine model before adding a coarse level); empty: random init")
+    model: dict = dataclasses.field(default_factory=dict, metadata={
+        "help": "keys of SagesnetConfig (empty with init_from: that run's model)", "model": True})
     data: MDDataConfig = dataclasses.field(default_factory=MDDataConfig, metadata={"help": "data"})
     stages: list = dataclasses.field(default_factory=list, metadata={"help": "stages", "item": MDStageConfig})
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig, metadata={"help": "checkpoints"})
@@ -132,8 +152,10 @@ class MDTrainConfig:
 
     @property
     def window_length(self) -> int:
-        """Frames per window: the current frame plus the longest unroll."""
-        return 1 + max(s.unroll if s.kind == "unrolled" else 1 for s in self.stages)
+        """Frames per window: the current frame plus the longest unroll (2·T for coarse stages)."""
+        levels = self.model_config.coarse_levels
+        return 1 + max(s.unroll if s.kind == "unrolled" else
+                       2 * levels[0]["steps"] if s.kind in MD_COARSE_KINDS else 1 for s in self.stages)
 
 
 def is_md_config(path: str) -> bool:
@@ -149,6 +171,8 @@ def is_md_config(path: str) -> bool:
 def md_config_from_dict(data: dict) -> MDTrainConfig:
     """Validate a mapping into :class:`MDTrainConfig` (one-line SagesnetError on bad input)."""
     cfg = _build(MDTrainConfig, data, "")
+    if cfg.init_from and not cfg.model:
+        cfg.model = _run_model_config(cfg.init_from)
     try:
         cfg.model_config
     except TypeError as exc:
@@ -164,9 +188,20 @@ def md_config_from_dict(data: dict) -> MDTrainConfig:
     if len(set(names)) != len(names):
         raise SagesnetError(f"stage names must be unique, got {names}; rename the repeated stage")
     kinds = [s.kind for s in cfg.stages]
+    if set(kinds) & set(MD_COARSE_KINDS) and not cfg.model_config.coarse_levels:
+        raise SagesnetError("coarse stages need a coarse level; add model.coarse_levels: [{factor: [2, 2, 1], steps: 2}]")
     if "uncertainty" in kinds and "predictor" not in kinds[:kinds.index("uncertainty")]:
         raise SagesnetError("stage 'uncertainty' needs a 'predictor' stage before it; add one")
     return cfg
+
+
+def _run_model_config(run_dir: str) -> dict:
+    """The model config of a finished training run (``RUN/model_info.json``)."""
+    path = os.path.join(run_dir, "model_info.json")
+    if not os.path.isfile(path):
+        raise SagesnetError(f"init_from: {path} does not exist; point init_from at a finished training run directory")
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)["model_config"]
 
 
 def load_md_config(path: str) -> MDTrainConfig:
@@ -239,6 +274,11 @@ def stage_layers(model: SagesnetModel, kind: str) -> list:
         return [model.encoder, model.decoder, model.heads]
     if kind == "uncertainty":
         return [model.uncertainty]
+    if kind == "coarsener_autoencoder":
+        return [model.coarseners[0], model.refiners[0]]
+    if kind == "coarse_joint":
+        return [layer for layer in (model.coarseners[0], model.refiners[0], model.coarse_env_convs[0],
+                                    model.coarse_predictors[0], model.coarse_virtuals[0]) if layer is not None]
     dyn = [model.encoder, model.predictor, model.virtual, model.atom_virtual, model.atom_decoder]
     return dyn + ([model.env_conv] if model.env_conv is not None else [])
 
@@ -266,7 +306,7 @@ class MDStageRunner:
         """atoms_state + atom_grid of a batch (see :func:`md_batches.voxelize_batch`)."""
         c = self.model.config
         return md_batches.voxelize_batch(positions, velocities, species, box, self.pbc, c.h, c.slots,
-                                         self.n_el, c.velocity_scale, self.open_cells)
+                                         self.n_el, c.velocity_scale, self.open_cells, c.grid_multiple)
 
     def one_step(self, positions, velocities, species, box, env):
         """One model step Δ: returns (decode_atoms dict, z (B,X,Y,Z,D), inputs dict)."""
@@ -286,6 +326,8 @@ class MDStageRunner:
         p, v, sp, box, env = (batch["positions"], batch["velocities"], batch["species"], batch["box"], batch["env"])
         if kind == "autoencoder":
             return self._autoencoder(p[:, 0], v[:, 0], sp, box, batch["stress"])
+        if kind in MD_COARSE_KINDS:
+            return self._coarse(kind, p, v, sp, box, env)
         if kind == "uncertainty":
             out, z, inp = self.one_step(p[:, 0], v[:, 0], sp, box, env)
             per_atom = tf.reduce_mean(tf.square((out["positions"] - p[:, 1]) / self.sigma_d), -1)  # (B,N)
@@ -310,14 +352,60 @@ class MDStageRunner:
             pos_err, vel_err = self.step_errors(out, p[:, k], v[:, k])
             total_pos, total_vel = total_pos + pos_err, total_vel + vel_err
             if first_rmse is None:
-                first_rmse = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(out["positions"] - p[:, 1]), -1), -1))
+                first_rmse = _rmse(out["positions"], p[:, 1])
             p0, v0 = out["positions"], out["velocities"]
         pos_loss, vel_loss = total_pos / steps, total_vel / steps
         per_ex = pos_loss + vel_loss
         baseline = p[:, 0] + v[:, 0] * self.model.config.delta_ps
-        base_rmse = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(baseline - p[:, 1]), -1), -1))
         return per_ex, {"loss": per_ex, "position_loss": pos_loss, "velocity_loss": vel_loss,
-                        "onestep_rmse_A": first_rmse, "const_velocity_rmse_A": base_rmse}
+                        "onestep_rmse_A": first_rmse, "const_velocity_rmse_A": _rmse(baseline, p[:, 1])}
+
+    def latent_window(self, p, v, sp, box, first: int, steps: int):
+        """Frozen encoder latents of frames first..first+steps−1: (B,T,X,Y,Z,D)."""
+        frames = [self.model.encode(self.inputs(p[:, k], v[:, k], sp, box)["atom_grid"])
+                  for k in range(first, first + steps)]
+        return tf.stop_gradient(tf.stack(frames, axis=1))
+
+    def decode_window(self, refined, p0, v0, sp, box, targets_p=None, targets_v=None, feed_back=True):
+        """Atoms of each frame of ``refined`` (B,T,X,Y,Z,D), decoded one frame after the other
+        from the atoms (p0, v0) (B,N,3) of the frame before the window. ``feed_back``: each
+        decoded frame's atoms start the next (as in simulation); else the true frame k−1
+        (``targets_*`` (B,T,N,3)) does. Returns (last decode_atoms dict, mean position loss (B,),
+        mean velocity loss (B,)); losses are 0 without targets."""
+        steps = refined.shape[1]
+        pos_l, vel_l, out = 0.0, 0.0, None
+        for k in range(steps):
+            out = self.model.decode_atoms(refined[:, k], self.inputs(p0, v0, sp, box))
+            if targets_p is not None:
+                pe, ve = self.step_errors(out, targets_p[:, k], targets_v[:, k])
+                pos_l, vel_l = pos_l + pe / steps, vel_l + ve / steps
+            p0, v0 = (out["positions"], out["velocities"]) if feed_back else (targets_p[:, k], targets_v[:, k])
+        return out, pos_l, vel_l
+
+    def _coarse(self, kind, p, v, sp, box, env):
+        t = self.model.config.coarse_levels[0]["steps"]
+        w_a = self.latent_window(p, v, sp, box, 1, t)
+        c_a = self.model.coarsen(w_a, 0)
+        recon = mean_squared(self.model.refine(c_a, 0), w_a, tf.sqrt(_latent_variance(w_a)))
+        if kind == "coarsener_autoencoder":
+            _, pos_l, vel_l = self.decode_window(self.model.refine(c_a, 0), p[:, 0], v[:, 0], sp, box,
+                                                 p[:, 1:t + 1], v[:, 1:t + 1], feed_back=False)
+            per_ex = recon + pos_l + vel_l
+            return per_ex, {"loss": per_ex, "latent_reconstruction": recon, "position_loss": pos_l,
+                            "velocity_loss": vel_l}
+        w_b = self.latent_window(p, v, sp, box, t + 1, t)
+        c_b = tf.stop_gradient(self.model.coarsen(w_b, 0))
+        c_next = self.model.step_coarse(c_a, env, 0)
+        latent = mean_squared(c_next, c_b, tf.sqrt(_latent_variance(c_b)))
+        out, pos_l, vel_l = self.decode_window(self.model.refine(c_next, 0), p[:, t], v[:, t], sp, box,
+                                               p[:, t + 1:2 * t + 1], v[:, t + 1:2 * t + 1])
+        per_ex = latent + recon + pos_l + vel_l
+        span = t * self.model.config.delta_ps
+        baseline = p[:, t] + v[:, t] * span
+        return per_ex, {"loss": per_ex, "coarse_latent": latent, "latent_reconstruction": recon,
+                        "position_loss": pos_l, "velocity_loss": vel_l,
+                        "coarse_step_rmse_A": _rmse(out["positions"], p[:, 2 * t]),
+                        "const_velocity_rmse_A": _rmse(baseline, p[:, 2 * t])}
 
     def _autoencoder(self, positions, velocities, species, box, stress):
         inp = self.inputs(positions, velocities, species, box)
@@ -346,6 +434,40 @@ class MDStageRunner:
         per_ex = occupancy + element + offset + vel + stress_l + ke_l
         return per_ex, {"loss": per_ex, "occupancy": occupancy, "element": element, "offset": offset,
                         "velocity": vel, "stress": stress_l, "kinetic_energy": ke_l}
+
+
+def _latent_variance(z):
+    """Per-example variance of a latent tensor (B, ...) -> (B, 1, ..., 1), held fixed."""
+    axes = list(range(1, z.shape.rank))
+    return tf.stop_gradient(tf.math.reduce_variance(z, axis=axes, keepdims=True) + 1e-6)
+
+
+def _rmse(a, b):
+    """Per-example root mean squared 3-D distance (B,) of atom positions (B,N,3), Å."""
+    return tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(a - b), -1), -1))
+
+
+def initialise_from_run(model: SagesnetModel, run_dir: str) -> int:
+    """Copy into ``model`` every variable of ``RUN/model.keras`` with the same path (below the model's
+    own name) and shape; returns how many were copied (at least one, else a SagesnetError)."""
+    path = os.path.join(run_dir, "model.keras")
+    if not os.path.isfile(path):
+        raise SagesnetError(f"init_from: {path} does not exist; point init_from at a finished training run directory")
+    source = keras.models.load_model(path)
+
+    def key(variable, owner):
+        return variable.path.removeprefix(owner.name + "/")
+
+    by_key = {key(v, source): v for v in source.variables}
+    copied = 0
+    for v in model.variables:
+        match = by_key.get(key(v, model))
+        if match is not None and tuple(match.shape) == tuple(v.shape):
+            v.assign(match.value)
+            copied += 1
+    if copied == 0:
+        raise SagesnetError(f"init_from: no variable of {path} matches this model; use a run of the same architecture")
+    return copied
 
 
 def _to_tensors(batch: dict) -> dict:
@@ -390,7 +512,10 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     keras.utils.set_random_seed(cfg.seed)
     model = SagesnetModel(mcfg)
     model.build()
+    if cfg.init_from:
+        initialise_from_run(model, cfg.init_from)
     open_cells = max(data.train.open_axis_cells(mcfg.h), data.validation.open_axis_cells(mcfg.h))
+    open_cells = -(-open_cells // max(mcfg.grid_multiple)) * max(mcfg.grid_multiple)
     runner = MDStageRunner(model, data, open_cells)
     optimizers = {}
     for s in cfg.stages:
@@ -423,7 +548,7 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
         while int(state.stage_step.numpy()) < s.steps:
             step = int(state.step.numpy())
             rng = np.random.default_rng([cfg.seed, step])
-            batch = _to_tensors(data.train.sample(rng, cfg.data.batch_size))
+            batch = _to_tensors(data.train.sample(rng, cfg.data.batch_size, cfg.data.time_reversal))
             noise = None
             if s.kind == "unrolled" and s.input_noise > 0:
                 noise = tf.constant(rng.normal(0.0, s.input_noise, (cfg.data.batch_size, batch["positions"].shape[2], 6)),
@@ -459,7 +584,8 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
         "delta_ps": mcfg.delta_ps, "pbc": data.train.pbc.tolist(), "open_axis_cells": open_cells,
         "statistics": {"sigma_displacement_A": data.sigma_d, "sigma_velocity_A_per_ps": data.sigma_v,
                        "sigma_stress_bar_A3": data.sigma_stress.tolist()}})
-    figures = evaluate(runner, data.validation, cfg.evaluation, run_dir, progress)
+    figures = evaluate(runner, data.validation, cfg.evaluation, run_dir, progress,
+                       coarse_trained=any(s.kind == "coarse_joint" for s in cfg.stages))
     metrics.summarize(wall_seconds_last_session=round(time.time() - start, 1), total_steps=total, evaluation=figures)
     metrics.write()
     return metrics.data
@@ -467,7 +593,7 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
 
 # ------------------------------------------------------------------------------- evaluation
 def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEvaluationConfig, run_dir: str,
-             progress: bool = True) -> dict:
+             progress: bool = True, coarse_trained: bool = False) -> dict:
     """Held-out figures, written to ``RUN/evaluation.json`` and ``RUN/rollout.png``.
 
     - one-step position RMSE (Å, root mean squared 3-D error per atom) of the model and of the
@@ -475,7 +601,10 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     - a rollout of ``rollout_steps`` model steps from the first held-out frame (atoms
       re-voxelized every step): atoms kept, fraction of the initial C–C bonds (< bond_cutoff Å,
       minimum image) still shorter than bond_cutoff, kinetic temperature against the target
-      and the MD's own temperature over the held-out frames.
+      and the MD's own temperature over the held-out frames;
+    - with ``coarse_trained``, one coarse step of level 0 (T·Δ, as the ``coarse_joint`` stage:
+      atoms decoded frame by frame from the refined prediction) over the same windows: position
+      RMSE at its last frame and the constant-velocity extrapolation over T·Δ.
     """
     model = runner.model
     delta = model.config.delta_ps
@@ -490,6 +619,7 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
         sq_base.append(np.sum((w["positions"][0, 0] + w["velocities"][0, 0] * delta - true) ** 2, -1).mean())
     onestep = {"model_rmse_A": float(np.sqrt(np.mean(sq_model))),
                "const_velocity_rmse_A": float(np.sqrt(np.mean(sq_base))), "frames": int(len(idx))}
+    coarse = _coarse_step_figures(runner, held_out, idx) if coarse_trained else None
 
     w = held_out.window(0)
     seg = held_out.segments[0]
@@ -531,9 +661,24 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     }
     figures = {"held_out": [s.name for s in held_out.segments], "delta_ps": delta, "one_step": onestep,
                "rollout": rollout}
+    if coarse:
+        figures["coarse_step"] = coarse
     write_json(os.path.join(run_dir, "evaluation.json"), figures)
     _plot_rollout(os.path.join(run_dir, "rollout.png"), temps, bonded, md_T, target_T, delta)
     return figures
+
+
+def _coarse_step_figures(runner: MDStageRunner, held_out: md_batches.MDWindows, idx) -> dict:
+    """RMSE (Å) after one coarse step and of r + v·T·Δ, over the held-out windows ``idx``."""
+    fn = tf.function(lambda b: runner.loss("coarse_joint", b, None)[1], reduce_retracing=True)
+    model_sq, base_sq = [], []
+    for i in idx:
+        mets = fn(_to_tensors(held_out.batch([i])))
+        model_sq.append(float(mets["coarse_step_rmse_A"][0]) ** 2)
+        base_sq.append(float(mets["const_velocity_rmse_A"][0]) ** 2)
+    steps = runner.model.config.coarse_levels[0]["steps"]
+    return {"span_ps": steps * runner.model.config.delta_ps, "model_rmse_A": float(np.sqrt(np.mean(model_sq))),
+            "const_velocity_rmse_A": float(np.sqrt(np.mean(base_sq))), "frames": int(len(idx))}
 
 
 def _bonds(carbon_pos: np.ndarray, box, pbc, cutoff: float) -> np.ndarray:
