@@ -19,6 +19,9 @@ keyword (N atoms, E environment fields, D latent width, B batch, T window steps)
                                   stress (B,X,Y,Z,6) bar·Å³, kinetic_energy (B,X,Y,Z) eV
     coarsen(window (B,T,X,Y,Z,D)) -> coarse (B,Xc,Yc,Zc,D)          (coarse level 0)
     refine(coarse (B,Xc,Yc,Zc,D)) -> window (B,T,X,Y,Z,D)
+    simulate_coarse(window_positions (T,N,3), window_velocities (T,N,3), species, box_lengths,
+                    box_origin, pbc, env, n_steps () coarse steps of T·Δ, strain_rate_per_ps, axis)
+        -> as serving_default, but positions/velocities (T,N,3): the last T frames (Δ apart)
     metadata() -> metadata: JSON string (same as the asset file)
 
 Each step Δ of ``serving_default`` applies the affine tension first (box and atom coordinates
@@ -41,7 +44,7 @@ import keras
 import tensorflow as tf
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import voxelize
+from sagesnet_tf.grid import pad_open_axes, voxelize
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
 
 #: Version of the exported signature set and metadata layout.
@@ -136,11 +139,11 @@ class SagesnetServing(tf.Module):
         return voxelize(positions, velocities, species, box_lengths, box_origin, pbc, c.h, c.slots,
                         self._n_el, c.velocity_scale, multiple=c.grid_multiple)
 
-    def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n):
-        """One Δ for one structure; env_n (1,E) normalised. Returns positions, velocities,
-        per-atom uncertainty (N,), stress (6,). Fails (InvalidArgument) when atoms have left the box
-        by more than ``MAX_ESCAPE_FRACTION`` of its length along a non-periodic axis: the rollout
-        has diverged, and the open-axis grid would grow without bound."""
+    @staticmethod
+    def _check_escape(positions, box_lengths, box_origin, pbc):
+        """positions, unchanged; InvalidArgument when atoms have left the box by more than
+        ``MAX_ESCAPE_FRACTION`` of its length along a non-periodic axis: the rollout has diverged,
+        and the open-axis grid would grow without bound."""
         margin = MAX_ESCAPE_FRACTION * box_lengths
         escaped = tf.logical_and(tf.logical_not(pbc), tf.logical_or(
             tf.reduce_min(positions, axis=0) < box_origin - margin,
@@ -149,7 +152,35 @@ class SagesnetServing(tf.Module):
             tf.reduce_any(escaped), False,
             message=f"atoms left the box along a non-periodic axis by more than {MAX_ESCAPE_FRACTION:g} of its length")
         with tf.control_dependencies([check]):
-            positions = tf.identity(positions)
+            return tf.identity(positions)
+
+    @staticmethod
+    def _stretch(positions, box, growth, box_origin):
+        """Affine tension of one Δ: box and coordinates scaled about the origin so that the box
+        grows by ``growth`` (3,) Å (LAMMPS ``fix deform … remap x``). Returns (positions, box)."""
+        factor = 1.0 + growth / box  # (3,): 1 except along the tension axis
+        return box_origin + (positions - box_origin) * factor, box * factor
+
+    def _tension_inputs(self, n_steps, strain_rate_per_ps, axis, box_lengths):
+        """Validated (n_steps, axis one-hot (3,), growth (3,) Å per Δ) of a simulate call."""
+        n_steps = tf.ensure_shape(n_steps, [], name="n_steps_must_be_scalar")
+        rate = tf.ensure_shape(strain_rate_per_ps, [], name="strain_rate_must_be_scalar")
+        axis = tf.ensure_shape(axis, [], name="axis_must_be_scalar")
+        checks = [
+            tf.debugging.assert_non_negative(n_steps, message="n_steps must be >= 0"),
+            tf.debugging.assert_all_finite(rate, "strain_rate_per_ps: NaN or Inf"),
+            tf.debugging.assert_non_negative(axis, message="axis must be 0, 1 or 2"),
+            tf.debugging.assert_less(axis, 3, message="axis must be 0, 1 or 2"),
+        ]
+        with tf.control_dependencies(checks):
+            axis_mask = tf.one_hot(axis, 3, dtype=tf.float32)
+        return n_steps, axis_mask, box_lengths * axis_mask * rate * self._delta_ps
+
+    def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n):
+        """One Δ for one structure; env_n (1,E) normalised. Returns positions, velocities,
+        per-atom uncertainty (N,), stress (6,). Fails (InvalidArgument) when atoms escape
+        (:meth:`_check_escape`)."""
+        positions = self._check_escape(positions, box_lengths, box_origin, pbc)
         grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
         z = self.model.encode(grid.atom_grid[None])
         z_next = self.model.step(z, env_n)
@@ -170,26 +201,13 @@ class SagesnetServing(tf.Module):
         positions, velocities, species, box_lengths, box_origin, pbc = self._check_atoms(
             positions, velocities, species, box_lengths, box_origin, pbc)
         env = tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")
-        n_steps = tf.ensure_shape(n_steps, [], name="n_steps_must_be_scalar")
-        rate = tf.ensure_shape(strain_rate_per_ps, [], name="strain_rate_must_be_scalar")
-        axis = tf.ensure_shape(axis, [], name="axis_must_be_scalar")
-        checks = [
-            tf.debugging.assert_non_negative(n_steps, message="n_steps must be >= 0"),
-            tf.debugging.assert_all_finite(rate, "strain_rate_per_ps: NaN or Inf"),
-            tf.debugging.assert_non_negative(axis, message="axis must be 0, 1 or 2"),
-            tf.debugging.assert_less(axis, 3, message="axis must be 0, 1 or 2"),
-        ]
-        with tf.control_dependencies(checks):
-            env_n = self._norm_env(env[None])
+        n_steps, axis_mask, growth = self._tension_inputs(n_steps, strain_rate_per_ps, axis, box_lengths)
+        env_n = self._norm_env(env[None])
         length0 = box_lengths
-        axis_mask = tf.one_hot(axis, 3, dtype=tf.float32)
-        growth = length0 * axis_mask * rate * self._delta_ps  # (3,) Å per step
         n = tf.shape(positions)[0]
 
         def body(i, pos, vel, box, unc, stress):
-            factor = 1.0 + growth / box  # (3,): 1 except along axis
-            pos = box_origin + (pos - box_origin) * factor
-            box = box * factor
+            pos, box = self._stretch(pos, box, growth, box_origin)
             pos, vel, unc, stress = self._atom_step(pos, vel, species, box, box_origin, pbc, env_n)
             return i + 1, pos, vel, box, unc, stress
 
@@ -198,6 +216,69 @@ class SagesnetServing(tf.Module):
             (tf.constant(0), positions, velocities, box_lengths, tf.zeros([n]), tf.zeros([6])))
         strain = tf.reduce_sum((box / length0 - 1.0) * axis_mask)
         return {"positions": pos, "velocities": vel, "box_lengths": box, "box_origin": box_origin,
+                "uncertainty": unc, "stress": stress, "strain": strain}
+
+    def _voxelize_padded(self, positions, velocities, species, box_lengths, box_origin, pbc, open_cells):
+        """(atom grid (X,Y,Z,S,F) padded to ``open_cells`` along open axes, assignment (N,4))."""
+        grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
+        return pad_open_axes(grid.atom_grid, pbc, open_cells), grid.assignment
+
+    @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
+                                  _spec(tf.float32), _spec(tf.bool), _spec(tf.float32), _spec(tf.int32),
+                                  _spec(tf.float32), _spec(tf.int32)])
+    def simulate_coarse(self, window_positions, window_velocities, species, box_lengths, box_origin, pbc, env,
+                        n_steps, strain_rate_per_ps, axis):
+        """``n_steps`` steps of coarse level 0 (each T·Δ) from a window of T atom frames.
+
+        The window's frames are voxelized, encoded and coarsened once; the coarse latent then
+        advances alone, and after each coarse step the T refined fine latents are decoded into
+        atoms one frame after the other (each frame's atoms re-voxelized to read the next), with
+        the affine tension applied every Δ as in ``serving_default``. Returns the last T frames,
+        which start the next call (the loop closes through the atoms once per call).
+        """
+        if not self.model.config.coarse_levels:
+            return {"positions": self._no_coarse_levels(window_positions)}
+        steps = self.model.config.coarse_levels[0]["steps"]
+        pos_w = tf.ensure_shape(window_positions, [steps, None, 3], name=f"window_positions_must_be_{steps}_by_N_by_3")
+        vel_w = tf.ensure_shape(window_velocities, [steps, None, 3], name=f"window_velocities_must_be_{steps}_by_N_by_3")
+        frames = [self._check_atoms(pos_w[k], vel_w[k], species, box_lengths, box_origin, pbc) for k in range(steps)]
+        _, _, species, box_lengths, box_origin, pbc = frames[-1]
+        env = tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")
+        n_steps, axis_mask, growth = self._tension_inputs(n_steps, strain_rate_per_ps, axis, box_lengths)
+        env_n = self._norm_env(env[None])
+        natural = [tf.shape(self._voxelize(p, v, species, box_lengths, box_origin, pbc).atom_grid)[:3]
+                   for p, v, *_ in frames]
+        # room for the sheet to roughen: two extra coarse cells along the open axis
+        open_cells = tf.reduce_max(tf.stack(natural), axis=0) + 2 * tf.constant(self.model.config.grid_multiple)
+        window = tf.stack([self.model.encode(self._voxelize_padded(p, v, species, box_lengths, box_origin, pbc,
+                                                                   open_cells)[0][None])[0]
+                           for p, v, *_ in frames])[None]
+        coarse0 = self.model.coarsen(window, 0)
+
+        def body(i, coarse, pos_w, vel_w, box):
+            coarse = self.model.step_coarse(coarse, env_n, 0)
+            refined = self.model.refine(coarse, 0)
+            pos, vel, out_p, out_v = pos_w[-1], vel_w[-1], [], []
+            for k in range(steps):
+                pos, box = self._stretch(pos, box, growth, box_origin)
+                pos = self._check_escape(pos, box, box_origin, pbc)
+                grid, assignment = self._voxelize_padded(pos, vel, species, box, box_origin, pbc, open_cells)
+                state = {"positions": pos[None], "velocities": vel[None], "species": species[None],
+                         "assignment": assignment[None], "atom_features": tf.gather_nd(grid, assignment)[None]}
+                out = self.model.decode_atoms(refined[:, k], state)
+                pos, vel = out["positions"][0], out["velocities"][0]
+                out_p.append(pos)
+                out_v.append(vel)
+            return i + 1, coarse, tf.stack(out_p), tf.stack(out_v), box
+
+        _, coarse, pos_w, vel_w, box = tf.while_loop(
+            lambda i, *_: i < n_steps, body, (tf.constant(0), coarse0, pos_w, vel_w, box_lengths))
+        last = self.model.refine(coarse, 0)[:, -1]
+        grid = self._voxelize(pos_w[-1], vel_w[-1], species, box, box_origin, pbc)
+        unc = tf.gather_nd(self.model.predict_uncertainty(last, env_n)[0], grid.assignment[:, :3])
+        stress = tf.reduce_sum(self.model.cell_properties(last)["stress"][0], axis=[0, 1, 2])
+        strain = tf.reduce_sum((box / box_lengths - 1.0) * axis_mask)
+        return {"positions": pos_w, "velocities": vel_w, "box_lengths": box, "box_origin": box_origin,
                 "uncertainty": unc, "stress": stress, "strain": strain}
 
     @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
@@ -316,7 +397,7 @@ def export_model(source, out: str | os.PathLike, version: int | None = None,
     signatures = {"serving_default": module.simulate, "encode": module.encode, "step": module.step,
                   "decode": module.decode, "metadata": module.metadata}
     if model.config.coarse_levels:
-        signatures.update(coarsen=module.coarsen, refine=module.refine)
+        signatures.update(coarsen=module.coarsen, refine=module.refine, simulate_coarse=module.simulate_coarse)
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp", dir=base))
     try:

@@ -149,6 +149,20 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
     return VoxelGrid(atom_grid, assignment, origin, spacing)
 
 
+def pad_open_axes(atom_grid: tf.Tensor, pbc, open_cells) -> tf.Tensor:
+    """Pad an atom grid (X, Y, Z, S, F) with empty voxels at the upper side of each non-periodic
+    axis up to ``open_cells`` cells (int, or (3,) per axis; ignored along periodic axes), so that
+    grids of frames whose extents differ stack. InvalidArgument if a grid already has more."""
+    dims = tf.shape(atom_grid)[:3]
+    extra = tf.where(tf.cast(pbc, tf.bool), tf.zeros(3, tf.int32), tf.cast(open_cells, tf.int32) - dims)
+    check = tf.debugging.assert_non_negative(
+        extra, message="the structure is thicker along its open axis than the atom grid allows "
+                       "(it has grown or broken apart)")
+    with tf.control_dependencies([check]):
+        pads = tf.concat([tf.stack([tf.zeros(3, tf.int32), extra], axis=1), tf.zeros([2, 2], tf.int32)], axis=0)
+        return tf.pad(atom_grid, pads)
+
+
 def _slot_ranks(index: tf.Tensor, dims: tf.Tensor) -> tf.Tensor:
     """(N,) int32 rank of each atom among the atoms of its voxel, in increasing atom index.
 

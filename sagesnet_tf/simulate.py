@@ -157,8 +157,6 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     import tensorflow as tf
     from tqdm import tqdm
 
-    if scale != 0:
-        raise SagesnetError("simulate: --scale >= 1 (coarse levels) is not available yet; use --scale 0")
     if every < 1:
         raise SagesnetError(f"simulate: --every must be >= 1, got {every}")
     if max_strain is not None and strain_rate <= 0:
@@ -176,6 +174,11 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
 
     model_dir = resolve_model_dir(model)
     loaded, meta = load_exported(model_dir)
+    n_levels = len(meta.get("coarse_levels", [])) if "simulate_coarse" in loaded.signatures else 0
+    if scale > min(n_levels, 1):
+        raise SagesnetError(f"simulate: --scale {scale} needs coarse level {scale - 1}, but {model_dir} exports "
+                            f"scales 0..{min(n_levels, 1)}; use a smaller --scale")
+    unit = meta["coarse_levels"][0]["steps"] if scale else 1  # model steps Δ per step at this scale
     unknown = sorted(set(structure.symbols) - set(meta["elements"]))
     if unknown:
         raise SagesnetError(f"simulate: element(s) {', '.join(unknown)} not known to the model ({', '.join(meta['elements'])})")
@@ -202,11 +205,13 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     width, thick = nominal_width(structure, axis), nominal_thickness(structure)
     target = temperature_K
     fn = loaded.signatures["serving_default"]
+    coarse_fn = loaded.signatures["simulate_coarse"] if scale else None
 
     rows, traj = [], out / "trajectory.extxyz"
     manifest = {"model": str(model_dir), "model_metadata": {k: meta[k] for k in ("schema_version", "delta_ps", "h", "slots", "elements")},
                 "n_atoms": len(structure), "steps_asked": steps, "time_ps_asked": time_ps, "max_strain": max_strain,
                 "strain_rate_per_ps": strain_rate, "axis": axis, "temperature_K": temperature_K, "every": every,
+                "scale": scale, "model_steps_per_scale_step": unit,
                 "initial_velocities": initial_velocities,
                 "thermostat": None if thermostat_ps is None else {"kind": "berendsen", "tau_ps": thermostat_ps},
                 "units": "metal (Å, ps, Å/ps, K, GPa)", "status": "running"}
@@ -237,30 +242,52 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         return RolloutDiverged(f"simulate: rollout diverged at step {done} ({reason}); "
                                f"the trajectory so far is in {out}", manifest)
 
+    def advance(positions, velocities, lengths, n: int, coarse: bool):
+        """n fine steps, or n coarse steps (a window of ``unit`` frames in and out)."""
+        strain = float(lengths[a] / lengths0[a] - 1.0)
+        kwargs = dict(species=species, box_lengths=lengths, box_origin=origin, pbc=pbc,
+                      env=env_vector(meta, temperature_K or 0.0, strain_rate, strain), n_steps=np.int32(n),
+                      strain_rate_per_ps=np.float32(strain_rate * lengths0[a] / lengths[a]),  # L0·rate·Δ per Δ
+                      axis=np.int32(a))
+        try:
+            if coarse:
+                res = coarse_fn(window_positions=positions, window_velocities=velocities, **kwargs)
+            else:
+                res = fn(positions=positions, velocities=velocities, **kwargs)
+        except tf.errors.InvalidArgumentError as err:  # the in-graph grid checks
+            raise diverged(in_graph_failure(err)) from None
+        velocities = res["velocities"].numpy()
+        if thermostat_ps:
+            velocities = velocities * np.float32(berendsen_factor(temperature_k(velocities.reshape(-1, len(species), 3)[-1], masses),
+                                                                  target, n * (unit if coarse else 1) * delta,
+                                                                  thermostat_ps))
+        return res["positions"].numpy(), velocities, res["box_lengths"].numpy(), res
+
     start = time.time()
     record(0, pos, vel, lengths, 0.0, np.zeros(len(pos)), np.zeros(6))
     done = 0
     with tqdm(total=total, unit="step", desc="simulate", disable=not progress) as bar:
-        while done < total:
-            n_frame = min(every, total - done)
+        if scale and total >= unit:
+            # warm-up: the first window of `unit` frames comes from fine steps
+            frames_p, frames_v = [pos], [vel]
+            for _ in range(unit - 1):
+                p_next, v_next, lengths, _ = advance(frames_p[-1], frames_v[-1], lengths, 1, coarse=False)
+                frames_p.append(p_next)
+                frames_v.append(v_next)
+            pos, vel = np.stack(frames_p), np.stack(frames_v)
+            done = unit - 1
+            bar.update(done)
+        while total - done >= unit:
+            per_frame = max(1, every // unit)
+            n_frame = min(per_frame, (total - done) // unit)
             for n in [1] * n_frame if thermostat_ps else [n_frame]:  # the thermostat acts between calls
-                strain = float(lengths[a] / lengths0[a] - 1.0)
-                rate_now = strain_rate * lengths0[a] / lengths[a]  # box grows by L0·rate·Δ per step
-                try:
-                    res = fn(positions=pos, velocities=vel, species=species, box_lengths=lengths, box_origin=origin,
-                             pbc=pbc, env=env_vector(meta, temperature_K or 0.0, strain_rate, strain),
-                             n_steps=np.int32(n), strain_rate_per_ps=np.float32(rate_now), axis=np.int32(a))
-                except tf.errors.InvalidArgumentError as err:  # the in-graph grid checks
-                    raise diverged(in_graph_failure(err)) from None
-                pos, vel = res["positions"].numpy(), res["velocities"].numpy()
-                lengths = res["box_lengths"].numpy()
-                if thermostat_ps:
-                    vel = vel * np.float32(berendsen_factor(temperature_k(vel, masses), target, n * delta, thermostat_ps))
-                done += n
-                bar.update(n)
+                pos, vel, lengths, res = advance(pos, vel, lengths, n, coarse=bool(scale))
+                done += n * unit
+                bar.update(n * unit)
             strain = float(lengths[a] / lengths0[a] - 1.0)
-            temp = record(done, pos, vel, lengths, strain, res["uncertainty"].numpy(), res["stress"].numpy())
-            reason = _divergence(pos, temp, target)
+            p_last, v_last = pos.reshape(-1, len(species), 3)[-1], vel.reshape(-1, len(species), 3)[-1]
+            temp = record(done, p_last, v_last, lengths, strain, res["uncertainty"].numpy(), res["stress"].numpy())
+            reason = _divergence(p_last, temp, target)
             if reason:
                 raise diverged(reason)
     finish("completed")

@@ -55,7 +55,8 @@ def test_layout_versions_and_metadata(exported, tmp_path):
     assert meta["env_fields"] == list(model.config.env_fields)
     loaded = tf.saved_model.load(str(path))
     assert json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode()) == meta
-    assert set(loaded.signatures) == {"serving_default", "encode", "step", "decode", "coarsen", "refine", "metadata"}
+    assert set(loaded.signatures) == {"serving_default", "encode", "step", "decode", "coarsen", "refine",
+                                     "simulate_coarse", "metadata"}
     with pytest.raises(SagesnetError, match="already exists"):
         export_model(model, base, version=1)
 

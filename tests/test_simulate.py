@@ -18,9 +18,9 @@ from sagesnet_tf.thermo import maxwell_boltzmann_velocities
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "graphene.extxyz")
 
 
-def make_model(weight_std: float) -> SagesnetModel:
+def make_model(weight_std: float, coarse_levels=()) -> SagesnetModel:
     # Δ = 1 fs and 3 slots: constant-velocity motion over a test's steps cannot crowd 4 atoms together
-    model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1, coarse_levels=(),
+    model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1, coarse_levels=coarse_levels,
                                          slots=3, delta_steps=1))
     model.build()
     if weight_std:
@@ -33,7 +33,8 @@ def make_model(weight_std: float) -> SagesnetModel:
 def models(tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
     return {"identity": export_model(make_model(0.0), base / "identity"),
-            "huge": export_model(make_model(3.0), base / "huge")}
+            "huge": export_model(make_model(3.0), base / "huge"),
+            "coarse": export_model(make_model(0.0, ({"factor": (2, 2, 1), "steps": 2},)), base / "coarse")}
 
 
 def read_thermo(path):
@@ -158,3 +159,32 @@ def test_several_structures_run_into_their_own_directories(models, tmp_path):
         assert [int(r["step"]) for r in read_thermo(out / name / "thermo.csv")] == [0, 2, 4]
     assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--structure", EXAMPLE,
                  "--steps", "1", "--out", str(tmp_path / "dup")]) == 2
+
+
+def test_coarse_scale_runs_whole_coarse_steps_and_decodes_every_atom(models, tmp_path, capsys):
+    fine, coarse = tmp_path / "fine", tmp_path / "coarse"
+    common = ["--structure", EXAMPLE, "--temperature", "300", "--model", str(models["coarse"].parent)]
+    assert main(["simulate", *common, "--steps", "19", "--every", "19", "--out", str(fine)]) == 0
+    assert main(["simulate", *common, "--scale", "1", "--steps", "20", "--every", "4", "--out", str(coarse)]) == 0, \
+        capsys.readouterr().err
+    rows = read_thermo(coarse / "thermo.csv")
+    # one warm-up fine step builds the first 2-frame window, then 2 coarse steps (4 Δ) per frame
+    assert [int(r["step"]) for r in rows] == [0, 5, 9, 13, 17, 19]
+    manifest = json.loads((coarse / "manifest.json").read_text())
+    assert manifest["scale"] == 1 and manifest["model_steps_per_scale_step"] == 2
+    frames = read_extxyz_frames(coarse / "trajectory.extxyz")
+    start = read_structure(EXAMPLE)
+    assert all(len(f) == len(start) for f in frames)
+    np.testing.assert_array_equal(frames[-1].ids, start.ids)
+    # an untrained model's atom decoder adds no correction: both scales move atoms at constant
+    # velocity, so after 19 Δ they agree
+    last_fine = read_extxyz_frames(fine / "trajectory.extxyz")[-1]
+    np.testing.assert_allclose(frames[-1].positions, last_fine.positions, atol=1e-3)
+    moved = np.abs(frames[-1].positions - frames[0].positions).max()
+    assert moved > 1e-3
+
+
+def test_scale_beyond_the_models_levels_is_refused(models, tmp_path, capsys):
+    rc = main(["simulate", "--structure", EXAMPLE, "--steps", "4", "--scale", "1", "--temperature", "300",
+               "--model", str(models["identity"].parent), "--out", str(tmp_path / "x")])
+    assert rc != 0 and "--scale 1" in capsys.readouterr().err

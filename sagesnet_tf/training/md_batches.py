@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import gather_atom_features, voxelize
+from sagesnet_tf.grid import gather_atom_features, pad_open_axes, voxelize
 from sagesnet_tf.thermo import MVV2E
 from sagesnet_tf.pipelines import reader
 from sagesnet_tf.trajectory import Trajectory
@@ -217,20 +217,10 @@ def voxelize_batch(positions, velocities, species, box, pbc, h: float, slots: in
         :meth:`SagesnetModel.decode_atoms`).
     """
     grids, assignments = [], []
-    open_axes = [i for i in range(3) if not pbc[i]]
     for b in range(positions.shape[0]):
         vg = voxelize(positions[b], velocities[b], species[b], box[b], tf.zeros(3), pbc, h, slots,
                       n_elements, velocity_scale, multiple=multiple)
-        grid = vg.atom_grid
-        if open_cells:
-            pads = [[0, 0]] * 5
-            for ax in open_axes:
-                extra = open_cells - tf.shape(grid)[ax]
-                tf.debugging.assert_non_negative(
-                    extra, message="voxelize_batch: structure is thicker than the open-axis cells the batch allows")
-                pads[ax] = [0, extra]
-            grid = tf.pad(grid, pads)
-        grids.append(grid)
+        grids.append(pad_open_axes(vg.atom_grid, pbc, open_cells) if open_cells else vg.atom_grid)
         assignments.append(vg.assignment)
     atom_grid = tf.stack(grids)
     assignment = tf.stack(assignments)
