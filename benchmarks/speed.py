@@ -2,8 +2,9 @@
 
 System: a periodic graphene sheet (quick: 6 × 4 cells, 96 atoms; full: 20 × 12 cells, 960 atoms)
 at 300 K. LAMMPS runs ``fix nvt`` with 1 fs steps on ``threads`` OpenMP threads; SAGESnet starts
-from the last LAMMPS frame (equilibrated, with velocities) and rolls out its model steps (Δ from the model metadata) at every scale ``simulate`` supports (today only
-scale 0, the fine level; coarse levels are skipped with the reason recorded). Speed =
+from the last LAMMPS frame (equilibrated, with velocities) and rolls out its model steps (Δ from
+the model metadata) at every scale of :data:`SCALES` the model supports (scale 0 the fine level,
+scale 1 its coarse level 0; others are skipped with the reason recorded). Speed =
 simulated ps / wall s (a rollout that diverges counts the steps it completed); both timings
 include set-up (LAMMPS initialisation; SavedModel loading and tracing for SAGESnet), which dominates the quick run.
 """

@@ -14,7 +14,9 @@ from sagesnet_tf.errors import SagesnetError
                    "turn into OUT/NAME (NAME = the file name without its extension).")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Model steps (each Δ of the model).")
 @click.option("--time-ps", type=float, default=None, help="Simulated time, ps.")
-@click.option("--scale", type=click.IntRange(min=0), default=0, help="0 = fine grid (coarse levels not yet available).")
+@click.option("--scale", type=click.IntRange(min=0), default=0,
+              help="0 = fine grid; 1 = coarse level 0 (each step T·Δ on the coarse grid, atoms decoded from its "
+                   "refined frames; the run ends at the last whole coarse step). Needs a model with a coarse level.")
 @click.option("--temperature", type=float, default=None, help="Target temperature, K (environment input).")
 @click.option("--thermostat-ps", type=float, default=None,
               help="Rescale velocities towards --temperature after every model step (Berendsen, this time "
@@ -24,7 +26,8 @@ from sagesnet_tf.errors import SagesnetError
 @click.option("--strain-rate", type=float, default=0.0, help="Engineering strain rate, 1/ps (affine tension).")
 @click.option("--axis", type=click.Choice(["x", "y", "z"]), default="x", help="Tension axis.")
 @click.option("--max-strain", type=float, default=None, help="Stop at this engineering strain.")
-@click.option("--every", type=click.IntRange(min=1), default=10, help="Model steps per output frame.")
+@click.option("--every", type=click.IntRange(min=1), default=10,
+              help="Model steps Δ per output frame (at --scale 1 rounded down to whole coarse steps, at least one).")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def simulate(model, structures, steps, time_ps, scale, temperature, thermostat_ps, seed, strain_rate, axis,

@@ -230,11 +230,13 @@ class SagesnetServing(tf.Module):
                         n_steps, strain_rate_per_ps, axis):
         """``n_steps`` steps of coarse level 0 (each T·Δ) from a window of T atom frames.
 
-        The window's frames are voxelized, encoded and coarsened once; the coarse latent then
-        advances alone, and after each coarse step the T refined fine latents are decoded into
-        atoms one frame after the other (each frame's atoms re-voxelized to read the next), with
-        the affine tension applied every Δ as in ``serving_default``. Returns the last T frames,
-        which start the next call (the loop closes through the atoms once per call).
+        Each coarse step voxelizes and encodes the window's T frames, coarsens them into one
+        coarse latent, advances it by the level's predictor, refines it into T fine latents and
+        decodes the atoms from them one frame after the other (each frame's atoms re-voxelized to
+        read the next), with the affine tension applied every Δ as in ``serving_default``: the
+        loop closes through the atoms every coarse step, as the ``coarse_joint`` stage trained
+        it. Returns the last T frames (they start the next call); ``uncertainty`` and ``stress``
+        are those of the last frame, encoded.
         """
         if not self.model.config.coarse_levels:
             return {"positions": self._no_coarse_levels(window_positions)}
@@ -243,21 +245,17 @@ class SagesnetServing(tf.Module):
         vel_w = tf.ensure_shape(window_velocities, [steps, None, 3], name=f"window_velocities_must_be_{steps}_by_N_by_3")
         frames = [self._check_atoms(pos_w[k], vel_w[k], species, box_lengths, box_origin, pbc) for k in range(steps)]
         _, _, species, box_lengths, box_origin, pbc = frames[-1]
+        pos_w, vel_w = tf.stack([f[0] for f in frames]), tf.stack([f[1] for f in frames])
         env = tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")
         n_steps, axis_mask, growth = self._tension_inputs(n_steps, strain_rate_per_ps, axis, box_lengths)
         env_n = self._norm_env(env[None])
-        natural = [tf.shape(self._voxelize(p, v, species, box_lengths, box_origin, pbc).atom_grid)[:3]
-                   for p, v, *_ in frames]
-        # room for the sheet to roughen: two extra coarse cells along the open axis
-        open_cells = tf.reduce_max(tf.stack(natural), axis=0) + 2 * tf.constant(self.model.config.grid_multiple)
-        window = tf.stack([self.model.encode(self._voxelize_padded(p, v, species, box_lengths, box_origin, pbc,
-                                                                   open_cells)[0][None])[0]
-                           for p, v, *_ in frames])[None]
-        coarse0 = self.model.coarsen(window, 0)
+        spare = 2 * tf.constant(self.model.config.grid_multiple)  # the sheet may roughen by two coarse cells
 
-        def body(i, coarse, pos_w, vel_w, box):
-            coarse = self.model.step_coarse(coarse, env_n, 0)
-            refined = self.model.refine(coarse, 0)
+        def body(i, pos_w, vel_w, box):
+            grids = [self._voxelize(pos_w[k], vel_w[k], species, box, box_origin, pbc).atom_grid for k in range(steps)]
+            open_cells = tf.reduce_max(tf.stack([tf.shape(g)[:3] for g in grids]), axis=0) + spare
+            window = tf.stack([self.model.encode(pad_open_axes(g, pbc, open_cells)[None])[0] for g in grids])
+            refined = self.model.refine(self.model.step_coarse(self.model.coarsen(window[None], 0), env_n, 0), 0)
             pos, vel, out_p, out_v = pos_w[-1], vel_w[-1], [], []
             for k in range(steps):
                 pos, box = self._stretch(pos, box, growth, box_origin)
@@ -269,14 +267,13 @@ class SagesnetServing(tf.Module):
                 pos, vel = out["positions"][0], out["velocities"][0]
                 out_p.append(pos)
                 out_v.append(vel)
-            return i + 1, coarse, tf.stack(out_p), tf.stack(out_v), box
+            return i + 1, tf.stack(out_p), tf.stack(out_v), box
 
-        _, coarse, pos_w, vel_w, box = tf.while_loop(
-            lambda i, *_: i < n_steps, body, (tf.constant(0), coarse0, pos_w, vel_w, box_lengths))
-        last = self.model.refine(coarse, 0)[:, -1]
+        _, pos_w, vel_w, box = tf.while_loop(lambda i, *_: i < n_steps, body, (tf.constant(0), pos_w, vel_w, box_lengths))
         grid = self._voxelize(pos_w[-1], vel_w[-1], species, box, box_origin, pbc)
-        unc = tf.gather_nd(self.model.predict_uncertainty(last, env_n)[0], grid.assignment[:, :3])
-        stress = tf.reduce_sum(self.model.cell_properties(last)["stress"][0], axis=[0, 1, 2])
+        z = self.model.encode(grid.atom_grid[None])
+        unc = tf.gather_nd(self.model.predict_uncertainty(z, env_n)[0], grid.assignment[:, :3])
+        stress = tf.reduce_sum(self.model.cell_properties(z)["stress"][0], axis=[0, 1, 2])
         strain = tf.reduce_sum((box / box_lengths - 1.0) * axis_mask)
         return {"positions": pos_w, "velocities": vel_w, "box_lengths": box, "box_origin": box_origin,
                 "uncertainty": unc, "stress": stress, "strain": strain}

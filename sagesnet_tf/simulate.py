@@ -38,7 +38,7 @@ from sagesnet_tf.atoms import Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
 from sagesnet_tf.io.extxyz import write_extxyz_frames
-from sagesnet_tf.thermo import maxwell_boltzmann_velocities, temperature_k
+from sagesnet_tf.thermo import berendsen_factor, maxwell_boltzmann_velocities, temperature_k
 
 DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
 THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "strain", "stress_xx_GPa", "stress_yy_GPa",
@@ -47,8 +47,6 @@ THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "strain", "stress_xx_GPa",
 #: Divergence limit: temperature above min(10 × target, this) K. (Atoms escaping the box along a
 #: non-periodic axis are caught inside the model step: ``export.MAX_ESCAPE_FRACTION``.)
 MAX_TEMPERATURE_K = 10000.0
-#: Bounds of one Berendsen rescaling factor (keeps one bad step from being amplified).
-BERENDSEN_LAMBDA_RANGE = (0.8, 1.25)
 
 
 class RolloutDiverged(SagesnetError):
@@ -65,15 +63,6 @@ def in_graph_failure(err) -> str:
     ``tf.errors.InvalidArgumentError`` raised by a model signature."""
     found = re.search(r"assertion failed: \[([^\]]*)\]", err.message)
     return found.group(1) if found else err.message.strip().splitlines()[-1]
-
-
-def berendsen_factor(temperature: float, target: float, delta_ps: float, tau_ps: float) -> float:
-    """Velocity scale λ = sqrt(1 + Δ/τ·(T0/T − 1)) for one step of Δ ps, clipped to
-    :data:`BERENDSEN_LAMBDA_RANGE`; 1 for a system at rest (T = 0)."""
-    if temperature <= 0.0:
-        return 1.0
-    lam = math.sqrt(max(1.0 + delta_ps / tau_ps * (target / temperature - 1.0), 0.0))
-    return min(max(lam, BERENDSEN_LAMBDA_RANGE[0]), BERENDSEN_LAMBDA_RANGE[1])
 
 
 def resolve_model_dir(model: str | Path | None) -> Path:
@@ -258,9 +247,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             raise diverged(in_graph_failure(err)) from None
         velocities = res["velocities"].numpy()
         if thermostat_ps:
-            velocities = velocities * np.float32(berendsen_factor(temperature_k(velocities.reshape(-1, len(species), 3)[-1], masses),
-                                                                  target, n * (unit if coarse else 1) * delta,
-                                                                  thermostat_ps))
+            current = temperature_k(velocities.reshape(-1, len(species), 3)[-1], masses)  # last frame
+            span = n * (unit if coarse else 1) * delta
+            velocities = velocities * np.float32(berendsen_factor(current, target, span, thermostat_ps))
         return res["positions"].numpy(), velocities, res["box_lengths"].numpy(), res
 
     start = time.time()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: LAMMPS metal ``mvv2e``: (g/mol)·(Å/ps)² -> eV.
@@ -30,3 +32,16 @@ def maxwell_boltzmann_velocities(masses: np.ndarray, temperature: float, seed: i
     v -= np.sum(m[:, None] * v, axis=0) / np.sum(m)
     current = temperature_k(v, m)
     return v * np.sqrt(temperature / current) if current > 0 else v
+
+
+#: Bounds of one Berendsen rescaling factor (keeps one bad step from being amplified).
+BERENDSEN_LAMBDA_RANGE = (0.8, 1.25)
+
+
+def berendsen_factor(temperature: float, target: float, delta_ps: float, tau_ps: float) -> float:
+    """Velocity scale λ = sqrt(1 + Δ/τ·(T0/T − 1)) for one step of Δ ps, clipped to
+    :data:`BERENDSEN_LAMBDA_RANGE`; 1 for a system at rest (T = 0)."""
+    if temperature <= 0.0:
+        return 1.0
+    lam = math.sqrt(max(1.0 + delta_ps / tau_ps * (target / temperature - 1.0), 0.0))
+    return min(max(lam, BERENDSEN_LAMBDA_RANGE[0]), BERENDSEN_LAMBDA_RANGE[1])

@@ -12,7 +12,8 @@ from sagesnet_tf.export import export_model
 from sagesnet_tf.io import read_structure, write_structure
 from sagesnet_tf.io.extxyz import read_extxyz_frames
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
-from sagesnet_tf.simulate import THERMO_COLUMNS, berendsen_factor
+from sagesnet_tf.simulate import THERMO_COLUMNS
+from sagesnet_tf.thermo import berendsen_factor
 from sagesnet_tf.thermo import maxwell_boltzmann_velocities
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "graphene.extxyz")

@@ -27,6 +27,7 @@ def test_config_errors_are_one_line():
     with pytest.raises(SagesnetError, match="coarsener_autoencoder"):
         from_dict({"stages": [{"kind": "coarse_joint"}]})
     assert "oversample" in schema_text() and "latent_dim" in schema_text()
+    assert "time_reversal" in schema_text() and "coarse_joint" in schema_text()  # the MD trainer too
 
 
 def test_cli_resume_after_kill(tmp_path, capsys):

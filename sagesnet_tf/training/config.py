@@ -244,26 +244,33 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
 
 
 def schema_text() -> str:
-    """Every config key with its type, default and description (for ``--print-schema``)."""
-    lines = ["# sagesnet-tf training config: one YAML/JSON file per run", ""]
+    """Every config key with its type, default and description (for ``--print-schema``), for
+    both trainers: cellular automata (the default) and the MD atom model (``kind: md``)."""
+    from sagesnet_tf.model import SagesnetConfig
+    from sagesnet_tf.training.md_stages import MDTrainConfig
 
-    def walk(cls: type, indent: str) -> None:
+    lines = ["# sagesnet-tf training config: one YAML/JSON file per run"]
+
+    def walk(cls: type, indent: str, model_cls: type) -> None:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             sub = hints[f.name]
             if f.metadata.get("model"):
                 lines.append(f"{indent}{f.name}:            # {f.metadata['help']}")
-                for key, default in CellStateConfig().to_dict().items():
+                for key, default in model_cls().to_dict().items():
                     lines.append(f"{indent}  {key}: {json.dumps(default)}")
             elif dataclasses.is_dataclass(sub):
                 lines.append(f"{indent}{f.name}:            # {f.metadata['help']}")
-                walk(sub, indent + "  ")
+                walk(sub, indent + "  ", model_cls)
             elif "item" in f.metadata:
                 lines.append(f"{indent}{f.name}:            # {f.metadata['help']}; each item:")
-                walk(f.metadata["item"], indent + "    ")
+                walk(f.metadata["item"], indent + "    ", model_cls)
             else:
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 lines.append(f"{indent}{f.name}: {json.dumps(default)}    # ({f.type}) {f.metadata['help']}")
 
-    walk(TrainConfig, "")
+    lines += ["", "# ---- cellular automata (the default trainer) ----", ""]
+    walk(TrainConfig, "", CellStateConfig)
+    lines += ["", "# ---- MD atom model (top-level kind: md) ----", ""]
+    walk(MDTrainConfig, "", SagesnetConfig)
     return "\n".join(lines) + "\n"

@@ -23,6 +23,8 @@ Stages (``kind``), run in file order:
   simulator does); Gaussian input noise of std ``input_noise``·σ_d on positions and
   ``input_noise``·σ_v on velocities at the first step (targets stay the true frames, so the model
   learns to pull drifted states back, GNS-style); loss = mean over the rollout of the predictor's.
+  Both report ``onestep_kinetic_ratio``, the kinetic energy of the predicted velocities over the
+  true one's after one step (below 1: the prediction is colder than MD).
 - ``coarsener_autoencoder`` (coarse level 0: factor k, T steps): the frozen encoder's latents of
   frames 1..T form a window W (B,T,X,Y,Z,D); W -> coarsen -> refine -> R. Loss: MSE(R, W) in
   units of the window's latent variance, plus the predictor's atom loss of decoding each refined
@@ -82,7 +84,7 @@ from sagesnet_tf.training.checkpoints import Checkpointer, RunState
 from sagesnet_tf.training.config import CheckpointConfig, ValidationConfig, _build, _field
 from sagesnet_tf.training.losses import mean_squared
 from sagesnet_tf.training.reports import MetricsLog
-from sagesnet_tf.thermo import MVV2E, temperature_k
+from sagesnet_tf.thermo import MVV2E, berendsen_factor, temperature_k
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -126,6 +128,8 @@ class MDEvaluationConfig:
     onestep_frames: int = _field(64, "held-out frames scored for one-step RMSE", min=1)
     rollout_steps: int = _field(200, "model steps of the held-out rollout", min=1)
     bond_cutoff: float = _field(1.9, "C–C distance (Å) below which an initial bond counts as kept", min=0.0, exclusive_min=True)
+    thermostat_ps: float = _field(0.1, "time constant (ps) of a second, thermostatted rollout (Berendsen towards the "
+                                       "target, as `simulate --thermostat-ps`); 0: free rollout only", min=0.0)
 
 
 @dataclasses.dataclass
@@ -345,6 +349,7 @@ class MDStageRunner:
         else:
             p0, v0 = p[:, 0], v[:, 0]
         steps = 1 if kind == "predictor" else unroll
+        masses = md_batches.atom_masses(sp, self.model.config.elements)[..., None]  # (B,N,1)
         total_pos, total_vel = 0.0, 0.0
         first_rmse = None
         for k in range(1, steps + 1):
@@ -353,12 +358,16 @@ class MDStageRunner:
             total_pos, total_vel = total_pos + pos_err, total_vel + vel_err
             if first_rmse is None:
                 first_rmse = _rmse(out["positions"], p[:, 1])
+                # kinetic energy of the predicted velocities over the true one's (1: right temperature)
+                kinetic_ratio = tf.reduce_sum(masses * tf.square(out["velocities"]), [1, 2]) / tf.maximum(
+                    tf.reduce_sum(masses * tf.square(v[:, 1]), [1, 2]), 1e-6)
             p0, v0 = out["positions"], out["velocities"]
         pos_loss, vel_loss = total_pos / steps, total_vel / steps
         per_ex = pos_loss + vel_loss
         baseline = p[:, 0] + v[:, 0] * self.model.config.delta_ps
         return per_ex, {"loss": per_ex, "position_loss": pos_loss, "velocity_loss": vel_loss,
-                        "onestep_rmse_A": first_rmse, "const_velocity_rmse_A": _rmse(baseline, p[:, 1])}
+                        "onestep_kinetic_ratio": kinetic_ratio, "onestep_rmse_A": first_rmse,
+                        "const_velocity_rmse_A": _rmse(baseline, p[:, 1])}
 
     def latent_window(self, p, v, sp, box, first: int, steps: int):
         """Frozen encoder latents of frames first..first+steps−1: (B,T,X,Y,Z,D)."""
@@ -634,37 +643,52 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     pairs = _bonds(p0[carbon], box, pbc, ecfg.bond_cutoff)
     single = MDStageRunner(model, runner.data, None)  # one structure: no open-axis padding
     roll = tf.function(lambda p, v, s, b, e: single.one_step(p, v, s, b, e)[0], reduce_retracing=True)
-    p, v = w["positions"][:1], w["velocities"][:1]
-    species, boxb, env = w["species"][None], w["box"][None], w["env"][None]
-    temps, bonded, completed, failure = [temperature_k(v[0], masses)], [1.0], 0, None
-    for _ in tqdm(range(ecfg.rollout_steps), disable=not progress, desc="held-out rollout", unit="step"):
-        try:
-            out = roll(tf.constant(p), tf.constant(v), tf.constant(species), tf.constant(boxb), tf.constant(env))
-        except tf.errors.InvalidArgumentError as err:
-            failure = err.message.splitlines()[0][:200]
-            break
-        p, v = out["positions"].numpy(), out["velocities"].numpy()
-        if not np.all(np.isfinite(p)):
-            failure = "non-finite positions"
-            break
-        completed += 1
-        temps.append(temperature_k(v[0], masses))
-        bonded.append(_bond_fraction(p[0].astype(np.float64)[carbon], pairs, box, pbc, ecfg.bond_cutoff))
-    tail = temps[len(temps) // 2:]
-    rollout = {
-        "steps_requested": ecfg.rollout_steps, "steps_completed": completed, "failure": failure,
-        "model_time_ps": completed * delta, "atoms_initial": int(len(w["species"])), "atoms_final": int(p.shape[1]),
-        "atoms_kept": bool(p.shape[1] == len(w["species"])), "initial_cc_bonds": int(len(pairs)),
-        "bonded_fraction_final": float(bonded[-1]), "bonded_fraction_min": float(min(bonded)),
-        "temperature_target_K": target_T, "temperature_md_mean_K": float(np.mean(md_T)),
-        "temperature_model_mean_second_half_K": float(np.mean(tail)), "temperature_model_final_K": float(temps[-1]),
-    }
+    start = {"positions": w["positions"][:1], "velocities": w["velocities"][:1], "species": w["species"][None],
+             "box": w["box"][None], "env": w["env"][None]}
+
+    def rollout(thermostat_ps: float) -> tuple[dict, list, list]:
+        p, v = start["positions"], start["velocities"]
+        temps, bonded, completed, failure = [temperature_k(v[0], masses)], [1.0], 0, None
+        desc = "held-out rollout" + (f" (thermostat {thermostat_ps:g} ps)" if thermostat_ps else "")
+        for _ in tqdm(range(ecfg.rollout_steps), disable=not progress, desc=desc, unit="step"):
+            try:
+                out = roll(*(tf.constant(x) for x in (p, v, start["species"], start["box"], start["env"])))
+            except tf.errors.InvalidArgumentError as err:
+                failure = err.message.splitlines()[0][:200]
+                break
+            p, v = out["positions"].numpy(), out["velocities"].numpy()
+            if not np.all(np.isfinite(p)):
+                failure = "non-finite positions"
+                break
+            if thermostat_ps:
+                v = v * np.float32(berendsen_factor(temperature_k(v[0], masses), target_T, delta, thermostat_ps))
+            completed += 1
+            temps.append(temperature_k(v[0], masses))
+            bonded.append(_bond_fraction(p[0].astype(np.float64)[carbon], pairs, box, pbc, ecfg.bond_cutoff))
+        tail = temps[len(temps) // 2:]
+        return {
+            "steps_requested": ecfg.rollout_steps, "steps_completed": completed, "failure": failure,
+            "thermostat": {"kind": "berendsen", "tau_ps": thermostat_ps} if thermostat_ps else None,
+            "model_time_ps": completed * delta, "atoms_initial": int(len(w["species"])), "atoms_final": int(p.shape[1]),
+            "atoms_kept": bool(p.shape[1] == len(w["species"])), "initial_cc_bonds": int(len(pairs)),
+            "bonded_fraction_final": float(bonded[-1]), "bonded_fraction_min": float(min(bonded)),
+            "temperature_target_K": target_T, "temperature_md_mean_K": float(np.mean(md_T)),
+            "temperature_model_mean_second_half_K": float(np.mean(tail)), "temperature_model_final_K": float(temps[-1]),
+        }, temps, bonded
+
+    free, temps, bonded = rollout(0.0)
+    curves = {"free": (temps, bonded)}
+    thermostatted = None
+    if ecfg.thermostat_ps and np.isfinite(target_T):
+        thermostatted, *curves["thermostat"] = rollout(ecfg.thermostat_ps)
     figures = {"held_out": [s.name for s in held_out.segments], "delta_ps": delta, "one_step": onestep,
-               "rollout": rollout}
+               "rollout": free}
+    if thermostatted:
+        figures["rollout_thermostat"] = thermostatted
     if coarse:
         figures["coarse_step"] = coarse
     write_json(os.path.join(run_dir, "evaluation.json"), figures)
-    _plot_rollout(os.path.join(run_dir, "rollout.png"), temps, bonded, md_T, target_T, delta)
+    _plot_rollout(os.path.join(run_dir, "rollout.png"), curves, md_T, target_T, delta)
     return figures
 
 
@@ -697,16 +721,19 @@ def _bond_fraction(carbon_pos: np.ndarray, pairs: np.ndarray, box, pbc, cutoff: 
     return float(np.mean(np.linalg.norm(d, axis=-1) < cutoff))
 
 
-def _plot_rollout(path: str, temps, bonded, md_T, target_T, delta) -> None:
+def _plot_rollout(path: str, curves: dict, md_T, target_T, delta) -> None:
+    """Temperature and kept bonds over time of each rollout in ``curves`` (label -> (temps, bonded))."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
-    t = np.arange(len(temps)) * delta
-    axes[0].plot(t, temps, label="SAGESnet rollout")
+    for label, (temps, bonded) in curves.items():
+        t = np.arange(len(temps)) * delta
+        axes[0].plot(t, temps, label=f"SAGESnet ({label})")
+        axes[1].plot(t, bonded, label=label)
     axes[0].plot(np.arange(len(md_T)) * delta, md_T, alpha=0.6, label="MD (held out)")
     axes[0].axhline(target_T, color="k", ls="--", lw=0.8, label="target")
     axes[0].set_xlabel("time (ps)")
     axes[0].set_ylabel("temperature (K)")
     axes[0].legend(fontsize=7)
-    axes[1].plot(t, bonded)
+    axes[1].legend(fontsize=7)
     axes[1].set_ylim(0, 1.05)
     axes[1].set_xlabel("time (ps)")
     axes[1].set_ylabel("initial C–C bonds kept")
