@@ -21,7 +21,8 @@ keyword (N atoms, E environment fields, D latent width, B batch, T window steps)
     refine(coarse (B,Xc,Yc,Zc,D)) -> window (B,T,X,Y,Z,D)
     simulate_coarse(window_positions (T,N,3), window_velocities (T,N,3), species, box_lengths,
                     box_origin, pbc, env, n_steps () coarse steps of T·Δ, strain_rate_per_ps, axis)
-        -> as serving_default, but positions/velocities (T,N,3): the last T frames (Δ apart)
+        -> as serving_default, but positions/velocities (T,N,3): the last T frames (Δ apart), and
+           uncertainty (N,) the predicted reconstruction loss of each atom's coarse cell
     metadata() -> metadata: JSON string (same as the asset file)
 
 Each step Δ of ``serving_default`` applies the affine tension first (box and atom coordinates
@@ -235,8 +236,9 @@ class SagesnetServing(tf.Module):
         decodes the atoms from them one frame after the other (each frame's atoms re-voxelized to
         read the next), with the affine tension applied every Δ as in ``serving_default``: the
         loop closes through the atoms every coarse step, as the ``coarse_joint`` stage trained
-        it. Returns the last T frames (they start the next call); ``uncertainty`` and ``stress``
-        are those of the last frame, encoded.
+        it. Returns the last T frames (they start the next call); per atom, ``uncertainty`` is
+        the predicted reconstruction loss of its coarse cell for the returned window (the coarse
+        level's uncertainty head); ``stress`` is summed over the window's last frame refined.
         """
         if not self.model.config.coarse_levels:
             return {"positions": self._no_coarse_levels(window_positions)}
@@ -251,11 +253,17 @@ class SagesnetServing(tf.Module):
         env_n = self._norm_env(env[None])
         spare = 2 * tf.constant(self.model.config.grid_multiple)  # the sheet may roughen by two coarse cells
 
+        def coarsen_frames(pos_w, vel_w, box):
+            """Coarse latent (1,Xc,Yc,Zc,D) of the T frames, the open-axis cells used (3,), and
+            the last frame's assignment (N,4)."""
+            grids = [self._voxelize(pos_w[k], vel_w[k], species, box, box_origin, pbc) for k in range(steps)]
+            open_cells = tf.reduce_max(tf.stack([tf.shape(g.atom_grid)[:3] for g in grids]), axis=0) + spare
+            window = tf.stack([self.model.encode(pad_open_axes(g.atom_grid, pbc, open_cells)[None])[0] for g in grids])
+            return self.model.coarsen(window[None], 0), open_cells, grids[-1].assignment
+
         def body(i, pos_w, vel_w, box):
-            grids = [self._voxelize(pos_w[k], vel_w[k], species, box, box_origin, pbc).atom_grid for k in range(steps)]
-            open_cells = tf.reduce_max(tf.stack([tf.shape(g)[:3] for g in grids]), axis=0) + spare
-            window = tf.stack([self.model.encode(pad_open_axes(g, pbc, open_cells)[None])[0] for g in grids])
-            refined = self.model.refine(self.model.step_coarse(self.model.coarsen(window[None], 0), env_n, 0), 0)
+            coarse, open_cells, _ = coarsen_frames(pos_w, vel_w, box)
+            refined = self.model.refine(self.model.step_coarse(coarse, env_n, 0), 0)
             pos, vel, out_p, out_v = pos_w[-1], vel_w[-1], [], []
             for k in range(steps):
                 pos, box = self._stretch(pos, box, growth, box_origin)
@@ -270,10 +278,10 @@ class SagesnetServing(tf.Module):
             return i + 1, tf.stack(out_p), tf.stack(out_v), box
 
         _, pos_w, vel_w, box = tf.while_loop(lambda i, *_: i < n_steps, body, (tf.constant(0), pos_w, vel_w, box_lengths))
-        grid = self._voxelize(pos_w[-1], vel_w[-1], species, box, box_origin, pbc)
-        z = self.model.encode(grid.atom_grid[None])
-        unc = tf.gather_nd(self.model.predict_uncertainty(z, env_n)[0], grid.assignment[:, :3])
-        stress = tf.reduce_sum(self.model.cell_properties(z)["stress"][0], axis=[0, 1, 2])
+        coarse, _, assignment = coarsen_frames(pos_w, vel_w, box)
+        coarse_cell = assignment[:, :3] // tf.constant(self.model.config.coarse_levels[0]["factor"])
+        unc = tf.gather_nd(self.model.predict_coarsen_uncertainty(coarse, env_n, 0)[0], coarse_cell)
+        stress = tf.reduce_sum(self.model.cell_properties(self.model.refine(coarse, 0)[:, -1])["stress"][0], axis=[0, 1, 2])
         strain = tf.reduce_sum((box / box_lengths - 1.0) * axis_mask)
         return {"positions": pos_w, "velocities": vel_w, "box_lengths": box, "box_origin": box_origin,
                 "uncertainty": unc, "stress": stress, "strain": strain}

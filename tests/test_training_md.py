@@ -106,7 +106,8 @@ def _coarse_config(**extra):
         "data": {"batch_size": 2, "validation_dataset": "nvt_300", "validation_from": 0.6, "time_reversal": True},
         "stages": [{"kind": "predictor", "steps": 10},
                    {"kind": "coarsener_autoencoder", "steps": 10, "learning_rate": 3e-3},
-                   {"kind": "coarse_joint", "steps": 40, "learning_rate": 3e-3}],
+                   {"kind": "coarse_joint", "steps": 40, "learning_rate": 3e-3},
+                   {"kind": "coarse_uncertainty", "steps": 20, "learning_rate": 1e-2}],
         "checkpoint": {"every_steps": 100, "keep": 1}, "validation": {"every_steps": 100, "batches": 2},
         "evaluation": {"onestep_frames": 4, "rollout_steps": 3}}
     data.update(extra)
@@ -121,6 +122,8 @@ def test_coarse_stages_train_level_0_and_init_from_keeps_the_fine_model(md_data,
     joint = [r for r in result["history"] if r["stage"] == "coarse_joint" and r["split"] == "train"]
     losses = [r["loss"] for r in joint]
     assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
+    unc = [r for r in result["history"] if r["stage"] == "coarse_uncertainty" and r["split"] == "train"]
+    assert unc[-1]["loss"] < unc[0]["loss"] and unc[-1]["mean_target"] > 0
     coarse = json.load(open(os.path.join(run, "evaluation.json")))["coarse_step"]
     assert coarse["span_ps"] == pytest.approx(0.02) and np.isfinite(coarse["model_rmse_A"])
 

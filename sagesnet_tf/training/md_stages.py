@@ -38,6 +38,9 @@ Stages (``kind``), run in file order:
   Trains coarsener, refiner and the level's environment conv and predictor.
 - ``uncertainty``: the per-cell head learns the predictor's per-cell loss (mean over the cell's
   atoms of the normalised squared displacement error; 0 for empty cells), model frozen otherwise.
+- ``coarse_uncertainty``: level 0's head learns, from the coarse latent, the reconstruction loss of
+  its coarse cell (the latent MSE of refine(coarsen(W)) against W over the cell's k blocks × T
+  frames, in units of the window's latent variance), everything else frozen.
 
 Config file (``sagesnet-tf train --config FILE``; the top-level ``kind: md`` selects this trainer)::
 
@@ -91,9 +94,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 #: Stage kinds of the MD trainer, in their usual order.
 MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "predictor", "unrolled", "coarsener_autoencoder", "coarse_joint",
-                                   "uncertainty")
+                                   "uncertainty", "coarse_uncertainty")
 #: Stages that train coarse level 0 (the model needs ``coarse_levels``).
-MD_COARSE_KINDS: tuple[str, ...] = ("coarsener_autoencoder", "coarse_joint")
+MD_COARSE_KINDS: tuple[str, ...] = ("coarsener_autoencoder", "coarse_joint", "coarse_uncertainty")
 
 
 @dataclasses.dataclass
@@ -280,6 +283,8 @@ def stage_layers(model: SagesnetModel, kind: str) -> list:
         return [model.uncertainty]
     if kind == "coarsener_autoencoder":
         return [model.coarseners[0], model.refiners[0]]
+    if kind == "coarse_uncertainty":
+        return [model.coarse_uncertainty[0]]
     if kind == "coarse_joint":
         return [layer for layer in (model.coarseners[0], model.refiners[0], model.coarse_env_convs[0],
                                     model.coarse_predictors[0], model.coarse_virtuals[0]) if layer is not None]
@@ -396,6 +401,13 @@ class MDStageRunner:
         w_a = self.latent_window(p, v, sp, box, 1, t)
         c_a = self.model.coarsen(w_a, 0)
         recon = mean_squared(self.model.refine(c_a, 0), w_a, tf.sqrt(_latent_variance(w_a)))
+        if kind == "coarse_uncertainty":
+            err = tf.square(self.model.refine(c_a, 0) - w_a) / _latent_variance(w_a)          # (B,T,X,Y,Z,D)
+            k = self.model.config.coarse_levels[0]["factor"]
+            per_cell = tf.nn.avg_pool3d(tf.reduce_mean(err, axis=[1, 5])[..., None], k, k, "VALID")[..., 0]
+            target = tf.stop_gradient(per_cell)                                               # (B,Xc,Yc,Zc)
+            per_ex = mean_squared(self.model.predict_coarsen_uncertainty(tf.stop_gradient(c_a), env, 0), target)
+            return per_ex, {"loss": per_ex, "mean_target": tf.reduce_mean(target, [1, 2, 3])}
         if kind == "coarsener_autoencoder":
             _, pos_l, vel_l = self.decode_window(self.model.refine(c_a, 0), p[:, 0], v[:, 0], sp, box,
                                                  p[:, 1:t + 1], v[:, 1:t + 1], feed_back=False)
