@@ -39,13 +39,18 @@ def test_cli_resume_after_kill(tmp_path, capsys):
     args = ["train", "--config", str(tmp_path / "c.yaml"), "--data", str(tmp_path / "data"), "--out", str(run), "--no-progress"]
     proc = subprocess.Popen([sys.executable, "-m", "sagesnet_tf.cli", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import tensorflow as tf
+
+    def latest():  # the newest *complete* checkpoint (its index file appears before it is recorded)
+        return tf.train.latest_checkpoint(str(run / "checkpoints"))
+
     deadline = time.time() + 120
-    while time.time() < deadline and not list((run / "checkpoints").glob("ckpt-*.index")):
+    while time.time() < deadline and latest() is None:
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    saved = sorted(int(p.name.split("-")[1].split(".")[0]) for p in (run / "checkpoints").glob("ckpt-*.index"))
-    assert saved and saved[-1] < 420
+    saved = [int(latest().rsplit("-", 1)[1])]
+    assert saved[-1] < 420
     assert main(args) == 2  # existing run without --resume is refused
     assert "already exists" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0

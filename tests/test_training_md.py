@@ -106,7 +106,7 @@ def _coarse_config(**extra):
         "data": {"batch_size": 2, "validation_dataset": "nvt_300", "validation_from": 0.6, "time_reversal": True},
         "stages": [{"kind": "predictor", "steps": 10},
                    {"kind": "coarsener_autoencoder", "steps": 10, "learning_rate": 3e-3},
-                   {"kind": "coarse_joint", "steps": 40, "learning_rate": 3e-3},
+                   {"kind": "coarse_joint", "steps": 40, "learning_rate": 3e-3, "unroll": 2},
                    {"kind": "coarse_uncertainty", "steps": 20, "learning_rate": 1e-2}],
         "checkpoint": {"every_steps": 100, "keep": 1}, "validation": {"every_steps": 100, "batches": 2},
         "evaluation": {"onestep_frames": 4, "rollout_steps": 3}}

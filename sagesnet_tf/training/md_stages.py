@@ -33,7 +33,9 @@ Stages (``kind``), run in file order:
 - ``coarse_joint``: windows W_a = frames 1..T and W_b = frames T+1..2T; c' = step_coarse(coarsen(W_a)).
   Loss: latent MSE of c' to coarsen(W_b) (target held fixed), the reconstruction MSE of W_a, and
   the atom loss of decoding refine(c') frame by frame from the true atoms of frame T, each frame's
-  atoms fed back (re-voxelized) into the next — what ``simulate --scale 1`` does. Reports the
+  atoms fed back (re-voxelized) into the next — what ``simulate --scale 1`` does; with ``unroll``
+  > 1 the decoded window is encoded and coarsened again for the next coarse step (loss averaged
+  over the steps, gradient through the decoded atoms). Reports the
   position RMSE after the coarse step (T·Δ) and the constant-velocity baseline over the same span.
   Trains coarsener, refiner and the level's environment conv and predictor.
 - ``uncertainty``: the per-cell head learns the predictor's per-cell loss (mean over the cell's
@@ -120,7 +122,7 @@ class MDStageConfig:
     steps: int = _field(200, "optimizer steps", min=1)
     learning_rate: float = _field(3e-3, "Adam learning rate at the start", min=0.0, exclusive_min=True)
     final_learning_rate: float = _field(1e-3, "learning rate at the end (exponential decay)", min=0.0, exclusive_min=True)
-    unroll: int = _field(1, "unrolled stage: model steps per example", min=1)
+    unroll: int = _field(1, "unrolled: model steps per example; coarse_joint: coarse steps per example", min=1)
     input_noise: float = _field(0.0, "unrolled stage: input noise std in units of σ_d (positions) and σ_v (velocities)", min=0.0)
 
 
@@ -159,10 +161,12 @@ class MDTrainConfig:
 
     @property
     def window_length(self) -> int:
-        """Frames per window: the current frame plus the longest unroll (2·T for coarse stages)."""
+        """Frames per window: the current frame plus the longest unroll (T·(1 + unroll) for coarse
+        stages: the first window of T frames plus ``unroll`` coarse steps)."""
         levels = self.model_config.coarse_levels
         return 1 + max(s.unroll if s.kind == "unrolled" else
-                       2 * levels[0]["steps"] if s.kind in MD_COARSE_KINDS else 1 for s in self.stages)
+                       levels[0]["steps"] * (1 + (s.unroll if s.kind == "coarse_joint" else 1))
+                       if s.kind in MD_COARSE_KINDS else 1 for s in self.stages)
 
 
 def is_md_config(path: str) -> bool:
@@ -336,7 +340,7 @@ class MDStageRunner:
         if kind == "autoencoder":
             return self._autoencoder(p[:, 0], v[:, 0], sp, box, batch["stress"])
         if kind in MD_COARSE_KINDS:
-            return self._coarse(kind, p, v, sp, box, env)
+            return self._coarse(kind, p, v, sp, box, env, unroll)
         if kind == "uncertainty":
             out, z, inp = self.one_step(p[:, 0], v[:, 0], sp, box, env)
             per_atom = tf.reduce_mean(tf.square((out["positions"] - p[:, 1]) / self.sigma_d), -1)  # (B,N)
@@ -374,29 +378,32 @@ class MDStageRunner:
                         "onestep_kinetic_ratio": kinetic_ratio, "onestep_rmse_A": first_rmse,
                         "const_velocity_rmse_A": _rmse(baseline, p[:, 1])}
 
-    def latent_window(self, p, v, sp, box, first: int, steps: int):
-        """Frozen encoder latents of frames first..first+steps−1: (B,T,X,Y,Z,D)."""
-        frames = [self.model.encode(self.inputs(p[:, k], v[:, k], sp, box)["atom_grid"])
-                  for k in range(first, first + steps)]
-        return tf.stop_gradient(tf.stack(frames, axis=1))
+    def latent_window(self, p, v, sp, box, first: int, steps: int, frozen: bool = True):
+        """Encoder latents of frames first..first+steps−1: (B,T,X,Y,Z,D); ``frozen``: no gradient
+        (true frames), else the gradient flows back into predicted atoms."""
+        frames = tf.stack([self.model.encode(self.inputs(p[:, k], v[:, k], sp, box)["atom_grid"])
+                           for k in range(first, first + steps)], axis=1)
+        return tf.stop_gradient(frames) if frozen else frames
 
     def decode_window(self, refined, p0, v0, sp, box, targets_p=None, targets_v=None, feed_back=True):
         """Atoms of each frame of ``refined`` (B,T,X,Y,Z,D), decoded one frame after the other
         from the atoms (p0, v0) (B,N,3) of the frame before the window. ``feed_back``: each
         decoded frame's atoms start the next (as in simulation); else the true frame k−1
-        (``targets_*`` (B,T,N,3)) does. Returns (last decode_atoms dict, mean position loss (B,),
-        mean velocity loss (B,)); losses are 0 without targets."""
+        (``targets_*`` (B,T,N,3)) does. Returns (decoded positions (B,T,N,3), velocities
+        (B,T,N,3), mean position loss (B,), mean velocity loss (B,)); losses are 0 without targets."""
         steps = refined.shape[1]
-        pos_l, vel_l, out = 0.0, 0.0, None
+        pos_l, vel_l, frames_p, frames_v = 0.0, 0.0, [], []
         for k in range(steps):
             out = self.model.decode_atoms(refined[:, k], self.inputs(p0, v0, sp, box))
+            frames_p.append(out["positions"])
+            frames_v.append(out["velocities"])
             if targets_p is not None:
                 pe, ve = self.step_errors(out, targets_p[:, k], targets_v[:, k])
                 pos_l, vel_l = pos_l + pe / steps, vel_l + ve / steps
             p0, v0 = (out["positions"], out["velocities"]) if feed_back else (targets_p[:, k], targets_v[:, k])
-        return out, pos_l, vel_l
+        return tf.stack(frames_p, axis=1), tf.stack(frames_v, axis=1), pos_l, vel_l
 
-    def _coarse(self, kind, p, v, sp, box, env):
+    def _coarse(self, kind, p, v, sp, box, env, unroll: int = 1):
         t = self.model.config.coarse_levels[0]["steps"]
         w_a = self.latent_window(p, v, sp, box, 1, t)
         c_a = self.model.coarsen(w_a, 0)
@@ -409,23 +416,31 @@ class MDStageRunner:
             per_ex = mean_squared(self.model.predict_coarsen_uncertainty(tf.stop_gradient(c_a), env, 0), target)
             return per_ex, {"loss": per_ex, "mean_target": tf.reduce_mean(target, [1, 2, 3])}
         if kind == "coarsener_autoencoder":
-            _, pos_l, vel_l = self.decode_window(self.model.refine(c_a, 0), p[:, 0], v[:, 0], sp, box,
-                                                 p[:, 1:t + 1], v[:, 1:t + 1], feed_back=False)
+            _, _, pos_l, vel_l = self.decode_window(self.model.refine(c_a, 0), p[:, 0], v[:, 0], sp, box,
+                                                    p[:, 1:t + 1], v[:, 1:t + 1], feed_back=False)
             per_ex = recon + pos_l + vel_l
             return per_ex, {"loss": per_ex, "latent_reconstruction": recon, "position_loss": pos_l,
                             "velocity_loss": vel_l}
-        w_b = self.latent_window(p, v, sp, box, t + 1, t)
-        c_b = tf.stop_gradient(self.model.coarsen(w_b, 0))
-        c_next = self.model.step_coarse(c_a, env, 0)
-        latent = mean_squared(c_next, c_b, tf.sqrt(_latent_variance(c_b)))
-        out, pos_l, vel_l = self.decode_window(self.model.refine(c_next, 0), p[:, t], v[:, t], sp, box,
-                                               p[:, t + 1:2 * t + 1], v[:, t + 1:2 * t + 1])
+        # `unroll` coarse steps, each from the atoms the previous one decoded (as simulate_coarse)
+        latent, pos_l, vel_l, c_cur, first_rmse = 0.0, 0.0, 0.0, c_a, None
+        for j in range(1, unroll + 1):
+            c_b = tf.stop_gradient(self.model.coarsen(self.latent_window(p, v, sp, box, j * t + 1, t), 0))
+            c_next = self.model.step_coarse(c_cur, env, 0)
+            latent += mean_squared(c_next, c_b, tf.sqrt(_latent_variance(c_b))) / unroll
+            start = j * t
+            last_p, last_v = (p[:, start], v[:, start]) if j == 1 else (pred_p[:, -1], pred_v[:, -1])
+            pred_p, pred_v, pe, ve = self.decode_window(self.model.refine(c_next, 0), last_p, last_v, sp, box,
+                                                        p[:, start + 1:start + t + 1], v[:, start + 1:start + t + 1])
+            pos_l, vel_l = pos_l + pe / unroll, vel_l + ve / unroll
+            if first_rmse is None:
+                first_rmse = _rmse(pred_p[:, -1], p[:, 2 * t])
+            if j < unroll:
+                c_cur = self.model.coarsen(self.latent_window(pred_p, pred_v, sp, box, 0, t, frozen=False), 0)
         per_ex = latent + recon + pos_l + vel_l
         span = t * self.model.config.delta_ps
         baseline = p[:, t] + v[:, t] * span
         return per_ex, {"loss": per_ex, "coarse_latent": latent, "latent_reconstruction": recon,
-                        "position_loss": pos_l, "velocity_loss": vel_l,
-                        "coarse_step_rmse_A": _rmse(out["positions"], p[:, 2 * t]),
+                        "position_loss": pos_l, "velocity_loss": vel_l, "coarse_step_rmse_A": first_rmse,
                         "const_velocity_rmse_A": _rmse(baseline, p[:, 2 * t])}
 
     def _autoencoder(self, positions, velocities, species, box, stress):
