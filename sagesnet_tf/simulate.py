@@ -2,7 +2,10 @@
 
 The model is loaded with ``tf.saved_model.load`` (TensorFlow alone, as TF Serving does) and its
 ``serving_default`` signature is called in chunks of ``every`` model steps (each chunk is one
-compiled ``tf.while_loop``). One model step is Δ = ``delta_ps`` of the model's metadata.
+compiled ``tf.while_loop``). One model step is Δ = ``delta_ps`` of the model's metadata. At
+``scale`` 1 the model's ``simulate_coarse`` signature advances windows of T frames by coarse steps
+of T·Δ instead (the first window from T − 1 fine steps; ``every`` rounded down to whole coarse
+steps; the run ends at the last whole coarse step); docs/SIMULATE.md.
 
 Outputs in ``out_dir`` (units LAMMPS metal):
 
@@ -141,7 +144,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     0), whichever comes first; at least one is required. ``thermostat_ps`` (ps, needs
     ``temperature_K``) turns on the Berendsen rescaling of the module docstring. A structure
     without velocities (none, or all zero) starts from Maxwell–Boltzmann velocities at
-    ``temperature_K`` drawn with ``seed``.
+    ``temperature_K`` drawn with ``seed``. ``scale``: 0 fine, 1 the model's coarse level 0.
     """
     import tensorflow as tf
     from tqdm import tqdm
