@@ -407,35 +407,37 @@ class MDStageRunner:
         t = self.model.config.coarse_levels[0]["steps"]
         w_a = self.latent_window(p, v, sp, box, 1, t)
         c_a = self.model.coarsen(w_a, 0)
-        recon = mean_squared(self.model.refine(c_a, 0), w_a, tf.sqrt(_latent_variance(w_a)))
+        refined_a = self.model.refine(c_a, 0)
+        recon = mean_squared(refined_a, w_a, tf.sqrt(_latent_variance(w_a)))
         if kind == "coarse_uncertainty":
-            err = tf.square(self.model.refine(c_a, 0) - w_a) / _latent_variance(w_a)          # (B,T,X,Y,Z,D)
+            err = tf.square(refined_a - w_a) / _latent_variance(w_a)                          # (B,T,X,Y,Z,D)
             k = self.model.config.coarse_levels[0]["factor"]
             per_cell = tf.nn.avg_pool3d(tf.reduce_mean(err, axis=[1, 5])[..., None], k, k, "VALID")[..., 0]
             target = tf.stop_gradient(per_cell)                                               # (B,Xc,Yc,Zc)
             per_ex = mean_squared(self.model.predict_coarsen_uncertainty(tf.stop_gradient(c_a), env, 0), target)
             return per_ex, {"loss": per_ex, "mean_target": tf.reduce_mean(target, [1, 2, 3])}
         if kind == "coarsener_autoencoder":
-            _, _, pos_l, vel_l = self.decode_window(self.model.refine(c_a, 0), p[:, 0], v[:, 0], sp, box,
+            _, _, pos_l, vel_l = self.decode_window(refined_a, p[:, 0], v[:, 0], sp, box,
                                                     p[:, 1:t + 1], v[:, 1:t + 1], feed_back=False)
             per_ex = recon + pos_l + vel_l
             return per_ex, {"loss": per_ex, "latent_reconstruction": recon, "position_loss": pos_l,
                             "velocity_loss": vel_l}
         # `unroll` coarse steps, each from the atoms the previous one decoded (as simulate_coarse)
         latent, pos_l, vel_l, c_cur, first_rmse = 0.0, 0.0, 0.0, c_a, None
+        last_p, last_v = p[:, t], v[:, t]  # the atoms each coarse step decodes from
         for j in range(1, unroll + 1):
             c_b = tf.stop_gradient(self.model.coarsen(self.latent_window(p, v, sp, box, j * t + 1, t), 0))
             c_next = self.model.step_coarse(c_cur, env, 0)
             latent += mean_squared(c_next, c_b, tf.sqrt(_latent_variance(c_b))) / unroll
-            start = j * t
-            last_p, last_v = (p[:, start], v[:, start]) if j == 1 else (pred_p[:, -1], pred_v[:, -1])
+            targets = slice(j * t + 1, (j + 1) * t + 1)
             pred_p, pred_v, pe, ve = self.decode_window(self.model.refine(c_next, 0), last_p, last_v, sp, box,
-                                                        p[:, start + 1:start + t + 1], v[:, start + 1:start + t + 1])
+                                                        p[:, targets], v[:, targets])
             pos_l, vel_l = pos_l + pe / unroll, vel_l + ve / unroll
             if first_rmse is None:
                 first_rmse = _rmse(pred_p[:, -1], p[:, 2 * t])
             if j < unroll:
                 c_cur = self.model.coarsen(self.latent_window(pred_p, pred_v, sp, box, 0, t, frozen=False), 0)
+            last_p, last_v = pred_p[:, -1], pred_v[:, -1]
         per_ex = latent + recon + pos_l + vel_l
         span = t * self.model.config.delta_ps
         baseline = p[:, t] + v[:, t] * span
