@@ -146,3 +146,38 @@ def test_coarse_stage_without_coarse_level_and_bad_bool_are_one_line_errors():
         _coarse_config(data={"time_reversal": "yes"})
     with pytest.raises(SagesnetError, match="init_from"):
         _coarse_config(init_from="/nonexistent/run", model={})
+
+
+def test_coarse_oversampling_keeps_the_worst_windows_and_resumes_exactly(md_data, tmp_path):
+    import tensorflow as tf
+
+    stages = [{"kind": "coarsener_autoencoder", "steps": 12, "oversample": 0.5}]
+    cfg = _coarse_config(stages=stages, checkpoint={"every_steps": 6, "keep": 3})
+    run = str(tmp_path / "run")
+    result = md_stages.train_md(cfg, md_data, run, progress=False)
+    reader = tf.train.load_checkpoint(os.path.join(run, "checkpoints"))
+    keys = [k for k in reader.get_variable_to_shape_map() if k.startswith("hard_windows/loss")]
+    losses = reader.get_tensor(keys[0])
+    assert np.isfinite(losses).sum() > 2  # the buffer holds the worst windows seen
+    held = np.sort(losses[np.isfinite(losses)])[::-1]
+    assert np.all(np.diff(held) <= 0)
+
+    # the same run stopped after its step-6 checkpoint and resumed ends exactly as the uninterrupted one
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    for path in (cut / "checkpoints").glob("ckpt-12.*"):
+        path.unlink()
+    (cut / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-6"\n'
+                                                    'all_model_checkpoint_paths: "ckpt-6"\n')
+    resumed = md_stages.train_md(cfg, md_data, str(cut), resume=True, progress=False)
+    last = [r for r in result["history"] if r["split"] == "train"][-1]
+    last_resumed = [r for r in resumed["history"] if r["split"] == "train"][-1]
+    assert last["step"] == last_resumed["step"] == 12
+    assert last_resumed["loss"] == pytest.approx(last["loss"], rel=1e-4)
+
+
+def test_oversample_outside_coarse_stages_is_refused():
+    with pytest.raises(SagesnetError, match="oversample"):
+        _coarse_config(stages=[{"kind": "predictor", "steps": 2, "oversample": 0.5}])

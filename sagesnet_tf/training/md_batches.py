@@ -180,13 +180,22 @@ class MDWindows:
         items = [self.window(int(i), bool(r)) for i, r in zip(indices, reverse)]
         return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
-    def sample(self, rng: np.random.Generator, batch_size: int, time_reversal: bool = False) -> dict[str, np.ndarray]:
-        """A batch of ``batch_size`` windows of one group (see the class docstring) drawn with ``rng``;
-        with ``time_reversal`` each window is reversed with probability 1/2."""
+    def draw(self, rng: np.random.Generator, batch_size: int, time_reversal: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Window indices (B,) of one group (see the class docstring) drawn with ``rng``, and their
+        time-reversal flags (B,) bool (each True with probability 1/2 with ``time_reversal``)."""
         sizes = np.array([len(w) for w in self._group_windows], dtype=np.float64)
         windows = self._group_windows[int(rng.choice(len(sizes), p=sizes / sizes.sum()))]
         picks = windows[rng.integers(0, len(windows), size=batch_size)]
-        return self.batch(picks, rng.random(batch_size) < 0.5 if time_reversal else None)
+        return picks, (rng.random(batch_size) < 0.5 if time_reversal else np.zeros(batch_size, bool))
+
+    def sample(self, rng: np.random.Generator, batch_size: int, time_reversal: bool = False) -> dict[str, np.ndarray]:
+        """:meth:`batch` of :meth:`draw`."""
+        return self.batch(*self.draw(rng, batch_size, time_reversal))
+
+    def same_group(self, index: int, candidates: np.ndarray) -> np.ndarray:
+        """(len(candidates),) bool: which window indices share window ``index``'s group (may batch with it)."""
+        group = next(w for w in self._group_windows if index in w)
+        return np.isin(candidates, group)
 
     def open_axis_cells(self, h: float, margin_cells: int = 1) -> int:
         """Cells the atom grid needs along the (single) non-periodic axis for every frame, + 1 spare."""

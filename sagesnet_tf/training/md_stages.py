@@ -38,6 +38,8 @@ Stages (``kind``), run in file order:
   over the steps, gradient through the decoded atoms). Reports the
   position RMSE after the coarse step (T·Δ) and the constant-velocity baseline over the same span.
   Trains coarsener, refiner and the level's environment conv and predictor.
+  Both coarse stages may oversample (``oversample``): part of each batch is redrawn from the
+  training windows with the highest recent loss (:class:`HardWindows`, checkpointed).
 - ``uncertainty``: the per-cell head learns the predictor's per-cell loss (mean over the cell's
   atoms of the normalised squared displacement error; 0 for empty cells), model frozen otherwise.
 - ``coarse_uncertainty``: level 0's head learns, from the coarse latent, the reconstruction loss of
@@ -123,6 +125,8 @@ class MDStageConfig:
     learning_rate: float = _field(3e-3, "Adam learning rate at the start", min=0.0, exclusive_min=True)
     final_learning_rate: float = _field(1e-3, "learning rate at the end (exponential decay)", min=0.0, exclusive_min=True)
     unroll: int = _field(1, "unrolled: model steps per example; coarse_joint: coarse steps per example", min=1)
+    oversample: float = _field(0.0, "coarse stages: fraction of each batch redrawn from the training windows with the "
+                                    "highest recent loss (same structure group)", min=0.0, max=0.9)
     input_noise: float = _field(0.0, "unrolled stage: input noise std in units of σ_d (positions) and σ_v (velocities)", min=0.0)
 
 
@@ -201,6 +205,9 @@ def md_config_from_dict(data: dict) -> MDTrainConfig:
     kinds = [s.kind for s in cfg.stages]
     if set(kinds) & set(MD_COARSE_KINDS) and not cfg.model_config.coarse_levels:
         raise SagesnetError("coarse stages need a coarse level; add model.coarse_levels: [{factor: [2, 2, 1], steps: 2}]")
+    bad = [s.name for s in cfg.stages if s.oversample > 0 and s.kind not in ("coarsener_autoencoder", "coarse_joint")]
+    if bad:
+        raise SagesnetError(f"stage '{bad[0]}': oversample applies to coarsener_autoencoder and coarse_joint only; remove it")
     if "uncertainty" in kinds and "predictor" not in kinds[:kinds.index("uncertainty")]:
         raise SagesnetError("stage 'uncertainty' needs a 'predictor' stage before it; add one")
     return cfg
@@ -474,6 +481,47 @@ class MDStageRunner:
                         "velocity": vel, "stress": stress_l, "kinetic_energy": ke_l}
 
 
+#: Windows the oversampling buffer keeps.
+HARD_WINDOWS_CAPACITY = 64
+
+
+class HardWindows(tf.Module):
+    """The training windows with the highest recent per-example loss, for a stage's ``oversample``
+    (checkpointed, so a resumed run draws the same batches): global window index (C,) int64, its
+    time-reversal flag (C,) bool and loss (C,) float32; empty slots have loss −inf."""
+
+    def __init__(self, capacity: int):
+        super().__init__(name="hard_windows")
+        self.index = tf.Variable(tf.zeros(capacity, tf.int64), trainable=False, name="index")
+        self.reverse = tf.Variable(tf.zeros(capacity, tf.bool), trainable=False, name="reverse")
+        self.loss = tf.Variable(tf.fill([capacity], float("-inf")), trainable=False, name="loss")
+
+    def mix(self, windows: md_batches.MDWindows, picks: np.ndarray, reverse: np.ndarray, fraction: float,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Replace the first round(fraction·B) of a drawn batch (picks (B,), reverse (B,)) by buffered
+        windows of the same structure group (fewer while the buffer holds fewer)."""
+        index, loss = self.index.numpy(), self.loss.numpy()
+        candidates = np.flatnonzero(np.isfinite(loss) & windows.same_group(int(picks[0]), index))
+        n = min(int(round(fraction * len(picks))), len(candidates))
+        if n == 0:
+            return picks, reverse
+        chosen = candidates[rng.integers(0, len(candidates), size=n)]
+        return (np.concatenate([index[chosen], picks[n:]]),
+                np.concatenate([self.reverse.numpy()[chosen], reverse[n:]]))
+
+    def update(self, picks: np.ndarray, reverse: np.ndarray, losses: np.ndarray) -> None:
+        """Merge a trained batch's windows and losses (B,): a window already held takes its new loss;
+        the ``capacity`` highest losses stay."""
+        held = {(i, r): l for i, r, l in zip(self.index.numpy().tolist(), self.reverse.numpy().tolist(),
+                                             self.loss.numpy().tolist()) if np.isfinite(l)}
+        held.update(zip(zip(np.asarray(picks).tolist(), np.asarray(reverse).tolist()), np.asarray(losses).tolist()))
+        best = sorted(((l, k) for k, l in held.items()), reverse=True)[:int(self.loss.shape[0])]
+        pad = int(self.loss.shape[0]) - len(best)
+        self.index.assign(np.array([k[0] for _, k in best] + [0] * pad, np.int64))
+        self.reverse.assign(np.array([k[1] for _, k in best] + [False] * pad, bool))
+        self.loss.assign(np.array([l for l, _ in best] + [-np.inf] * pad, np.float32))
+
+
 def _latent_variance(z):
     """Per-example variance of a latent tensor (B, ...) -> (B, 1, ..., 1), held fixed."""
     axes = list(range(1, z.shape.rank))
@@ -514,15 +562,17 @@ def _to_tensors(batch: dict) -> dict:
 
 # ------------------------------------------------------------------------------------- loop
 def _stage_functions(runner: MDStageRunner, s: MDStageConfig, opt, variables):
-    """tf.functions (train_step(batch, noise), eval_step(batch)) of stage ``s``; both return batch means."""
+    """tf.functions (train_step(batch, noise), eval_step(batch)) of stage ``s``; both return batch means
+    (train_step also the per-example loss)."""
 
     @tf.function(reduce_retracing=True)
     def train_step(batch, noise):
+        """(batch means of the metrics, per-example loss (B,))."""
         with tf.GradientTape() as tape:
             per_ex, mets = runner.loss(s.kind, batch, noise, s.unroll)
             loss = tf.reduce_mean(per_ex)
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return {k: tf.reduce_mean(v) for k, v in mets.items()}
+        return {k: tf.reduce_mean(v) for k, v in mets.items()}, per_ex
 
     @tf.function(reduce_retracing=True)
     def eval_step(batch):
@@ -555,14 +605,18 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     open_cells = max(data.train.open_axis_cells(mcfg.h), data.validation.open_axis_cells(mcfg.h))
     open_cells = -(-open_cells // max(mcfg.grid_multiple)) * max(mcfg.grid_multiple)
     runner = MDStageRunner(model, data, open_cells)
-    optimizers = {}
+    optimizers, stage_variables = {}, {}
     for s in cfg.stages:
         schedule = keras.optimizers.schedules.ExponentialDecay(
             s.learning_rate, s.steps, s.final_learning_rate / s.learning_rate)
+        stage_variables[s.name] = [v for layer in stage_layers(model, s.kind) for v in layer.trainable_variables]
         optimizers[s.name] = keras.optimizers.Adam(schedule)
+        optimizers[s.name].build(stage_variables[s.name])  # built before a restore, so its moments restore too
     state = RunState()
+    # the oversampling buffer is checkpointed only by runs that use it (older checkpoints lack it)
+    hard = HardWindows(HARD_WINDOWS_CAPACITY) if any(s.oversample > 0 for s in cfg.stages) else None
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), cfg.checkpoint.keep, state,
-                                model=model, optimizers=optimizers)
+                                model=model, optimizers=optimizers, **({"hard_windows": hard} if hard else {}))
     metrics = MetricsLog(run_dir, cfg.name, [s.name for s in cfg.stages])
     if resume and checkpointer.restore_latest():
         metrics.load(int(state.step.numpy()))
@@ -577,21 +631,22 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     for index, s in enumerate(cfg.stages):
         if index < int(state.stage_index.numpy()):
             continue
-        variables = [v for layer in stage_layers(model, s.kind) for v in layer.trainable_variables]
-        opt = optimizers[s.name]
-
-        opt.build(variables)
-        train_step, eval_step = _stage_functions(runner, s, opt, variables)
+        train_step, eval_step = _stage_functions(runner, s, optimizers[s.name], stage_variables[s.name])
         bar.set_description(f"{cfg.name}:{s.name}")
         while int(state.stage_step.numpy()) < s.steps:
             step = int(state.step.numpy())
             rng = np.random.default_rng([cfg.seed, step])
-            batch = _to_tensors(data.train.sample(rng, cfg.data.batch_size, cfg.data.time_reversal))
+            picks, reverse = data.train.draw(rng, cfg.data.batch_size, cfg.data.time_reversal)
+            if s.oversample > 0:
+                picks, reverse = hard.mix(data.train, picks, reverse, s.oversample, rng)
+            batch = _to_tensors(data.train.batch(picks, reverse))
             noise = None
             if s.kind == "unrolled" and s.input_noise > 0:
                 noise = tf.constant(rng.normal(0.0, s.input_noise, (cfg.data.batch_size, batch["positions"].shape[2], 6)),
                                     tf.float32)
-            means = train_step(batch, noise)
+            means, per_example = train_step(batch, noise)
+            if s.oversample > 0:
+                hard.update(picks, reverse, per_example.numpy())
             state.step.assign_add(1)
             state.stage_step.assign_add(1)
             step, stage_step = step + 1, int(state.stage_step.numpy())
