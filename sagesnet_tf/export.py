@@ -46,7 +46,7 @@ import tensorflow as tf
 
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import pad_open_axes, voxelize
-from sagesnet_tf.model import SagesnetConfig, SagesnetModel
+from sagesnet_tf.model import SagesnetConfig, SagesnetModel, atoms_state_from_grid
 
 #: Version of the exported signature set and metadata layout.
 EXPORT_SCHEMA_VERSION = 1
@@ -185,10 +185,7 @@ class SagesnetServing(tf.Module):
         grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
         z = self.model.encode(grid.atom_grid[None])
         z_next = self.model.step(z, env_n)
-        state = {"positions": positions[None], "velocities": velocities[None], "species": species[None],
-                 "assignment": grid.assignment[None],
-                 "atom_features": tf.gather_nd(grid.atom_grid, grid.assignment)[None]}
-        out = self.model.decode_atoms(z_next, state)
+        out = self.model.decode_atoms(z_next, atoms_state_from_grid(grid, positions, velocities, species))
         cell_unc = self.model.predict_uncertainty(z, env_n)[0]
         atom_unc = tf.gather_nd(cell_unc, grid.assignment[:, :3])
         stress = tf.reduce_sum(self.model.cell_properties(z_next)["stress"][0], axis=[0, 1, 2])
@@ -218,11 +215,6 @@ class SagesnetServing(tf.Module):
         strain = tf.reduce_sum((box / length0 - 1.0) * axis_mask)
         return {"positions": pos, "velocities": vel, "box_lengths": box, "box_origin": box_origin,
                 "uncertainty": unc, "stress": stress, "strain": strain}
-
-    def _voxelize_padded(self, positions, velocities, species, box_lengths, box_origin, pbc, open_cells):
-        """(atom grid (X,Y,Z,S,F) padded to ``open_cells`` along open axes, assignment (N,4))."""
-        grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
-        return pad_open_axes(grid.atom_grid, pbc, open_cells), grid.assignment
 
     @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
                                   _spec(tf.float32), _spec(tf.bool), _spec(tf.float32), _spec(tf.int32),
@@ -268,10 +260,10 @@ class SagesnetServing(tf.Module):
             for k in range(steps):
                 pos, box = self._stretch(pos, box, growth, box_origin)
                 pos = self._check_escape(pos, box, box_origin, pbc)
-                grid, assignment = self._voxelize_padded(pos, vel, species, box, box_origin, pbc, open_cells)
-                state = {"positions": pos[None], "velocities": vel[None], "species": species[None],
-                         "assignment": assignment[None], "atom_features": tf.gather_nd(grid, assignment)[None]}
-                out = self.model.decode_atoms(refined[:, k], state)
+                grid = self._voxelize(pos, vel, species, box, box_origin, pbc)
+                # padded like the window's latent grid (fails if the sheet outgrew it)
+                grid = grid._replace(atom_grid=pad_open_axes(grid.atom_grid, pbc, open_cells))
+                out = self.model.decode_atoms(refined[:, k], atoms_state_from_grid(grid, pos, vel, species))
                 pos, vel = out["positions"][0], out["velocities"][0]
                 out_p.append(pos)
                 out_v.append(vel)
