@@ -28,11 +28,18 @@ clean:
 
 # Training data for the default graphene model (reproducible: fixed seeds; not committed): periodic
 # sheets of three sizes (so the model sees several voxel spacings), NVT at 4.2-1000 K, 6 ps each,
-# recorded every 2 fs (the model's Δ). Datasets are named nvt_T (10x6 sheet) and nvt_SIZE_T.
+# recorded every 2 fs (the model's Δ), and tension runs (below). Datasets are named nvt_T (10x6
+# sheet), nvt_SIZE_T, tension_T (10x6 sheet) and tension_kirigami_PATTERN.
 GRAPHENE_DATA ?= data/graphene
 MD_THREADS ?= 1
 GRAPHENE_MD = $(BIN)/sagesnet-tf generate md --protocol nvt --dt-fs 1 --steps 6000 --record-every 2 \
 	--threads $(MD_THREADS) --overwrite
+# Tension (the benchmark protocol at 0.05 ps⁻¹ after 0.5 ps of relaxation): the 10x6 sheet at 4.2 and
+# 300 K to strain 0.3, and 7x6-cell kirigami ribbons (periodic along y with 20 Å of vacuum between
+# them, as the model's grid is) at 4.2 K to failure. Their cut patterns are not the benchmark's held-out ones.
+TRAIN_KIRIGAMI ?= 110000011000110 001100100000011
+GRAPHENE_TENSION = $(BIN)/sagesnet-tf generate md --protocol tension --dt-fs 1 --strain-rate 0.05 --relax-ps 0.5 \
+	--record-every 2 --threads $(MD_THREADS) --overwrite
 graphene-data: setup
 	for SIZE in 10x6 6x4 13x8; do \
 	  $(BIN)/sagesnet-tf build graphene --nx $${SIZE%x*} --ny $${SIZE#*x} --out $(GRAPHENE_DATA)/sheet_$$SIZE.extxyz || exit 1; \
@@ -48,6 +55,16 @@ graphene-data: setup
 	for T in 100 600; do \
 	  $(GRAPHENE_MD) --structure $(GRAPHENE_DATA)/sheet_13x8.extxyz --temperature $$T --seed 4$${T%.*} \
 	    --out $(GRAPHENE_DATA)/nvt_13x8_$$T || exit 1; \
+	done
+	for T in 4.2 300; do \
+	  $(GRAPHENE_TENSION) --structure $(GRAPHENE_DATA)/sheet_10x6.extxyz --temperature $$T --seed 5$${T%.*} \
+	    --max-strain 0.3 --out $(GRAPHENE_DATA)/tension_$$T || exit 1; \
+	done
+	for P in $(TRAIN_KIRIGAMI); do \
+	  $(BIN)/sagesnet-tf build kirigami --pattern $$P --nx 7 --ny 6 --periodic-y \
+	    --out $(GRAPHENE_DATA)/kirigami_$$P.extxyz || exit 1; \
+	  $(GRAPHENE_TENSION) --structure $(GRAPHENE_DATA)/kirigami_$$P.extxyz --temperature 4.2 --seed 6 \
+	    --max-strain 0.6 --out $(GRAPHENE_DATA)/tension_kirigami_$$P || exit 1; \
 	done
 
 # SAGESnet vs LAMMPS benchmarks (docs/BENCHMARKS.md). BENCH_QUICK=--quick for the minutes-long version.

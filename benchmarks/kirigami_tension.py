@@ -7,7 +7,9 @@ Full run: half-size ribbons (17 × 40 cells) with each cut pattern of :data:`HEL
 0.05 ps⁻¹, 0.5 ps relaxation, max strain 0.5 (early stop usually ends it sooner).
 
 SAGESnet starts from the same structure (atoms at rest) and is stretched at the same rate to the
-strain where LAMMPS stopped. Both curves go through
+strain where LAMMPS stopped. When the model's grid is periodic along y (the default model's is),
+both runs get the ribbon marked periodic along y (``periodic_y``: a row of ribbons 20 Å apart,
+the same physics, since LAMMPS runs every box periodic). Both curves go through
 :func:`sagesnet_tf.analysis.stress_strain.summarize` (10 % drop rule and first-local-max rule).
 """
 
@@ -21,7 +23,7 @@ from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.analysis.stress_strain import summarize
 from sagesnet_tf.md.protocols import Tension
 from sagesnet_tf.md.run import run_md, write_md_outputs
-from sagesnet_tf.simulate import RolloutDiverged, simulate
+from sagesnet_tf.simulate import RolloutDiverged, load_exported, resolve_model_dir, simulate
 from sagesnet_tf.structures import kirigami
 
 from benchmarks.report import row
@@ -36,9 +38,11 @@ QUICK = {"nx": 7, "ny": 6, "strain_rate_per_ps": 0.05, "relax_ps": 0.5, "max_str
 def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progress: bool = True) -> dict:
     """Run the suite into ``out_dir``; returns the suite dict of :mod:`benchmarks.report`."""
     cfg = QUICK if quick else FULL
-    rows, details, curves = [], {"settings": {**cfg, "temperature_K": TEMPERATURE_K, "dt_fs": 1.0}}, {}
+    periodic_y = load_exported(resolve_model_dir(model))[1]["boundary"][1] == "periodic"
+    rows, curves = [], {}
+    details = {"settings": {**cfg, "temperature_K": TEMPERATURE_K, "dt_fs": 1.0, "periodic_y": periodic_y}}
     for pattern in HELD_OUT_PATTERNS[:cfg["patterns"]]:
-        atoms = kirigami(pattern, cfg["nx"], cfg["ny"])
+        atoms = kirigami(pattern, cfg["nx"], cfg["ny"], periodic_y=periodic_y)
         case_dir = out_dir / f"kirigami_{pattern}"
         md_dir = case_dir / "lammps"
         md_dir.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,13 @@ def _orientation_option(func: Callable) -> Callable:
                         show_default=True, help="Edge direction that runs along x.")(func)
 
 
+def _periodic_y_option(func: Callable) -> Callable:
+    return click.option("--periodic-y", is_flag=True,
+                        help="Mark y periodic too: a row of ribbons --vacuum-y apart (≥ the AIREBO cutoff, so the "
+                             "same physical ribbon) for models whose grid is periodic in y, like the default "
+                             "graphene model.")(func)
+
+
 def _write(atoms: Atoms, out: str, fmt: str | None, preview: str | None) -> None:
     """Write ``atoms`` (and the ``preview`` PNG) and print one line: file, atoms, formula, cell, pbc."""
     write_structure(atoms, out, fmt)
@@ -102,11 +109,12 @@ def graphene(nx: int, ny: int, orientation: str, a_cc: float, vacuum: float, out
 @_a_cc_option
 @click.option("--vacuum-y", type=float, default=20.0, show_default=True, help="Vacuum across the width, Å.")
 @click.option("--vacuum-z", type=float, default=20.0, show_default=True, help="Cell height along z, Å.")
+@_periodic_y_option
 @_output_options
-def ribbon(nx: int, ny: int, orientation: str, a_cc: float, vacuum_y: float, vacuum_z: float,
+def ribbon(nx: int, ny: int, orientation: str, a_cc: float, vacuum_y: float, vacuum_z: float, periodic_y: bool,
            out: str, fmt: str | None, preview: str | None) -> None:
     """Graphene ribbon periodic along x only, vacuum in y and z."""
-    _write(structures.ribbon(nx, ny, orientation, a_cc, vacuum_y, vacuum_z), out, fmt, preview)
+    _write(structures.ribbon(nx, ny, orientation, a_cc, vacuum_y, vacuum_z, periodic_y), out, fmt, preview)
 
 
 @build.command()
@@ -119,11 +127,12 @@ def ribbon(nx: int, ny: int, orientation: str, a_cc: float, vacuum_y: float, vac
 @_a_cc_option
 @click.option("--vacuum-y", type=float, default=20.0, show_default=True, help="Vacuum across the width, Å.")
 @click.option("--vacuum-z", type=float, default=20.0, show_default=True, help="Cell height along z, Å.")
+@_periodic_y_option
 @_output_options
 def kirigami(pattern: str, nx: int, ny: int, cut: str, a_cc: float, vacuum_y: float, vacuum_z: float,
-             out: str, fmt: str | None, preview: str | None) -> None:
+             periodic_y: bool, out: str, fmt: str | None, preview: str | None) -> None:
     """Hanakata-style graphene kirigami ribbon (default 17 × 40 cells, 2,720 atoms uncut)."""
-    _write(structures.kirigami(pattern, nx, ny, cut, a_cc, vacuum_y, vacuum_z), out, fmt, preview)
+    _write(structures.kirigami(pattern, nx, ny, cut, a_cc, vacuum_y, vacuum_z, periodic_y), out, fmt, preview)
 
 
 @build.command()

@@ -45,7 +45,7 @@ import keras
 import tensorflow as tf
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import pad_open_axes, voxelize
+from sagesnet_tf.grid import affine_remap, pad_open_axes, voxelize
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel, atoms_state_from_grid
 
 #: Version of the exported signature set and metadata layout.
@@ -159,8 +159,8 @@ class SagesnetServing(tf.Module):
     def _stretch(positions, box, growth, box_origin):
         """Affine tension of one Δ: box and coordinates scaled about the origin so that the box
         grows by ``growth`` (3,) Å (LAMMPS ``fix deform … remap x``). Returns (positions, box)."""
-        factor = 1.0 + growth / box  # (3,): 1 except along the tension axis
-        return box_origin + (positions - box_origin) * factor, box * factor
+        stretched = box + growth
+        return affine_remap(positions, box, stretched, box_origin), stretched
 
     def _tension_inputs(self, n_steps, strain_rate_per_ps, axis, box_lengths):
         """Validated (n_steps, axis one-hot (3,), growth (3,) Å per Δ) of a simulate call."""

@@ -71,6 +71,22 @@ class VoxelGrid(NamedTuple):
     spacing: tf.Tensor
 
 
+def periodic_cells(box_lengths, h: float, multiple=(1, 1, 1)) -> tf.Tensor:
+    """Grid cells along each axis if it is periodic: (..., 3) box lengths Å -> (..., 3) float32,
+    the fewest cells no wider than ``h`` (at least one), rounded up to a multiple of ``multiple``."""
+    k = tf.constant(multiple, tf.float32)
+    return k * tf.maximum(1.0, tf.math.ceil(tf.cast(box_lengths, tf.float32) / (h * k) - 1e-4))
+
+
+def affine_remap(positions, box_from, box_to, box_origin=0.0):
+    """Atom coordinates carried along when an orthorhombic box changes from ``box_from`` to
+    ``box_to`` (both (..., 3) Å, origin ``box_origin`` fixed), as LAMMPS ``fix deform … remap x``
+    and the barostats do: scaled about the origin by box_to / box_from per axis.
+    positions (..., N, 3) Å with box (..., 3) broadcasting over N."""
+    factor = (box_to / box_from)[..., None, :]
+    return box_origin + (positions - box_origin) * factor
+
+
 def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: float, slots: int,
              n_elements: int = len(ELEMENTS), velocity_scale: float = VELOCITY_SCALE,
              margin_cells: int = 1, multiple=(1, 1, 1)) -> VoxelGrid:
@@ -113,9 +129,9 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
                                  message=f"voxelize: species index >= n_elements ({n_elements})"),
     ]
     with tf.control_dependencies(checks):
+        n_periodic = periodic_cells(box_lengths, h, multiple)
         h = tf.constant(h, tf.float32)
         k = tf.constant(multiple, tf.float32)
-        n_periodic = k * tf.maximum(1.0, tf.math.ceil(box_lengths / (h * k) - 1e-4))
         lo_atoms = tf.reduce_min(positions, axis=0) - margin_cells * h
         extent = tf.reduce_max(positions, axis=0) - tf.reduce_min(positions, axis=0)
         n_open = k * tf.math.ceil((tf.floor(extent / h) + 1.0 + 2.0 * margin_cells) / k)

@@ -157,23 +157,33 @@ def graphene_sheet(nx: int, ny: int, orientation: str = "armchair", a_cc: float 
 
 
 def ribbon(nx: int, ny: int, orientation: str = "armchair", a_cc: float = A_CC,
-           vacuum_y: float = 20.0, vacuum_z: float = 20.0) -> Atoms:
+           vacuum_y: float = 20.0, vacuum_z: float = 20.0, periodic_y: bool = False) -> Atoms:
     """A graphene ribbon: ``nx`` × ``ny`` 4-atom cells, periodic along x only (4·nx·ny atoms).
 
     The sheet of :func:`graphene_sheet` with ``vacuum_y`` Å of empty space added along y (split
     evenly on both edges) and a cell height of ``vacuum_z`` Å (sheet at z = vacuum_z / 2).
 
+    ``periodic_y`` marks y periodic too: a row of ribbons ``vacuum_y`` apart (at least the AIREBO
+    cutoff, so they never interact). That is the same physical ribbon (LAMMPS runs every box
+    periodic anyway), labelled for models whose grid is periodic in y, like the default graphene
+    model, which would otherwise see an open axis it was not trained on.
+
     Returns:
-        Atoms with pbc (True, False, False); ``info["nominal_width_A"]`` is W = ny · (cell y
+        Atoms with pbc (True, ``periodic_y``, False); ``info["nominal_width_A"]`` is W = ny · (cell y
         length) in Å and ``info["nominal_thickness_A"]`` is 3.35 Å (stress per cross-section W·3.35).
     """
     if vacuum_y <= 0:
         raise SagesnetError(f"a ribbon needs vacuum along y (got vacuum_y={vacuum_y}); give a positive value in Å")
+    from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A  # here: md imports this module
+
+    if periodic_y and vacuum_y < AIREBO_LJ_CUTOFF_A:
+        raise SagesnetError(f"ribbons repeated along y need at least {AIREBO_LJ_CUTOFF_A:.1f} Å of vacuum between them "
+                            f"(the AIREBO cutoff; got vacuum_y={vacuum_y}); raise --vacuum-y")
     sheet = graphene_sheet(nx, ny, orientation, a_cc, vacuum_z)
     width = float(sheet.cell[1, 1])
     sheet.positions[:, 1] += vacuum_y / 2.0
     sheet.cell[1, 1] = width + vacuum_y
-    sheet.pbc = np.array([True, False, False])
+    sheet.pbc = np.array([True, bool(periodic_y), False])
     sheet.info.update(structure="ribbon", nominal_width_A=width, nominal_thickness_A=SHEET_THICKNESS_A,
                       vacuum_y_A=vacuum_y)
     return sheet
@@ -195,7 +205,7 @@ def parse_kirigami_pattern(pattern: str) -> np.ndarray:
 
 
 def kirigami(pattern: str, nx: int = 17, ny: int = 40, cut: str = "orthogonal", a_cc: float = A_CC,
-             vacuum_y: float = 20.0, vacuum_z: float = 20.0) -> Atoms:
+             vacuum_y: float = 20.0, vacuum_z: float = 20.0, periodic_y: bool = False) -> Atoms:
     """A Hanakata-style graphene kirigami ribbon (armchair along x = loading direction).
 
     Start from :func:`ribbon` (``nx`` × ``ny`` cells, periodic along x). The inner region —
@@ -218,10 +228,10 @@ def kirigami(pattern: str, nx: int = 17, ny: int = 40, cut: str = "orthogonal", 
         pattern: 15 characters ``'0'``/``'1'``.
         nx, ny: 4-atom cells along x (≥ 2·2 + 3) and y (≥ 5). Default 17 × 40 = 2,720 atoms uncut.
         cut: ``"orthogonal"`` or ``"parallel"``.
-        a_cc, vacuum_y, vacuum_z: as :func:`ribbon` (Å).
+        a_cc, vacuum_y, vacuum_z, periodic_y: as :func:`ribbon` (Å).
 
     Returns:
-        Atoms with pbc (True, False, False), ids 1..N renumbered after the cuts; ``info`` holds
+        Atoms with pbc (True, ``periodic_y``, False), ids 1..N renumbered after the cuts; ``info`` holds
         ``pattern``, ``cut``, ``n_removed``, ``nominal_width_A`` and ``nominal_thickness_A``.
     """
     grid = parse_kirigami_pattern(pattern)
@@ -232,7 +242,7 @@ def kirigami(pattern: str, nx: int = 17, ny: int = 40, cut: str = "orthogonal", 
         raise SagesnetError(
             f"kirigami needs at least {min_nx} cells along x and {KIRIGAMI_ROWS} along y (got nx={nx}, "
             f"ny={ny}); use larger --nx/--ny")
-    base = ribbon(nx, ny, "armchair", a_cc, vacuum_y, vacuum_z)
+    base = ribbon(nx, ny, "armchair", a_cc, vacuum_y, vacuum_z, periodic_y)
     cell_x = 3.0 * a_cc
     x0 = KIRIGAMI_END_CELLS * cell_x
     block_w = (nx - 2 * KIRIGAMI_END_CELLS) * cell_x / KIRIGAMI_COLUMNS

@@ -50,6 +50,17 @@ def test_ribbon_refuses_no_vacuum():
         ribbon(3, 3, vacuum_y=0.0)
 
 
+def test_periodic_y_ribbon_is_the_same_atoms_with_y_periodic():
+    open_y, periodic = kirigami("110000011000110", 7, 6), kirigami("110000011000110", 7, 6, periodic_y=True)
+    assert periodic.pbc.tolist() == [True, True, False] and open_y.pbc.tolist() == [True, False, False]
+    np.testing.assert_array_equal(periodic.positions, open_y.positions)
+    np.testing.assert_array_equal(periodic.cell, open_y.cell)
+    # the images across y stay further apart than the AIREBO cutoff: coordination is unchanged
+    np.testing.assert_array_equal(coordination(periodic, 10.2), coordination(open_y, 10.2))
+    with pytest.raises(SagesnetError, match="AIREBO cutoff"):
+        ribbon(3, 3, vacuum_y=8.0, periodic_y=True)
+
+
 def test_kirigami_default_size_and_uncut_count():
     uncut = kirigami("0" * 15)
     assert len(uncut) == 2720

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.md.protocols import make_protocol
+from sagesnet_tf.md.protocols import Tension, make_protocol
 from sagesnet_tf.md.run import run_md
 from sagesnet_tf.pipelines.writer import write_dataset
 from sagesnet_tf.structures import graphene_sheet
@@ -29,6 +29,19 @@ def md_data(tmp_path_factory):
     return str(root / "data")
 
 
+@pytest.fixture(scope="module")
+def tension_data(md_data, tmp_path_factory):
+    """md_data's nvt_300 plus a fast tension run of the same sheet (box x grows 1 % per 10 fs record)."""
+    root = tmp_path_factory.mktemp("tension")
+    work = root / "work"
+    work.mkdir()
+    protocol = Tension(300.0, strain_rate_per_ps=1.0, max_strain=0.2, relax_ps=0.05, early_stop=False)
+    result = run_md(graphene_sheet(4, 3), protocol, str(work), record_every=10, threads=1, progress=False)
+    write_dataset(str(root / "data" / "tension_300"), [result.trajectory])
+    os.symlink(os.path.join(md_data, "nvt_300"), root / "data" / "nvt_300")
+    return str(root / "data")
+
+
 def test_windows_of_different_structures_are_batched_per_structure(md_data):
     from sagesnet_tf.pipelines import reader
     from sagesnet_tf.training.md_batches import MDWindows, Segment
@@ -42,7 +55,7 @@ def test_windows_of_different_structures_are_batched_per_structure(md_data):
         batch = windows.sample(rng, 4)
         n = batch["positions"].shape[2]
         assert batch["positions"].shape == (4, 3, n, 3) and batch["species"].shape == (4, n)
-        assert len({tuple(b) for b in batch["box"]}) == 1  # one structure per batch
+        assert len({tuple(b.ravel()) for b in batch["box"]}) == 1  # one structure per batch
         seen.add(n)
     assert seen == {t.n_atoms for t in trajs}
 
@@ -73,6 +86,56 @@ def test_md_training_runs_stages_in_order_and_reduces_loss(md_data, tmp_path):
     assert np.isfinite(ev["one_step"]["model_rmse_A"])
     for name in ("model.keras", "model_info.json", "rollout.png", "metrics.json"):
         assert os.path.isfile(os.path.join(run, name))
+
+
+def test_tension_windows_carry_every_frames_box_and_share_a_grid_shape(tension_data):
+    from sagesnet_tf.grid import affine_remap, periodic_cells
+    from sagesnet_tf.pipelines import reader
+    from sagesnet_tf.training.md_batches import MDWindows, Segment
+
+    traj = reader.read_trajectories(os.path.join(tension_data, "tension_300"))[0]
+    segments = [Segment(traj, 0, traj.n_frames, "tension")]
+    with pytest.raises(SagesnetError, match="box changes"):
+        MDWindows(segments, 3, ("C", "H"))
+
+    def cells(lengths):
+        return np.asarray(periodic_cells(lengths, 1.8)).astype(int)
+
+    windows = MDWindows(segments, 3, ("C", "H"), cells)
+    assert windows.changing_box == [True]
+    drawable = np.concatenate(windows._group_windows)
+    assert 0 < len(drawable) < windows.n_windows  # windows across a change of the cell count are left out
+    for _ in range(10):
+        batch = windows.sample(np.random.default_rng(_), 4, time_reversal=True)
+        assert batch["box"].shape == (4, 3, 3)
+        shapes = {tuple(cells(box).ravel()) for box in batch["box"]}
+        assert len(shapes) == 1  # one grid shape per batch, every frame
+    # a window whose box changes is never time-reversed (it would be a compression)
+    assert not windows.draw(np.random.default_rng(0), 64, time_reversal=True)[1].any()
+    last = windows.window(int(drawable[-1]))
+    assert np.all(np.diff(last["box"][:, 0]) > 0) and np.allclose(last["box"][:, 1:], last["box"][:1, 1:], atol=1e-4)
+    # LAMMPS remaps the atoms with the box: frame k+1 is frame k stretched plus the thermal motion,
+    # so the stretched constant-velocity guess beats the plain one
+    w = windows.window(int(drawable[len(drawable) // 2]))
+    delta = float(traj.time_ps[1] - traj.time_ps[0])
+    plain = w["positions"][0] + w["velocities"][0] * delta
+    stretched = affine_remap(w["positions"][0], w["box"][0], w["box"][1]) + w["velocities"][0] * delta
+    err = [np.sqrt(np.mean(np.sum((x - w["positions"][1]) ** 2, -1))) for x in (plain, np.asarray(stretched))]
+    assert err[1] < 0.8 * err[0], err
+
+
+def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tmp_path):
+    cfg = _config(stages=[{"kind": "autoencoder", "steps": 3}, {"kind": "predictor", "steps": 60, "learning_rate": 3e-3},
+                          {"kind": "unrolled", "steps": 3, "unroll": 2}, {"kind": "uncertainty", "steps": 2}])
+    cfg.data.datasets = ["nvt_300", "tension_300"]
+    cfg.evaluation.rollout_steps = 2
+    result = md_stages.train_md(cfg, tension_data, str(tmp_path / "run"), progress=False)
+    pred = [r["loss"] for r in result["history"] if r["stage"] == "predictor" and r["split"] == "train"]
+    assert np.all(np.isfinite(pred)) and np.mean(pred[-3:]) < np.mean(pred[:3]), pred
+    coarse = _coarse_config(stages=[{"kind": "coarsener_autoencoder", "steps": 2}])
+    coarse.data.datasets = ["nvt_300", "tension_300"]
+    with pytest.raises(SagesnetError, match="constant boxes.*tension_300"):
+        md_stages.train_md(coarse, tension_data, str(tmp_path / "coarse"), progress=False)
 
 
 def test_bad_md_config_is_one_line_error():

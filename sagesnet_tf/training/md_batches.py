@@ -11,7 +11,10 @@ batches of windows as plain arrays:
   minimum-image displacements), so ``positions[:, k] - positions[:, 0]`` is the true motion.
 - ``velocities`` (B, L, N, 3) Å/ps.
 - ``species`` (B, N) int32, index into the model's elements.
-- ``box`` (B, 3) Å, orthorhombic box lengths at frame 0 (origin 0).
+- ``box`` (B, L, 3) Å, orthorhombic box lengths of every frame (origin 0). Constant for NVT/NVE;
+  under tension (``fix deform … remap x``) or NPT the box grows and LAMMPS rescales the atom
+  coordinates with it, so frame k+1 follows from frame k stretched affinely to box k+1 (what
+  ``simulate`` does before each model step) plus the motion the model predicts.
 - ``env`` (B, E) float32, the environment of frame 0 normalised by :data:`ENV_SCALES`.
 - ``stress`` (B, N, 6) bar·Å³, per-atom stress × volume at frame 0.
 
@@ -19,7 +22,8 @@ A window may be drawn **time-reversed** (``sample(..., time_reversal=True)``): f
 order with every velocity negated. Constant-box NVT/NVE dynamics (velocity Verlet, Nosé–Hoover
 chains) are time-reversible, so a reversed window is another valid trajectory of the same
 ensemble; training on both directions removes any learnable friction (a velocity change
-correlated with −v), which would otherwise cool free rollouts.
+correlated with −v), which would otherwise cool free rollouts. Windows whose box changes are
+never reversed (a reversed tension run would be a compression the data does not hold).
 
 :func:`voxelize_batch` turns positions/velocities into the model's atom grid inside the graph
 (so the unrolled stage can re-voxelize its own predictions), padding the open axis to a fixed
@@ -100,24 +104,30 @@ class Segment:
 class MDWindows:
     """Random windows of L frames drawn from trajectory segments.
 
-    Segments may hold different structures (atom counts, box sizes): they are grouped by their
-    atoms and box, and a batch is drawn from one group at a time (the group chosen with probability
-    proportional to its windows), so the windows of a batch share N and the grid shape.
+    Segments may hold different structures (atom counts, box sizes): windows are grouped by their
+    atoms and grid shape, and a batch is drawn from one group at a time (the group chosen with
+    probability proportional to its windows), so the windows of a batch share N and the grid shape.
 
     Args:
-        segments: :class:`Segment` list; each needs at least L frames and an orthorhombic,
-            constant box (NVT/NVE data; boxes that change within a segment are refused); all share
-            the periodic axes and the environment fields.
+        segments: :class:`Segment` list; each needs at least L frames and orthorhombic boxes; all
+            share the periodic axes and the environment fields.
         length: L, frames per window.
         elements: the model's element symbols (species index order).
+        grid_cells: box lengths (F, 3) Å -> (F, 3) int, the model's grid cells along the periodic
+            axes (:func:`periodic_cells`). Needed for segments whose box changes (tension, NPT):
+            their windows are grouped by grid shape, and a window whose frames would not share
+            one (the box grew past a cell boundary inside it) is never drawn. Without it such
+            segments are refused, and windows are grouped by box.
     """
 
-    def __init__(self, segments: list[Segment], length: int, elements):
+    def __init__(self, segments: list[Segment], length: int, elements, grid_cells=None):
         self.length = int(length)
         self.elements = tuple(elements)
         if not segments:
             raise SagesnetError("no trajectory segments to draw windows from; check data.datasets")
-        self.segments, groups, group_of_segment = [], {}, []
+        self.segments, groups, group_of_window = [], {}, []
+        #: per segment, whether its box changes (tension, NPT)
+        self.changing_box: list[bool] = []
         first = segments[0].trajectory
         self.pbc = np.asarray(first.pbc, bool)
         self.env_fields = tuple(first.env_fields)
@@ -127,9 +137,13 @@ class MDWindows:
                 raise SagesnetError(f"segment {seg.name or '?'} has {seg.stop - seg.start} frames; "
                                     f"windows need {self.length}; use more frames")
             cells = traj.cell[seg.start:seg.stop]
-            if np.abs(cells - np.diag(np.diag(cells[0]))[None]).max() > 1e-6:
-                raise SagesnetError(f"segment {seg.name or '?'}: the box changes or is triclinic; MD training "
-                                    "takes constant orthorhombic boxes (NVT/NVE data)")
+            lengths = np.diagonal(cells, axis1=1, axis2=2)  # (F, 3)
+            if np.abs(cells - lengths[:, :, None] * np.eye(3)[None]).max() > 1e-6:
+                raise SagesnetError(f"segment {seg.name or '?'}: the box is triclinic; MD training takes "
+                                    "orthorhombic boxes")
+            if np.abs(lengths - lengths[0]).max() > 1e-6 and grid_cells is None:
+                raise SagesnetError(f"segment {seg.name or '?'}: the box changes; pass grid_cells to group its "
+                                    "windows by grid shape")
             unknown = sorted(set(traj.symbols) - set(self.elements))
             if unknown:
                 raise SagesnetError(f"segment {seg.name or '?'} has element {unknown[0]} the model does not know; "
@@ -137,14 +151,22 @@ class MDWindows:
             if not np.array_equal(traj.pbc, self.pbc) or tuple(traj.env_fields) != self.env_fields:
                 raise SagesnetError(f"segment {seg.name or '?'}: periodic axes or environment fields differ from "
                                     f"{segments[0].name or 'the first segment'}; train on one kind of boundary")
-            key = (tuple(traj.symbols), tuple(np.round(np.diag(cells[0]), 4)))
-            group_of_segment.append(groups.setdefault(key, len(groups)))
+            n_windows = seg.stop - seg.start - self.length + 1
+            if grid_cells is None:
+                keys = [(tuple(traj.symbols), tuple(np.round(lengths[0], 4)))] * n_windows
+            else:
+                frame_cells = np.asarray(grid_cells(lengths))                            # (F, 3)
+                same = np.all(frame_cells[:-1] == frame_cells[1:], axis=1)                 # (F-1,)
+                runs = np.concatenate([[0], np.cumsum(~same)])                             # cell-shape run id
+                keys = [(tuple(traj.symbols), tuple(frame_cells[w]))
+                        if runs[w] == runs[w + self.length - 1] else None for w in range(n_windows)]
+            group_of_window.append([None if k is None else groups.setdefault(k, len(groups)) for k in keys])
             self.segments.append(seg)
-        self._starts = np.concatenate([[0], np.cumsum([s.stop - s.start - self.length + 1 for s in self.segments])])
+            self.changing_box.append(bool(np.abs(lengths - lengths[0]).max() > 1e-6))
+        self._starts = np.concatenate([[0], np.cumsum([len(g) for g in group_of_window])])
+        flat = np.array([-1 if g is None else g for gs in group_of_window for g in gs])
         #: per group, the global indices of its windows
-        self._group_windows = [np.concatenate([np.arange(self._starts[i], self._starts[i + 1])
-                                               for i, g in enumerate(group_of_segment) if g == group])
-                               for group in range(len(groups))]
+        self._group_windows = [np.flatnonzero(flat == group) for group in range(len(groups))]
 
     @property
     def n_windows(self) -> int:
@@ -153,17 +175,19 @@ class MDWindows:
 
     def window(self, index: int, reverse: bool = False) -> dict[str, np.ndarray]:
         """Window ``index`` in [0, n_windows) as unbatched arrays (see module docstring); ``reverse``:
-        the same frames time-reversed (last frame first, velocities negated)."""
+        the same frames time-reversed (last frame first, velocities negated; constant boxes only)."""
         seg_i = int(np.searchsorted(self._starts, index, side="right") - 1)
         seg = self.segments[seg_i]
         traj = seg.trajectory
         frames = np.arange(self.length) + seg.start + index - int(self._starts[seg_i])
         if reverse:
+            if self.changing_box[seg_i]:
+                raise SagesnetError(f"segment {seg.name or '?'}: a window whose box changes cannot be time-reversed")
             frames = frames[::-1]
         t0 = int(frames[0])
-        box = np.diag(traj.cell[t0]).astype(np.float64)
+        box = np.diagonal(traj.cell[frames], axis1=1, axis2=2).astype(np.float64)  # (L, 3)
         raw = traj.positions[frames]
-        steps = minimum_image(np.diff(raw, axis=0), box, self.pbc)
+        steps = minimum_image(np.diff(raw, axis=0), box[1:, None], self.pbc)
         pos = np.concatenate([raw[:1], raw[:1] + np.cumsum(steps, axis=0)], axis=0)
         return {
             "positions": pos.astype(np.float32),
@@ -186,7 +210,9 @@ class MDWindows:
         sizes = np.array([len(w) for w in self._group_windows], dtype=np.float64)
         windows = self._group_windows[int(rng.choice(len(sizes), p=sizes / sizes.sum()))]
         picks = windows[rng.integers(0, len(windows), size=batch_size)]
-        return picks, (rng.random(batch_size) < 0.5 if time_reversal else np.zeros(batch_size, bool))
+        reverse = rng.random(batch_size) < 0.5 if time_reversal else np.zeros(batch_size, bool)
+        segment = np.searchsorted(self._starts, picks, side="right") - 1
+        return picks, reverse & ~np.asarray(self.changing_box)[segment]
 
     def sample(self, rng: np.random.Generator, batch_size: int, time_reversal: bool = False) -> dict[str, np.ndarray]:
         """:meth:`batch` of :meth:`draw`."""

@@ -81,7 +81,7 @@ from tqdm import tqdm
 from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import split_slot_features
+from sagesnet_tf.grid import affine_remap, periodic_cells, split_slot_features
 from sagesnet_tf.io import atomic_output
 from sagesnet_tf.md.run import write_json
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
@@ -280,7 +280,13 @@ def load_md_data(data_dir: str, cfg: MDTrainConfig) -> MDData:
         return float(np.sqrt(np.mean([np.mean(np.square(s[key]["std"])) for s in stats])))
 
     sigma_stress = np.sqrt(np.mean([np.square(s["stress"]["std"]) for s in stats], axis=0))
-    return MDData(md_batches.MDWindows(train_segs, length, elements), md_batches.MDWindows(val_segs, length, elements),
+    mcfg = cfg.model_config
+
+    def grid_cells(lengths):
+        return np.asarray(periodic_cells(lengths, mcfg.h, mcfg.grid_multiple)).astype(int)
+
+    return MDData(md_batches.MDWindows(train_segs, length, elements, grid_cells),
+                  md_batches.MDWindows(val_segs, length, elements, grid_cells),
                   pooled("displacements"), pooled("velocities"), np.maximum(sigma_stress, 1.0).astype(np.float32),
                   strides.pop(), dts.pop())
 
@@ -328,8 +334,12 @@ class MDStageRunner:
         return md_batches.voxelize_batch(positions, velocities, species, box, self.pbc, c.h, c.slots,
                                          self.n_el, c.velocity_scale, self.open_cells, c.grid_multiple)
 
-    def one_step(self, positions, velocities, species, box, env):
-        """One model step Δ: returns (decode_atoms dict, z (B,X,Y,Z,D), inputs dict)."""
+    def one_step(self, positions, velocities, species, box, env, next_box=None):
+        """One model step Δ of atoms in ``box`` (B,3) Å: returns (decode_atoms dict, z (B,X,Y,Z,D),
+        inputs dict). With ``next_box`` (B,3) the box changes over the step: the atoms are first
+        carried to it affinely (``grid.affine_remap``, as ``simulate`` stretches before each step)."""
+        if next_box is not None:
+            positions, box = affine_remap(positions, box, next_box), next_box
         inp = self.inputs(positions, velocities, species, box)
         z = self.model.encode(inp["atom_grid"])
         out = self.model.decode_atoms(self.model.step(z, env), inp)
@@ -345,11 +355,11 @@ class MDStageRunner:
         """(per-example loss (B,), dict of per-example metrics (B,)) of stage ``kind``."""
         p, v, sp, box, env = (batch["positions"], batch["velocities"], batch["species"], batch["box"], batch["env"])
         if kind == "autoencoder":
-            return self._autoencoder(p[:, 0], v[:, 0], sp, box, batch["stress"])
-        if kind in MD_COARSE_KINDS:
-            return self._coarse(kind, p, v, sp, box, env, unroll)
+            return self._autoencoder(p[:, 0], v[:, 0], sp, box[:, 0], batch["stress"])
+        if kind in MD_COARSE_KINDS:  # constant boxes only (train_md checks)
+            return self._coarse(kind, p, v, sp, box[:, 0], env, unroll)
         if kind == "uncertainty":
-            out, z, inp = self.one_step(p[:, 0], v[:, 0], sp, box, env)
+            out, z, inp = self.one_step(p[:, 0], v[:, 0], sp, box[:, 0], env, next_box=box[:, 1])
             per_atom = tf.reduce_mean(tf.square((out["positions"] - p[:, 1]) / self.sigma_d), -1)  # (B,N)
             b_index = tf.tile(tf.range(tf.shape(per_atom)[0])[:, None, None], [1, tf.shape(per_atom)[1], 1])
             index = tf.concat([b_index, inp["assignment"][..., :3]], -1)
@@ -369,7 +379,7 @@ class MDStageRunner:
         total_pos, total_vel = 0.0, 0.0
         first_rmse = None
         for k in range(1, steps + 1):
-            out, _, _ = self.one_step(p0, v0, sp, box, env)
+            out, _, _ = self.one_step(p0, v0, sp, box[:, k - 1], env, next_box=box[:, k])
             pos_err, vel_err = self.step_errors(out, p[:, k], v[:, k])
             total_pos, total_vel = total_pos + pos_err, total_vel + vel_err
             if first_rmse is None:
@@ -380,7 +390,7 @@ class MDStageRunner:
             p0, v0 = out["positions"], out["velocities"]
         pos_loss, vel_loss = total_pos / steps, total_vel / steps
         per_ex = pos_loss + vel_loss
-        baseline = p[:, 0] + v[:, 0] * self.model.config.delta_ps
+        baseline = affine_remap(p[:, 0], box[:, 0], box[:, 1]) + v[:, 0] * self.model.config.delta_ps
         return per_ex, {"loss": per_ex, "position_loss": pos_loss, "velocity_loss": vel_loss,
                         "onestep_kinetic_ratio": kinetic_ratio, "onestep_rmse_A": first_rmse,
                         "const_velocity_rmse_A": _rmse(baseline, p[:, 1])}
@@ -596,6 +606,10 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
         raise SagesnetError(f"model.boundary {list(mcfg.boundary)} does not match the data's pbc; use {list(expected)}")
     if tuple(mcfg.env_fields) != data.train.env_fields:
         raise SagesnetError(f"model.env_fields must be the data's {list(data.train.env_fields)}")
+    changing = [seg.name for seg, c in zip(data.train.segments, data.train.changing_box) if c]
+    if changing and any(s.kind in MD_COARSE_KINDS for s in cfg.stages):
+        raise SagesnetError(f"coarse stages train on constant boxes, but {changing[0]} changes its box (tension/NPT); "
+                            "leave such datasets out of data.datasets of the coarse run")
     os.makedirs(run_dir, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     model = SagesnetModel(mcfg)
@@ -706,7 +720,7 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     step_fn = tf.function(lambda p, v, s, b, e: runner.one_step(p, v, s, b, e)[0], reduce_retracing=True)
     for i in idx:
         w = held_out.batch([i])
-        out = step_fn(w["positions"][:, 0], w["velocities"][:, 0], w["species"], w["box"], w["env"])
+        out = step_fn(w["positions"][:, 0], w["velocities"][:, 0], w["species"], w["box"][:, 0], w["env"])
         true = w["positions"][0, 1]
         sq_model.append(np.sum((out["positions"].numpy()[0] - true) ** 2, -1).mean())
         sq_base.append(np.sum((w["positions"][0, 0] + w["velocities"][0, 0] * delta - true) ** 2, -1).mean())
@@ -721,14 +735,14 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     target_T = float(traj.environment[seg.start, list(traj.env_fields).index("temperature_K")]) \
         if "temperature_K" in traj.env_fields else float("nan")
     md_T = [temperature_k(v, masses) for v in traj.velocities[seg.start:seg.stop]]
-    box, pbc = w["box"].astype(np.float64), held_out.pbc
+    box, pbc = w["box"][0].astype(np.float64), held_out.pbc
     carbon = np.flatnonzero(w["species"] == list(model.config.elements).index("C"))
     p0 = w["positions"][0].astype(np.float64)
     pairs = _bonds(p0[carbon], box, pbc, ecfg.bond_cutoff)
     single = MDStageRunner(model, runner.data, None)  # one structure: no open-axis padding
     roll = tf.function(lambda p, v, s, b, e: single.one_step(p, v, s, b, e)[0], reduce_retracing=True)
     start = {"positions": w["positions"][:1], "velocities": w["velocities"][:1], "species": w["species"][None],
-             "box": w["box"][None], "env": w["env"][None]}
+             "box": w["box"][:1], "env": w["env"][None]}
 
     def rollout(thermostat_ps: float) -> tuple[dict, list, list]:
         p, v = start["positions"], start["velocities"]
