@@ -174,6 +174,12 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     unknown = sorted(set(structure.symbols) - set(meta["elements"]))
     if unknown:
         raise SagesnetError(f"simulate: element(s) {', '.join(unknown)} not known to the model ({', '.join(meta['elements'])})")
+    grid_periodic = [b != "open" for b in meta["boundary"]]
+    if [bool(p) for p in structure.pbc] != grid_periodic:
+        flags = " ".join("T" if p else "F" for p in structure.pbc)
+        raise SagesnetError(f"simulate: the structure's periodic axes (pbc {flags}) differ from the model's grid "
+                            f"({', '.join(meta['boundary'])}); make them match (a ribbon in a y-periodic model: "
+                            f"`build kirigami/ribbon --periodic-y`, which keeps ≥ 10.2 Å of vacuum between images)")
     delta = float(meta["delta_ps"])
     a = axis_index(axis)
     limits = [s for s in (steps,

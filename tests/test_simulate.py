@@ -13,6 +13,7 @@ from sagesnet_tf.io import read_structure, write_structure
 from sagesnet_tf.io.extxyz import read_extxyz_frames
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
 from sagesnet_tf.simulate import THERMO_COLUMNS
+from sagesnet_tf.structures import ribbon
 from sagesnet_tf.thermo import berendsen_factor
 from sagesnet_tf.thermo import maxwell_boltzmann_velocities
 
@@ -146,6 +147,12 @@ def test_bad_requests(models, tmp_path, capsys):
     assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "1",
                  "--thermostat-ps", "0.1", "--out", str(tmp_path / "d")]) == 2
     assert "--temperature" in capsys.readouterr().err
+    ribbon_file = tmp_path / "ribbon.extxyz"
+    write_structure(ribbon(4, 3), ribbon_file)  # open along y; the test models' grid is periodic in y
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", str(ribbon_file), "--steps", "1",
+                 "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "pbc T F F" in err and "--periodic-y" in err
     assert main(["simulate", "--model", str(tmp_path / "nothing"), "--structure", EXAMPLE, "--steps", "1",
                  "--out", str(tmp_path / "c")]) == 2
 
