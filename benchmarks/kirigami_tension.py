@@ -7,7 +7,8 @@ Full run: half-size ribbons (17 × 40 cells) with each cut pattern of :data:`HEL
 0.05 ps⁻¹, 0.5 ps relaxation, max strain 0.5 (early stop usually ends it sooner).
 
 SAGESnet starts from the same structure (atoms at rest) and is stretched at the same rate to the
-strain where LAMMPS stopped. When the model's grid is periodic along y (the default model's is),
+strain where LAMMPS stopped, its temperature held by ``simulate``'s Berendsen thermostat with
+LAMMPS's Nosé–Hoover time constant (:data:`THERMOSTAT_PS`). When the model's grid is periodic along y (the default model's is),
 both runs get the ribbon marked periodic along y (``periodic_y``: a row of ribbons 20 Å apart,
 the same physics, since LAMMPS runs every box periodic). Both curves go through
 :func:`sagesnet_tf.analysis.stress_strain.summarize` (10 % drop rule and first-local-max rule).
@@ -31,6 +32,9 @@ from benchmarks.report import row
 #: 15-digit cut patterns (see ``structures.parse_kirigami_pattern``) kept out of training.
 HELD_OUT_PATTERNS: tuple[str, ...] = ("010000000001000", "101010000010101", "000001010100000")
 TEMPERATURE_K = 4.2
+#: Berendsen time constant of the SAGESnet run, ps: the Tdamp of LAMMPS's ``fix nvt`` in the
+#: stretching phase (100 steps of 1 fs), so both hold 4.2 K with the same coupling time.
+THERMOSTAT_PS = 0.1
 FULL = {"nx": 17, "ny": 40, "strain_rate_per_ps": 0.01, "relax_ps": 10.0, "max_strain": 0.8, "patterns": 3}
 QUICK = {"nx": 7, "ny": 6, "strain_rate_per_ps": 0.05, "relax_ps": 0.5, "max_strain": 0.5, "patterns": 1}
 
@@ -56,6 +60,7 @@ def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progre
         t0 = time.perf_counter()
         try:
             manifest = simulate(atoms, case_dir / "sagesnet", model=model, temperature_K=TEMPERATURE_K,
+                                thermostat_ps=THERMOSTAT_PS,
                                 strain_rate=cfg["strain_rate_per_ps"], max_strain=max(float(md_strain[-1]), 1e-3),
                                 every=10, overwrite=True, progress=progress)
         except RolloutDiverged as err:  # compare the curve up to where the model broke down

@@ -47,9 +47,13 @@ DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
 THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "strain", "stress_xx_GPa", "stress_yy_GPa",
                   "stress_zz_GPa", "stress_xy_GPa", "stress_xz_GPa", "stress_yz_GPa", "n_atoms",
                   "mean_uncertainty")
-#: Divergence limit: temperature above min(10 × target, this) K. (Atoms escaping the box along a
-#: non-periodic axis are caught inside the model step: ``export.MAX_ESCAPE_FRACTION``.)
+#: Divergence limit: temperature above min(max(10 × target, RUNAWAY_FLOOR_K), this) K. (Atoms
+#: escaping the box along a non-periodic axis are caught inside the model step:
+#: ``export.MAX_ESCAPE_FRACTION``.)
 MAX_TEMPERATURE_K = 10000.0
+#: The limit never falls below this, K: a 4.2 K run at 50 K is inaccurate, not diverged (carbon
+#: sheets stay bonded far above it); the limit is for rollouts that blow up.
+RUNAWAY_FLOOR_K = 1000.0
 
 
 class RolloutDiverged(SagesnetError):
@@ -127,7 +131,7 @@ def _frame(atoms: Atoms, positions, velocities, lengths, step: int, time_ps: flo
 def _divergence(positions, temperature: float, target: float | None) -> str | None:
     if not np.all(np.isfinite(positions)) or not math.isfinite(temperature):
         return "NaN or Inf in the atoms"
-    limit = MAX_TEMPERATURE_K if target is None else min(MAX_TEMPERATURE_K, 10.0 * max(target, 1.0))
+    limit = MAX_TEMPERATURE_K if target is None else min(MAX_TEMPERATURE_K, max(10.0 * target, RUNAWAY_FLOOR_K))
     if temperature > limit:
         return f"temperature ran away to {temperature:.0f} K (limit {limit:.0f} K)"
     return None

@@ -87,6 +87,16 @@ def test_berendsen_factor():
     assert berendsen_factor(0.0, 300.0, 0.01, 0.1) == 1.0
 
 
+def test_divergence_limit_is_ten_times_the_target_but_never_below_the_floor():
+    from sagesnet_tf.simulate import RUNAWAY_FLOOR_K, _divergence
+
+    pos = np.zeros((2, 3))
+    assert _divergence(pos, 50.0, 4.2) is None  # inaccurate, not diverged
+    assert "ran away" in _divergence(pos, RUNAWAY_FLOOR_K + 1.0, 4.2)
+    assert _divergence(pos, 2900.0, 300.0) is None and "3000 K" in _divergence(pos, 3100.0, 300.0)
+    assert "NaN" in _divergence(np.full((2, 3), np.nan), 300.0, 300.0)
+
+
 def test_thermostat_pulls_temperature_to_target(models, tmp_path):
     """The untrained model keeps velocities; the thermostat alone takes 300 K to 600 K."""
     out = tmp_path / "thermostat"
