@@ -60,8 +60,8 @@ def test_windows_of_different_structures_are_batched_per_structure(md_data):
     assert seen == {t.n_atoms for t in trajs}
 
 
-def _config(**stages):
-    return md_stages.md_config_from_dict({
+def _config(**extra):
+    data = {
         "kind": "md", "name": "tiny", "seed": 0, "log_every": 5,
         "model": {"latent_dim": 8, "hidden": 16, "depth": 1, "h": 1.8, "slots": 2, "coarse_levels": [],
                   "boundary": ["periodic", "periodic", "open"], "delta_steps": 10},
@@ -70,7 +70,9 @@ def _config(**stages):
                    {"kind": "unrolled", "steps": 5, "unroll": 2, "input_noise": 0.1},
                    {"kind": "uncertainty", "steps": 5}],
         "checkpoint": {"every_steps": 100, "keep": 1}, "validation": {"every_steps": 100, "batches": 2},
-        "evaluation": {"onestep_frames": 4, "rollout_steps": 5}})
+        "evaluation": {"onestep_frames": 4, "rollout_steps": 5}}
+    data.update(extra)
+    return md_stages.md_config_from_dict(data)
 
 
 def test_md_training_runs_stages_in_order_and_reduces_loss(md_data, tmp_path):
@@ -125,6 +127,8 @@ def test_tension_windows_carry_every_frames_box_and_share_a_grid_shape(tension_d
 
 
 def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tmp_path):
+    import keras
+
     cfg = _config(stages=[{"kind": "autoencoder", "steps": 3}, {"kind": "predictor", "steps": 60, "learning_rate": 3e-3},
                           {"kind": "unrolled", "steps": 3, "unroll": 2}, {"kind": "uncertainty", "steps": 2}])
     cfg.data.datasets = ["nvt_300", "tension_300"]
@@ -132,6 +136,15 @@ def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tm
     result = md_stages.train_md(cfg, tension_data, str(tmp_path / "run"), progress=False)
     pred = [r["loss"] for r in result["history"] if r["stage"] == "predictor" and r["split"] == "train"]
     assert np.all(np.isfinite(pred)) and np.mean(pred[-3:]) < np.mean(pred[:3]), pred
+    # a `heads` stage teaches the trained model's stress/kinetic-energy heads, nothing else
+    heads = _config(init_from=str(tmp_path / "run"), model={}, stages=[{"kind": "heads", "steps": 4}])
+    heads.data.datasets = ["nvt_300", "tension_300"]
+    heads.evaluation.rollout_steps = 1
+    md_stages.train_md(heads, tension_data, str(tmp_path / "heads"), progress=False)
+    before, after = (keras.models.load_model(str(tmp_path / r / "model.keras")) for r in ("run", "heads"))
+    for a, b in zip(before.encoder.weights + before.predictor.weights, after.encoder.weights + after.predictor.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(before.heads.weights, after.heads.weights))
     coarse = _coarse_config(stages=[{"kind": "coarsener_autoencoder", "steps": 2}])
     coarse.data.datasets = ["nvt_300", "tension_300"]
     with pytest.raises(SagesnetError, match="constant boxes.*tension_300"):

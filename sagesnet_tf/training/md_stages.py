@@ -14,6 +14,8 @@ Stages (``kind``), run in file order:
   occupied slots; offsets in voxel units, velocities in units of σ_v), plus the per-cell stress and
   kinetic-energy heads (MSE of the per-cell sums, in units of σ_stress and of one atom's mean
   kinetic energy). Trains encoder, slot decoder and heads.
+- ``heads``: the autoencoder's loss with only the stress and kinetic-energy heads training (the
+  latents stay as the trained dynamics read them), e.g. to teach a trained model new stresses.
 - ``predictor``: one step Δ (one record stride): encode(t) -> step -> decode_atoms; MSE of the
   displacement (units σ_d) and of the new velocity (units σ_v) against frame t+Δ. The atom
   decoder reads each atom's own velocity, so the constant-velocity guess v·Δ is a linear function
@@ -97,7 +99,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 #: Stage kinds of the MD trainer, in their usual order.
-MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "predictor", "unrolled", "coarsener_autoencoder", "coarse_joint",
+MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "heads", "predictor", "unrolled", "coarsener_autoencoder", "coarse_joint",
                                    "uncertainty", "coarse_uncertainty")
 #: Stages that train coarse level 0 (the model needs ``coarse_levels``).
 MD_COARSE_KINDS: tuple[str, ...] = ("coarsener_autoencoder", "coarse_joint", "coarse_uncertainty")
@@ -296,6 +298,8 @@ def stage_layers(model: SagesnetModel, kind: str) -> list:
     """The sublayers whose variables stage ``kind`` trains."""
     if kind == "autoencoder":
         return [model.encoder, model.decoder, model.heads]
+    if kind == "heads":
+        return [model.heads]
     if kind == "uncertainty":
         return [model.uncertainty]
     if kind == "coarsener_autoencoder":
@@ -354,7 +358,7 @@ class MDStageRunner:
     def loss(self, kind: str, batch: dict, noise: tf.Tensor | None, unroll: int = 1):
         """(per-example loss (B,), dict of per-example metrics (B,)) of stage ``kind``."""
         p, v, sp, box, env = (batch["positions"], batch["velocities"], batch["species"], batch["box"], batch["env"])
-        if kind == "autoencoder":
+        if kind in ("autoencoder", "heads"):
             return self._autoencoder(p[:, 0], v[:, 0], sp, box[:, 0], batch["stress"])
         if kind in MD_COARSE_KINDS:  # constant boxes only (train_md checks)
             return self._coarse(kind, p, v, sp, box[:, 0], env, unroll)
