@@ -61,6 +61,9 @@ def test_benchmark_yield_ignores_small_wiggles_that_trip_the_local_max_rule():
     assert strain[i_drop] == pytest.approx(0.25)
     assert strain[i_local] == pytest.approx(0.08)
     assert yield_index_drop(np.linspace(0, 10, 20)) is None  # never falls: no yield
+    # thermal noise of an unloaded ribbon (0.7 -> 0.6 GPa) is below the threshold: the yield is the real peak
+    noisy = np.concatenate([[0.7, 0.6], stress[1:]])
+    assert yield_index_drop(noisy) == i_drop + 1
 
 
 def test_local_max_rule_respects_threshold():

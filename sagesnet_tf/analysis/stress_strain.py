@@ -118,14 +118,17 @@ def youngs_modulus(strain: np.ndarray, stress_gpa: np.ndarray,
     return float(slope)
 
 
-def yield_index_drop(stress_gpa: np.ndarray, drop: float = YIELD_DROP) -> int | None:
-    """Benchmark rule: index of the running maximum at the first point ``drop`` below it."""
+def yield_index_drop(stress_gpa: np.ndarray, drop: float = YIELD_DROP,
+                     threshold_gpa: float = LOCAL_MAX_THRESHOLD_GPA) -> int | None:
+    """Benchmark rule: index of the running maximum at the first point ``drop`` below it, once the
+    running maximum is above ``threshold_gpa`` (below it, the thermal noise of an unloaded ribbon
+    — tenths of a GPa — would trip the rule at zero strain)."""
     stress_gpa = np.asarray(stress_gpa, float)
     best = 0
     for i, s in enumerate(stress_gpa):
         if s > stress_gpa[best]:
             best = i
-        elif stress_gpa[best] > 0 and s < (1.0 - drop) * stress_gpa[best]:
+        elif stress_gpa[best] > threshold_gpa and s < (1.0 - drop) * stress_gpa[best]:
             return best
     return None
 
@@ -157,7 +160,7 @@ class StressStrainSummary:
     local_max_yield_stress_GPa: float | None
     max_stress_GPa: float
     fit_max_strain: float = YOUNG_FIT_MAX_STRAIN
-    yield_rule: str = f"running max at first {int(YIELD_DROP * 100)} % drop"
+    yield_rule: str = f"running max above {LOCAL_MAX_THRESHOLD_GPA:g} GPa at its first {int(YIELD_DROP * 100)} % drop"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -178,7 +181,7 @@ def summarize(strain: np.ndarray, stress_gpa: np.ndarray, fit_max_strain: float 
         modulus = youngs_modulus(strain, stress_gpa, fit_max_strain)
     except SagesnetError:
         modulus = None
-    iy = yield_index_drop(stress_gpa, drop)
+    iy = yield_index_drop(stress_gpa, drop, threshold_gpa)
     il = yield_index_local_max(stress_gpa, threshold_gpa)
     return StressStrainSummary(
         youngs_modulus_GPa=modulus,
