@@ -41,6 +41,7 @@ from sagesnet_tf.atoms import Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
 from sagesnet_tf.io.extxyz import write_extxyz_frames
+from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A
 from sagesnet_tf.thermo import berendsen_factor, maxwell_boltzmann_velocities, temperature_k
 
 DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
@@ -183,7 +184,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         flags = " ".join("T" if p else "F" for p in structure.pbc)
         raise SagesnetError(f"simulate: the structure's periodic axes (pbc {flags}) differ from the model's grid "
                             f"({', '.join(meta['boundary'])}); make them match (a ribbon in a y-periodic model: "
-                            f"`build kirigami/ribbon --periodic-y`, which keeps ≥ 10.2 Å of vacuum between images)")
+                            f"`build kirigami/ribbon --periodic-y`, which keeps ≥ {AIREBO_LJ_CUTOFF_A:.1f} Å of vacuum "
+                            "between images)")
     delta = float(meta["delta_ps"])
     a = axis_index(axis)
     limits = [s for s in (steps,

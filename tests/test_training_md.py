@@ -149,6 +149,10 @@ def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tm
     coarse.data.datasets = ["nvt_300", "tension_300"]
     with pytest.raises(SagesnetError, match="constant boxes.*tension_300"):
         md_stages.train_md(coarse, tension_data, str(tmp_path / "coarse"), progress=False)
+    held_out_tension = _config(data={"batch_size": 2, "datasets": ["nvt_300", "tension_300"],
+                                     "validation_dataset": "tension_300", "validation_from": 0.6})
+    with pytest.raises(SagesnetError, match="held-out tension_300.*changes its box"):
+        md_stages.train_md(held_out_tension, tension_data, str(tmp_path / "held_out"), progress=False)
 
 
 def test_bad_md_config_is_one_line_error():

@@ -141,7 +141,8 @@ class MDWindows:
             if np.abs(cells - lengths[:, :, None] * np.eye(3)[None]).max() > 1e-6:
                 raise SagesnetError(f"segment {seg.name or '?'}: the box is triclinic; MD training takes "
                                     "orthorhombic boxes")
-            if np.abs(lengths - lengths[0]).max() > 1e-6 and grid_cells is None:
+            changing = bool(np.abs(lengths - lengths[0]).max() > 1e-6)
+            if changing and grid_cells is None:
                 raise SagesnetError(f"segment {seg.name or '?'}: the box changes; pass grid_cells to group its "
                                     "windows by grid shape")
             unknown = sorted(set(traj.symbols) - set(self.elements))
@@ -162,7 +163,7 @@ class MDWindows:
                         if runs[w] == runs[w + self.length - 1] else None for w in range(n_windows)]
             group_of_window.append([None if k is None else groups.setdefault(k, len(groups)) for k in keys])
             self.segments.append(seg)
-            self.changing_box.append(bool(np.abs(lengths - lengths[0]).max() > 1e-6))
+            self.changing_box.append(changing)
         self._starts = np.concatenate([[0], np.cumsum([len(g) for g in group_of_window])])
         flat = np.array([-1 if g is None else g for gs in group_of_window for g in gs])
         #: per group, the global indices of its windows

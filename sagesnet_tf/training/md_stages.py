@@ -614,6 +614,10 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     if changing and any(s.kind in MD_COARSE_KINDS for s in cfg.stages):
         raise SagesnetError(f"coarse stages train on constant boxes, but {changing[0]} changes its box (tension/NPT); "
                             "leave such datasets out of data.datasets of the coarse run")
+    held_out_changing = [seg.name for seg, c in zip(data.validation.segments, data.validation.changing_box) if c]
+    if held_out_changing:
+        raise SagesnetError(f"the held-out {held_out_changing[0]} changes its box, but the held-out evaluation rolls "
+                            "out a constant box; set data.validation_dataset to an NVT/NVE dataset")
     os.makedirs(run_dir, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     model = SagesnetModel(mcfg)
