@@ -19,8 +19,8 @@ from sagesnet_tf.errors import SagesnetError
                    "refined frames; the run ends at the last whole coarse step). Needs a model with a coarse level.")
 @click.option("--temperature", type=float, default=None, help="Target temperature, K (environment input).")
 @click.option("--thermostat-ps", type=float, default=None,
-              help="Rescale velocities towards --temperature after every model step (Berendsen, this time "
-                   "constant in ps, e.g. 0.1). Default: off, the learned dynamics run free.")
+              help="Rescale velocities towards --temperature at least every tenth of this time constant "
+                   "(Berendsen, ps, e.g. 0.1). Default: off, the learned dynamics run free.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the initial velocities drawn at --temperature when the structure has none.")
 @click.option("--strain-rate", type=float, default=0.0, help="Engineering strain rate, 1/ps (affine tension).")

@@ -177,15 +177,18 @@ class SagesnetServing(tf.Module):
             axis_mask = tf.one_hot(axis, 3, dtype=tf.float32)
         return n_steps, axis_mask, box_lengths * axis_mask * rate * self._delta_ps
 
-    def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n):
-        """One Δ for one structure; env_n (1,E) normalised. Returns positions, velocities,
-        per-atom uncertainty (N,), stress (6,). Fails (InvalidArgument) when atoms escape
+    def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n, readouts=False):
+        """One Δ for one structure; env_n (1,E) normalised. Returns positions, velocities and, with
+        ``readouts``, also the per-atom uncertainty (N,) and the stress (6,) (the heads run only
+        on the step whose readouts are returned). Fails (InvalidArgument) when atoms escape
         (:meth:`_check_escape`)."""
         positions = self._check_escape(positions, box_lengths, box_origin, pbc)
         grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
         z = self.model.encode(grid.atom_grid[None])
         z_next = self.model.step(z, env_n)
         out = self.model.decode_atoms(z_next, atoms_state_from_grid(grid, positions, velocities, species))
+        if not readouts:
+            return out["positions"][0], out["velocities"][0]
         cell_unc = self.model.predict_uncertainty(z, env_n)[0]
         atom_unc = tf.gather_nd(cell_unc, grid.assignment[:, :3])
         stress = tf.reduce_sum(self.model.cell_properties(z_next)["stress"][0], axis=[0, 1, 2])
@@ -204,14 +207,20 @@ class SagesnetServing(tf.Module):
         length0 = box_lengths
         n = tf.shape(positions)[0]
 
-        def body(i, pos, vel, box, unc, stress):
+        def advance(pos, vel, box, readouts):
             pos, box = self._stretch(pos, box, growth, box_origin)
-            pos, vel, unc, stress = self._atom_step(pos, vel, species, box, box_origin, pbc, env_n)
-            return i + 1, pos, vel, box, unc, stress
+            return (box, *self._atom_step(pos, vel, species, box, box_origin, pbc, env_n, readouts))
 
-        _, pos, vel, box, unc, stress = tf.while_loop(
-            lambda i, *_: i < n_steps, body,
-            (tf.constant(0), positions, velocities, box_lengths, tf.zeros([n]), tf.zeros([6])))
+        def body(i, pos, vel, box):
+            box, pos, vel = advance(pos, vel, box, readouts=False)
+            return i + 1, pos, vel, box
+
+        # n_steps − 1 steps without the heads, then the last one with them
+        _, pos, vel, box = tf.while_loop(lambda i, *_: i < n_steps - 1, body,
+                                         (tf.constant(0), positions, velocities, box_lengths))
+        box, pos, vel, unc, stress = tf.cond(
+            n_steps > 0, lambda: advance(pos, vel, box, readouts=True),
+            lambda: (box, pos, vel, tf.zeros([n]), tf.zeros([6])))
         strain = tf.reduce_sum((box / length0 - 1.0) * axis_mask)
         return {"positions": pos, "velocities": vel, "box_lengths": box, "box_origin": box_origin,
                 "uncertainty": unc, "stress": stress, "strain": strain}

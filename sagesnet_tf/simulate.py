@@ -15,10 +15,12 @@ Outputs in ``out_dir`` (units LAMMPS metal):
   convention, DESIGN.md §4), n_atoms, mean_uncertainty.
 - ``thermo.png``, ``stress_strain.png`` (tension runs), ``manifest.json``.
 
-With a target temperature and ``thermostat_ps`` > 0 the velocities are rescaled after every model
-step towards the target (Berendsen weak coupling, time constant ``thermostat_ps``), the way the
-NVT MD the model learned from held its temperature; ``thermostat_ps=None`` leaves the learned
-dynamics free (the kinetic temperature is then the model's own).
+With a target temperature and ``thermostat_ps`` > 0 the velocities are rescaled between calls
+towards the target (Berendsen weak coupling, time constant τ = ``thermostat_ps``, one rescaling
+for the call's span), the way the NVT MD the model learned from held its temperature; a call then
+spans at most :data:`THERMOSTAT_CALL_FRACTION` of τ (one step when a step is longer).
+``thermostat_ps=None`` leaves the learned dynamics free (the kinetic temperature is then the
+model's own).
 
 A diverging rollout stops with :class:`RolloutDiverged` after writing what it has so far.
 """
@@ -55,6 +57,9 @@ MAX_TEMPERATURE_K = 10000.0
 #: The limit never falls below this, K: a 4.2 K run at 50 K is inaccurate, not diverged (carbon
 #: sheets stay bonded far above it); the limit is for rollouts that blow up.
 RUNAWAY_FLOOR_K = 1000.0
+#: With the thermostat, one call (one rescaling) spans at most this fraction of its time constant τ:
+#: a weak coupling applied every τ/10 relaxes like one applied every step, at a fraction of the calls.
+THERMOSTAT_CALL_FRACTION = 0.1
 
 
 class RolloutDiverged(SagesnetError):
@@ -281,10 +286,15 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             pos, vel = np.stack(frames_p), np.stack(frames_v)
             done = unit - 1
             bar.update(done)
+        # scale steps per call: a frame's worth, or at most THERMOSTAT_CALL_FRACTION·τ with the thermostat
+        per_call = None
+        if thermostat_ps:
+            per_call = max(1, int(THERMOSTAT_CALL_FRACTION * thermostat_ps / (unit * delta) + 1e-9))
         while total - done >= unit:
             per_frame = max(1, every // unit)
             n_frame = min(per_frame, (total - done) // unit)
-            for n in [1] * n_frame if thermostat_ps else [n_frame]:  # the thermostat acts between calls
+            chunk = min(n_frame, per_call or n_frame)
+            for n in [chunk] * (n_frame // chunk) + ([n_frame % chunk] if n_frame % chunk else []):
                 pos, vel, lengths, res = advance(pos, vel, lengths, n, coarse=bool(scale))
                 done += n * unit
                 bar.update(n * unit)

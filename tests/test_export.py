@@ -83,6 +83,23 @@ def test_tension_strain_in_graph(exported):
     assert not np.allclose(out["positions"].numpy(), req["positions"])  # the random model moves atoms
 
 
+def test_one_call_of_n_steps_equals_n_calls_of_one(exported):
+    """The heads run only on a call's last step; its readouts are those of n single calls."""
+    _, _, path = exported
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    req = dict(request(n_steps=3), strain_rate_per_ps=np.float32(0.0))
+    together = fn(**req)
+    state = req
+    for _ in range(3):
+        single = fn(**dict(state, n_steps=np.int32(1)))
+        state = dict(state, positions=single["positions"].numpy(), velocities=single["velocities"].numpy())
+    for key in ("positions", "velocities", "uncertainty", "stress"):
+        np.testing.assert_allclose(together[key].numpy(), single[key].numpy(), rtol=1e-4, atol=1e-5)
+    idle = fn(**dict(req, n_steps=np.int32(0)))
+    np.testing.assert_array_equal(idle["positions"].numpy(), req["positions"])
+    assert not np.any(idle["stress"].numpy()) and not np.any(idle["uncertainty"].numpy())
+
+
 PROBE = textwrap.dedent('''
     import json, sys, numpy as np, tensorflow as tf
     assert "sagesnet_tf" not in sys.modules

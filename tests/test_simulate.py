@@ -120,6 +120,23 @@ def test_thermostat_pulls_temperature_to_target(models, tmp_path):
     assert manifest["initial_velocities"] == "from the structure"
 
 
+def test_thermostat_rescales_once_per_tenth_of_tau(models, tmp_path):
+    """τ = 0.05 ps, Δ = 1 fs: the velocities are rescaled every 5 steps, by the factor for 5 fs."""
+    start = read_structure(EXAMPLE)
+    start.velocities = maxwell_boltzmann_velocities(start.masses, 300.0, seed=1)
+    warm = tmp_path / "start300.extxyz"
+    write_structure(start, warm)
+    out = tmp_path / "chunked"
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", str(warm), "--steps", "10",
+                 "--every", "10", "--temperature", "600", "--thermostat-ps", "0.05", "--out", str(out)]) == 0
+    temps = [float(r["temperature_K"]) for r in read_thermo(out / "thermo.csv")]
+    expected = 300.0
+    for _ in range(2):  # two calls of 5 steps (the untrained model keeps the velocities)
+        expected *= berendsen_factor(expected, 600.0, 0.005, 0.05) ** 2
+    assert temps[-1] == pytest.approx(expected, rel=1e-3)
+    assert temps[-1] != pytest.approx(300.0 * berendsen_factor(300.0, 600.0, 0.01, 0.05) ** 2, rel=1e-3)
+
+
 def test_tension_reaches_max_strain(models, tmp_path):
     out = tmp_path / "tension"
     rc = main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--strain-rate", "1.0",
