@@ -28,7 +28,8 @@ from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.analysis.stress_strain import summarize
 from sagesnet_tf.md.protocols import Tension
 from sagesnet_tf.md.run import run_md, write_md_outputs
-from sagesnet_tf.simulate import RolloutDiverged, load_exported, resolve_model_dir, simulate
+from sagesnet_tf.export import read_metadata
+from sagesnet_tf.simulate import RolloutDiverged, resolve_model_dir, simulate
 from sagesnet_tf.structures import kirigami
 
 from benchmarks.report import row
@@ -46,7 +47,7 @@ QUICK = {"nx": 7, "ny": 6, "strain_rate_per_ps": 0.05, "relax_ps": 0.5, "max_str
 def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progress: bool = True) -> dict:
     """Run the suite into ``out_dir``; returns the suite dict of :mod:`benchmarks.report`."""
     cfg = QUICK if quick else FULL
-    periodic_y = load_exported(resolve_model_dir(model))[1]["boundary"][1] == "periodic"
+    periodic_y = read_metadata(resolve_model_dir(model))["boundary"][1] == "periodic"
     rows, curves = [], {}
     details = {"settings": {**cfg, "temperature_K": TEMPERATURE_K, "dt_fs": 1.0, "periodic_y": periodic_y}}
     for pattern in HELD_OUT_PATTERNS[:cfg["patterns"]]:

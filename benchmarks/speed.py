@@ -7,6 +7,11 @@ the model metadata) at every scale of :data:`SCALES` the model supports (scale 0
 scale 1 its coarse level 0; others are skipped with the reason recorded). Speed =
 simulated ps / wall s (a rollout that diverges counts the steps it completed); both timings
 include set-up (LAMMPS initialisation; SavedModel loading and tracing for SAGESnet), which dominates the quick run.
+
+One more row bounds what the fine scale could reach without the atoms: the SavedModel's ``step``
+signature alone (latent grid of the same sheet advanced :data:`LATENT_STEPS` times, fed back;
+predictor and uncertainty head, no voxelizing, encoding or decoding), timed after one warm-up call.
+It is not a simulation (nothing is decoded), only the cost of the learned dynamics per Δ.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+import tensorflow as tf
+
 from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.export import read_metadata
 from sagesnet_tf.md.protocols import NVT
 from sagesnet_tf.md.run import run_md
-from sagesnet_tf.simulate import RolloutDiverged, simulate
+from sagesnet_tf.simulate import RolloutDiverged, env_vector, resolve_model_dir, simulate
 from sagesnet_tf.structures import graphene_sheet
 
 from benchmarks.report import row
@@ -26,6 +35,8 @@ TEMPERATURE_K = 300.0
 QUICK = {"nx": 6, "ny": 4, "md_steps": 1000, "model_ps": 2.0}
 FULL = {"nx": 20, "ny": 12, "md_steps": 5000, "model_ps": 5.0}
 SCALES: tuple[int, ...] = (0, 1, 2)
+#: Latent steps timed for the latent-step bound.
+LATENT_STEPS = 50
 
 
 def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progress: bool = True) -> dict:
@@ -61,4 +72,28 @@ def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progre
                                     "status": manifest["status"]}
         rows.append(row(case, f"simulated ps per wall s (scale {scale}; SAGESnet/LAMMPS ratio)", "ps/s",
                         md_speed, ml_speed, "ratio"))
+    latent_speed = _latent_step_speed(model, equilibrated)
+    details["latent_step_ps_per_wall_s"] = latent_speed
+    rows.append(row(case, "latent step alone, no atoms (`step` signature; bound, not a simulation; ratio)", "ps/s",
+                    md_speed, latent_speed, "ratio"))
     return {"suite": "speed", "rows": rows, "details": details, "plots": []}
+
+
+def _latent_step_speed(model: str, atoms) -> float:
+    """Simulated ps per wall s of :data:`LATENT_STEPS` calls of the ``step`` signature on the
+    latent grid of ``atoms`` at 300 K (fed back), after one warm-up call."""
+    model_dir = resolve_model_dir(model)
+    signatures = tf.saved_model.load(str(model_dir)).signatures
+    meta = read_metadata(model_dir)
+    latent = signatures["encode"](
+        positions=tf.constant(atoms.positions, tf.float32), velocities=tf.constant(atoms.velocities, tf.float32),
+        species=tf.constant([meta["elements"].index(e) for e in atoms.symbols], tf.int32),
+        box_lengths=tf.constant(np.diag(atoms.cell), tf.float32), box_origin=tf.zeros(3),
+        pbc=tf.constant(atoms.pbc))["latent"]
+    env = tf.constant(env_vector(meta, TEMPERATURE_K, 0.0, 0.0)[None])
+    latent = signatures["step"](latent=latent, env=env)["latent"]  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(LATENT_STEPS):
+        latent = signatures["step"](latent=latent, env=env)["latent"]
+    latent.numpy()
+    return LATENT_STEPS * meta["delta_ps"] / (time.perf_counter() - t0)

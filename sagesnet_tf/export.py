@@ -372,6 +372,12 @@ def load_model_source(source) -> tuple[SagesnetModel, dict]:
     return model, run_info
 
 
+def read_metadata(model_dir: str | os.PathLike) -> dict:
+    """The metadata of the SavedModel in ``model_dir`` (NAME/VERSION) from its asset file, without
+    loading the model (the same JSON as its ``metadata`` signature)."""
+    return json.loads((Path(model_dir) / "assets" / METADATA_ASSET).read_text())
+
+
 def next_version(base: Path) -> int:
     """1 + the largest integer version directory under ``base`` (1 if none)."""
     versions = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)] if base.is_dir() else []

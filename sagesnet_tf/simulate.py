@@ -22,7 +22,8 @@ spans at most :data:`THERMOSTAT_CALL_FRACTION` of τ (one step when a step is lo
 ``thermostat_ps=None`` leaves the learned dynamics free (the kinetic temperature is then the
 model's own).
 
-A diverging rollout stops with :class:`RolloutDiverged` after writing what it has so far.
+A diverging rollout (NaN, runaway temperature, atoms pushed into one another, or a failed
+in-graph check) stops with :class:`RolloutDiverged` after writing what it has so far.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ import numpy as np
 
 from sagesnet_tf.analysis.plots import plot_stress_strain, plot_thermo
 from sagesnet_tf.analysis.stress_strain import axis_index, nominal_thickness, nominal_width, sheet_stress_gpa
-from sagesnet_tf.atoms import Atoms
+from sagesnet_tf.atoms import MIN_SEPARATION_A, Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
 from sagesnet_tf.io.extxyz import write_extxyz_frames
 from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A
+from sagesnet_tf.structures import bond_pairs
 from sagesnet_tf.thermo import berendsen_factor, maxwell_boltzmann_velocities, temperature_k
 
 DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
@@ -134,12 +136,22 @@ def _frame(atoms: Atoms, positions, velocities, lengths, step: int, time_ps: flo
     return frame
 
 
-def _divergence(positions, temperature: float, target: float | None) -> str | None:
+def _divergence(positions, temperature: float, target: float | None, lengths, pbc, ids) -> str | None:
+    """Why the frame (positions (N,3) Å, box ``lengths`` (3,) Å from the origin, ``pbc`` (3,),
+    atom ``ids`` (N,)) shows a diverged rollout, or None: NaN/Inf, a runaway temperature, or two
+    atoms closer than ``MIN_SEPARATION_A`` (pushed into one another)."""
     if not np.all(np.isfinite(positions)) or not math.isfinite(temperature):
         return "NaN or Inf in the atoms"
     limit = MAX_TEMPERATURE_K if target is None else min(MAX_TEMPERATURE_K, max(10.0 * target, RUNAWAY_FLOOR_K))
     if temperature > limit:
         return f"temperature ran away to {temperature:.0f} K (limit {limit:.0f} K)"
+    box = np.asarray(lengths, np.float64)
+    inside = np.where(pbc, positions - box * np.floor(positions / box), positions)  # one image is then enough
+    i, j, d = bond_pairs(inside, np.diag(box), pbc, MIN_SEPARATION_A)
+    if d.size:
+        k = int(np.argmin(d))
+        first, second = sorted((int(ids[i[k]]), int(ids[j[k]])))
+        return f"atoms {first} and {second} overlap ({d[k]:.2f} Å apart, under {MIN_SEPARATION_A} Å)"
     return None
 
 
@@ -301,7 +313,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             strain = float(lengths[a] / lengths0[a] - 1.0)
             p_last, v_last = pos.reshape(-1, len(species), 3)[-1], vel.reshape(-1, len(species), 3)[-1]
             temp = record(done, p_last, v_last, lengths, strain, res["uncertainty"].numpy(), res["stress"].numpy())
-            reason = _divergence(p_last, temp, target)
+            reason = _divergence(p_last, temp, target, lengths, pbc, structure.ids)
             if reason:
                 raise diverged(reason)
     finish("completed")

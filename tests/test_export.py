@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.export import METADATA_ASSET, SagesnetServing, build_metadata, export_model
+from sagesnet_tf.export import METADATA_ASSET, SagesnetServing, build_metadata, export_model, read_metadata
 from sagesnet_tf.io import read_structure
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
 
@@ -54,7 +54,7 @@ def test_layout_versions_and_metadata(exported, tmp_path):
     assert meta["delta_ps"] == pytest.approx(model.config.delta_ps)
     assert meta["env_fields"] == list(model.config.env_fields)
     loaded = tf.saved_model.load(str(path))
-    assert json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode()) == meta
+    assert json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode()) == meta == read_metadata(path)
     assert set(loaded.signatures) == {"serving_default", "encode", "step", "decode", "coarsen", "refine",
                                      "simulate_coarse", "metadata"}
     with pytest.raises(SagesnetError, match="already exists"):

@@ -126,12 +126,56 @@ def test_tension_windows_carry_every_frames_box_and_share_a_grid_shape(tension_d
     assert err[1] < 0.8 * err[0], err
 
 
+def test_random_shift_translates_each_window_along_periodic_axes_with_its_box(tension_data):
+    from sagesnet_tf.grid import affine_remap, periodic_cells
+    from sagesnet_tf.pipelines import reader
+    from sagesnet_tf.training.md_batches import MDWindows, Segment, shift_windows
+
+    traj = reader.read_trajectories(os.path.join(tension_data, "tension_300"))[0]
+    windows = MDWindows([Segment(traj, 0, traj.n_frames, "tension")], 3, ("C", "H"),
+                        lambda lengths: np.asarray(periodic_cells(lengths, 1.8)).astype(int))
+    batch = windows.sample(np.random.default_rng(0), 4)
+    shifted = shift_windows(batch, np.random.default_rng(1), windows.pbc)
+    moved = shifted["positions"] - batch["positions"]  # (B, L, N, 3)
+    assert np.allclose(moved, moved[:, :, :1], atol=1e-4)  # a rigid translation of each frame
+    assert np.all(moved[..., 2] == 0.0)  # never along the open axis
+    fraction = moved[:, :, 0, :2] / batch["box"][..., :2]  # the same fraction of every frame's box
+    assert np.allclose(fraction, fraction[:, :1], atol=1e-5) and np.all((fraction >= 0) & (fraction < 1))
+    assert len({tuple(f.round(4)) for f in fraction[:, 0]}) == 4  # each window its own shift
+    # the stretched windows stay consistent: frame 1 minus frame 0 remapped about the origin (the
+    # thermal motion) is the same with and without the shift
+    motion = [b["positions"][:, 1] - np.asarray(affine_remap(b["positions"][:, 0], b["box"][:, 0], b["box"][:, 1]))
+              for b in (batch, shifted)]
+    np.testing.assert_allclose(motion[1], motion[0], atol=2e-3)
+
+
+def test_random_mirror_reflects_half_the_windows_through_the_open_axis(md_data):
+    from sagesnet_tf.pipelines import reader
+    from sagesnet_tf.training.md_batches import MDWindows, Segment, mirror_windows
+
+    traj = reader.read_trajectories(os.path.join(md_data, "nvt_300"))[0]
+    windows = MDWindows([Segment(traj, 0, traj.n_frames, "nvt")], 3, ("C", "H"))
+    batch = windows.sample(np.random.default_rng(0), 64)
+    mirrored = mirror_windows(batch, np.random.default_rng(1), windows.pbc)
+    flipped = np.any(mirrored["velocities"][..., 2] != batch["velocities"][..., 2], axis=(1, 2))
+    assert 16 < flipped.sum() < 48  # about half
+    box_z = batch["box"][flipped][:, :, None, 2]
+    np.testing.assert_allclose(mirrored["positions"][flipped][..., 2], box_z - batch["positions"][flipped][..., 2], atol=1e-4)
+    np.testing.assert_array_equal(mirrored["positions"][..., :2], batch["positions"][..., :2])
+    np.testing.assert_array_equal(mirrored["velocities"][flipped][..., 2], -batch["velocities"][flipped][..., 2])
+    np.testing.assert_array_equal(mirrored["stress"][flipped][..., 4:], -batch["stress"][flipped][..., 4:])  # xz, yz
+    np.testing.assert_array_equal(mirrored["stress"][..., :4], batch["stress"][..., :4])
+    for key in ("positions", "velocities", "stress"):  # the others untouched
+        np.testing.assert_array_equal(mirrored[key][~flipped], batch[key][~flipped])
+
+
 def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tmp_path):
     import keras
 
     cfg = _config(stages=[{"kind": "autoencoder", "steps": 3}, {"kind": "predictor", "steps": 60, "learning_rate": 3e-3},
                           {"kind": "unrolled", "steps": 3, "unroll": 2}, {"kind": "uncertainty", "steps": 2}])
     cfg.data.datasets = ["nvt_300", "tension_300"]
+    cfg.data.random_shift = cfg.data.random_mirror = True  # translated/mirrored windows, stretched ones included
     cfg.evaluation.rollout_steps = 2
     result = md_stages.train_md(cfg, tension_data, str(tmp_path / "run"), progress=False)
     pred = [r["loss"] for r in result["history"] if r["stage"] == "predictor" and r["split"] == "train"]

@@ -24,6 +24,9 @@ chains) are time-reversible, so a reversed window is another valid trajectory of
 ensemble; training on both directions removes any learnable friction (a velocity change
 correlated with −v), which would otherwise cool free rollouts. Windows whose box changes are
 never reversed (a reversed tension run would be a compression the data does not hold).
+:func:`shift_windows` translates training windows by random fractions of the box along the
+periodic axes (``data.random_shift``); :func:`mirror_windows` reflects half of them through the
+mid-plane of the open axis (``data.random_mirror``).
 
 :func:`voxelize_batch` turns positions/velocities into the model's atom grid inside the graph
 (so the unrolled stage can re-voxelize its own predictions), padding the open axis to a fixed
@@ -234,6 +237,47 @@ class MDWindows:
             p = seg.trajectory.positions[seg.start:seg.stop][..., open_axes]
             worst = max(worst, float((p.max(axis=1) - p.min(axis=1)).max()))
         return int(np.floor(worst / h)) + 1 + 2 * margin_cells + 1
+
+
+def shift_windows(batch: dict[str, np.ndarray], rng: np.random.Generator, pbc) -> dict[str, np.ndarray]:
+    """``batch`` with each window's atoms translated along the periodic axes by a random fraction
+    (uniform in [0, 1) per axis and window) of its box, applied to every frame as that fraction of
+    the frame's box, so that affinely stretched windows stay consistent (LAMMPS remaps about the
+    box origin). Periodic MD is invariant under translation; the model sees the lattice at every
+    offset to its voxel grid instead of the one the data were generated at.
+
+    Args:
+        batch: as :meth:`MDWindows.batch` (positions (B, L, N, 3) Å, box (B, L, 3) Å, ...).
+        rng: the draw's generator. pbc: (3,) bool.
+    """
+    fraction = rng.random((batch["positions"].shape[0], 1, 3)) * np.asarray(pbc, dtype=bool)
+    shift = (fraction * batch["box"]).astype(np.float32)  # (B, L, 3)
+    return {**batch, "positions": batch["positions"] + shift[:, :, None, :]}
+
+
+#: (xx, yy, zz, xy, xz, yz): the Voigt stress components that change sign in a mirror through a
+#: plane normal to axis 0, 1, 2 (those with that axis exactly once).
+_MIRROR_FLIPS = {0: (3, 4), 1: (3, 5), 2: (4, 5)}
+
+
+def mirror_windows(batch: dict[str, np.ndarray], rng: np.random.Generator, pbc) -> dict[str, np.ndarray]:
+    """``batch`` with each window reflected, with probability 1/2, through the mid-plane of every
+    non-periodic axis: coordinate a -> box_a − a, velocity and the stress components xz, yz (for
+    z) negated. A free sheet is symmetric under it (AIREBO is), so a model trained on both
+    orientations cannot keep a net force along the open axis (the open-axis grid is anchored at
+    the lowest atom, which no symmetry of the network removes).
+
+    Args:
+        batch: as :meth:`MDWindows.batch`. rng: the draw's generator. pbc: (3,) bool.
+    """
+    flip = rng.random(batch["positions"].shape[0]) < 0.5  # (B,)
+    positions, velocities, stress = (batch[k].copy() for k in ("positions", "velocities", "stress"))
+    for axis in np.flatnonzero(~np.asarray(pbc, dtype=bool)):
+        positions[flip, ..., axis] = batch["box"][flip][:, :, None, axis] - positions[flip, ..., axis]
+        velocities[flip, ..., axis] *= -1.0
+        for component in _MIRROR_FLIPS[int(axis)]:
+            stress[flip, :, component] *= -1.0
+    return {**batch, "positions": positions, "velocities": velocities, "stress": stress}
 
 
 def voxelize_batch(positions, velocities, species, box, pbc, h: float, slots: int, n_elements: int,

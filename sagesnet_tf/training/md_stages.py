@@ -115,6 +115,10 @@ class MDDataConfig:
     validation_from: float = _field(0.5, "fraction of the validation dataset's frames used for training", min=0.0, max=0.95)
     time_reversal: bool = _field(False, "draw each training window time-reversed with probability 1/2 (velocities negated; "
                                         "removes learnable friction, see md_batches)")
+    random_shift: bool = _field(False, "translate each training window by a random fraction of its box along the periodic "
+                                       "axes (a symmetry of periodic MD: the lattice at every offset to the voxel grid)")
+    random_mirror: bool = _field(False, "reflect each training window through the mid-plane of its open axis with "
+                                        "probability 1/2 (a symmetry of a free sheet: no net force along that axis)")
 
 
 @dataclasses.dataclass
@@ -661,7 +665,12 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
             picks, reverse = data.train.draw(rng, cfg.data.batch_size, cfg.data.time_reversal)
             if s.oversample > 0:
                 picks, reverse = hard.mix(data.train, picks, reverse, s.oversample, rng)
-            batch = _to_tensors(data.train.batch(picks, reverse))
+            batch = data.train.batch(picks, reverse)
+            if cfg.data.random_shift:
+                batch = md_batches.shift_windows(batch, rng, data.train.pbc)
+            if cfg.data.random_mirror:
+                batch = md_batches.mirror_windows(batch, rng, data.train.pbc)
+            batch = _to_tensors(batch)
             noise = None
             if s.kind == "unrolled" and s.input_noise > 0:
                 noise = tf.constant(rng.normal(0.0, s.input_noise, (cfg.data.batch_size, batch["positions"].shape[2], 6)),
