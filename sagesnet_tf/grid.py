@@ -106,10 +106,8 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
         margin_cells: empty voxels added on each side along non-periodic axes.
         multiple: (3,) int, the grid size along each axis is rounded up to a multiple of this (a
             model with coarse levels needs its fine grid divisible by the coarsening factors):
-            periodic axes take more, narrower voxels; non-periodic axes extra empty voxels.
-        Along a non-periodic axis the grid is centred on the atoms' extent, so a structure and its
-        mirror image get mirrored grids (anchored at the lowest atom instead, every trained model
-        drifted along the open axis, docs/TRAINING.md).
+            periodic axes take more, narrower voxels; non-periodic axes extra empty voxels at the
+            upper side.
 
     Returns:
         :class:`VoxelGrid`.
@@ -134,12 +132,12 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
         n_periodic = periodic_cells(box_lengths, h, multiple)
         h = tf.constant(h, tf.float32)
         k = tf.constant(multiple, tf.float32)
-        lowest, highest = tf.reduce_min(positions, axis=0), tf.reduce_max(positions, axis=0)
-        n_open = k * tf.math.ceil((tf.floor((highest - lowest) / h) + 1.0 + 2.0 * margin_cells) / k)
+        lo_atoms = tf.reduce_min(positions, axis=0) - margin_cells * h
+        extent = tf.reduce_max(positions, axis=0) - tf.reduce_min(positions, axis=0)
+        n_open = k * tf.math.ceil((tf.floor(extent / h) + 1.0 + 2.0 * margin_cells) / k)
         dims_f = tf.where(pbc, n_periodic, n_open)
         spacing = tf.where(pbc, box_lengths / n_periodic, h)
-        # open axes: the grid centred on the atoms (as much empty space below as above)
-        origin = tf.where(pbc, box_origin, 0.5 * (lowest + highest - n_open * h))
+        origin = tf.where(pbc, box_origin, lo_atoms)
     dims = tf.cast(dims_f, tf.int32)
 
     rel = (positions - origin) / spacing  # (N, 3) in voxel units
