@@ -263,9 +263,9 @@ _MIRROR_FLIPS = {0: (3, 4), 1: (3, 5), 2: (4, 5)}
 def mirror_windows(batch: dict[str, np.ndarray], rng: np.random.Generator, pbc) -> dict[str, np.ndarray]:
     """``batch`` with each window reflected, with probability 1/2, through the mid-plane of every
     non-periodic axis: coordinate a -> box_a − a, velocity and the stress components xz, yz (for
-    z) negated. A free sheet is symmetric under it (AIREBO is), so a model trained on both
-    orientations cannot keep a net force along the open axis (the open-axis grid is anchored at
-    the lowest atom, which no symmetry of the network removes).
+    z) negated. A free sheet is symmetric under it (AIREBO is): the model sees the open axis both
+    ways up, so it cannot learn a net force along it from the data's one orientation (the
+    open-axis grid is anchored at the lowest atom, which no symmetry of the network undoes).
 
     Args:
         batch: as :meth:`MDWindows.batch`. rng: the draw's generator. pbc: (3,) bool.

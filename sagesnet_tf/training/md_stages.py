@@ -118,7 +118,7 @@ class MDDataConfig:
     random_shift: bool = _field(False, "translate each training window by a random fraction of its box along the periodic "
                                        "axes (a symmetry of periodic MD: the lattice at every offset to the voxel grid)")
     random_mirror: bool = _field(False, "reflect each training window through the mid-plane of its open axis with "
-                                        "probability 1/2 (a symmetry of a free sheet: no net force along that axis)")
+                                        "probability 1/2 (a symmetry of a free sheet, seen both ways up)")
 
 
 @dataclasses.dataclass
