@@ -136,21 +136,20 @@ def _frame(atoms: Atoms, positions, velocities, lengths, step: int, time_ps: flo
     return frame
 
 
-def _divergence(positions, temperature: float, target: float | None, lengths, pbc, ids) -> str | None:
-    """Why the frame (positions (N,3) Å, box ``lengths`` (3,) Å from the origin, ``pbc`` (3,),
-    atom ``ids`` (N,)) shows a diverged rollout, or None: NaN/Inf, a runaway temperature, or two
-    atoms closer than ``MIN_SEPARATION_A`` (pushed into one another)."""
-    if not np.all(np.isfinite(positions)) or not math.isfinite(temperature):
+def _divergence(frame: Atoms, temperature: float, target: float | None) -> str | None:
+    """Why ``frame`` (a recorded frame, positions unwrapped) at ``temperature`` K shows a diverged
+    rollout, or None: NaN/Inf, a runaway temperature, or two atoms closer than
+    ``MIN_SEPARATION_A`` (pushed into one another; minimum image)."""
+    if not np.all(np.isfinite(frame.positions)) or not math.isfinite(temperature):
         return "NaN or Inf in the atoms"
     limit = MAX_TEMPERATURE_K if target is None else min(MAX_TEMPERATURE_K, max(10.0 * target, RUNAWAY_FLOOR_K))
     if temperature > limit:
         return f"temperature ran away to {temperature:.0f} K (limit {limit:.0f} K)"
-    box = np.asarray(lengths, np.float64)
-    inside = np.where(pbc, positions - box * np.floor(positions / box), positions)  # one image is then enough
-    i, j, d = bond_pairs(inside, np.diag(box), pbc, MIN_SEPARATION_A)
+    inside = frame.wrapped()  # one periodic image either way is then enough
+    i, j, d = bond_pairs(inside.positions, inside.cell, inside.pbc, MIN_SEPARATION_A)
     if d.size:
         k = int(np.argmin(d))
-        first, second = sorted((int(ids[i[k]]), int(ids[j[k]])))
+        first, second = sorted((int(frame.ids[i[k]]), int(frame.ids[j[k]])))
         return f"atoms {first} and {second} overlap ({d[k]:.2f} Å apart, under {MIN_SEPARATION_A} Å)"
     return None
 
@@ -238,14 +237,15 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                 "units": "metal (Å, ps, Å/ps, K, GPa)", "status": "running"}
 
     def record(step, p, v, box, strain, unc, stress):
+        """Append one frame to the outputs; returns (the frame, its temperature K)."""
         t = temperature_k(v, masses)
         gpa = sheet_stress_gpa(np.asarray(stress, np.float64), box[a], width, thick)
         rows.append(dict(zip(THERMO_COLUMNS, [step, step * delta, t, strain, *[float(x) for x in gpa],
                                               len(p), float(np.mean(unc))])))
-        write_extxyz_frames(traj, [_frame(structure, p, v, box, step, step * delta, strain)],
-                            per_atom_extra={"uncertainty": [np.asarray(unc, np.float64)]}, append=True)
+        frame = _frame(structure, p, v, box, step, step * delta, strain)
+        write_extxyz_frames(traj, [frame], per_atom_extra={"uncertainty": [np.asarray(unc, np.float64)]}, append=True)
         _write_thermo(out / "thermo.csv", rows)
-        return t
+        return frame, t
 
     def finish(status: str) -> None:
         manifest.update(status=status, steps_done=rows[-1]["step"], final_strain=rows[-1]["strain"],
@@ -299,21 +299,21 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             done = unit - 1
             bar.update(done)
         # scale steps per call: a frame's worth, or at most THERMOSTAT_CALL_FRACTION·τ with the thermostat
-        per_call = None
+        per_call = total
         if thermostat_ps:
             per_call = max(1, int(THERMOSTAT_CALL_FRACTION * thermostat_ps / (unit * delta) + 1e-9))
         while total - done >= unit:
             per_frame = max(1, every // unit)
             n_frame = min(per_frame, (total - done) // unit)
-            chunk = min(n_frame, per_call or n_frame)
-            for n in [chunk] * (n_frame // chunk) + ([n_frame % chunk] if n_frame % chunk else []):
+            for n in [min(per_call, n_frame - k) for k in range(0, n_frame, per_call)]:
                 pos, vel, lengths, res = advance(pos, vel, lengths, n, coarse=bool(scale))
                 done += n * unit
                 bar.update(n * unit)
             strain = float(lengths[a] / lengths0[a] - 1.0)
             p_last, v_last = pos.reshape(-1, len(species), 3)[-1], vel.reshape(-1, len(species), 3)[-1]
-            temp = record(done, p_last, v_last, lengths, strain, res["uncertainty"].numpy(), res["stress"].numpy())
-            reason = _divergence(p_last, temp, target, lengths, pbc, structure.ids)
+            frame, temp = record(done, p_last, v_last, lengths, strain, res["uncertainty"].numpy(),
+                                 res["stress"].numpy())
+            reason = _divergence(frame, temp, target)
             if reason:
                 raise diverged(reason)
     finish("completed")

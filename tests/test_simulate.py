@@ -87,27 +87,33 @@ def test_berendsen_factor():
     assert berendsen_factor(0.0, 300.0, 0.01, 0.1) == 1.0
 
 
+def _two_carbons(positions, pbc=(True, True, False)):
+    """Two carbon atoms (ids 7 and 9) in a 10 Å cube."""
+    from sagesnet_tf.atoms import Atoms
+
+    return Atoms(["C", "C"], positions, np.diag([10.0, 10.0, 10.0]), pbc, ids=[7, 9])
+
+
 def test_divergence_limit_is_ten_times_the_target_but_never_below_the_floor():
     from sagesnet_tf.simulate import RUNAWAY_FLOOR_K, _divergence
 
-    pos, box = np.array([[1.0, 1.0, 5.0], [2.4, 1.0, 5.0]]), (np.array([10.0, 10.0, 10.0]), np.array([True, True, False]), [7, 9])
-    assert _divergence(pos, 50.0, 4.2, *box) is None  # inaccurate, not diverged
-    assert "ran away" in _divergence(pos, RUNAWAY_FLOOR_K + 1.0, 4.2, *box)
-    assert _divergence(pos, 2900.0, 300.0, *box) is None and "3000 K" in _divergence(pos, 3100.0, 300.0, *box)
-    assert "NaN" in _divergence(np.full((2, 3), np.nan), 300.0, 300.0, *box)
+    frame = _two_carbons([[1.0, 1.0, 5.0], [2.4, 1.0, 5.0]])
+    assert _divergence(frame, 50.0, 4.2) is None  # inaccurate, not diverged
+    assert "ran away" in _divergence(frame, RUNAWAY_FLOOR_K + 1.0, 4.2)
+    assert _divergence(frame, 2900.0, 300.0) is None and "3000 K" in _divergence(frame, 3100.0, 300.0)
+    assert "NaN" in _divergence(_two_carbons(np.full((2, 3), np.nan)), 300.0, 300.0)
 
 
 def test_atoms_pushed_into_one_another_are_a_divergence():
     """Two atoms 0.3 Å apart through the periodic boundary (unwrapped coordinates) stop the run."""
     from sagesnet_tf.simulate import _divergence
 
-    lengths, pbc, ids = np.array([10.0, 10.0, 10.0]), np.array([True, True, False]), [7, 9]
-    apart = np.array([[0.1, 1.0, 5.0], [29.8, 1.0, 5.0]])  # 0.3 Å through the x boundary, two boxes away
-    reason = _divergence(apart, 300.0, 300.0, lengths, pbc, ids)
+    apart = [[0.1, 1.0, 5.0], [29.8, 1.0, 5.0]]  # 0.3 Å through the x boundary, two boxes away
+    reason = _divergence(_two_carbons(apart), 300.0, 300.0)
     assert reason is not None and "atoms 7 and 9 overlap (0.30 Å" in reason
-    bonded = np.array([[0.1, 1.0, 5.0], [8.7, 1.0, 5.0]])  # 1.4 Å through the boundary: a bond
-    assert _divergence(bonded, 300.0, 300.0, lengths, pbc, ids) is None
-    assert _divergence(apart, 300.0, 300.0, lengths, np.array([False, True, False]), ids) is None  # x open
+    bonded = [[0.1, 1.0, 5.0], [8.7, 1.0, 5.0]]  # 1.4 Å through the boundary: a bond
+    assert _divergence(_two_carbons(bonded), 300.0, 300.0) is None
+    assert _divergence(_two_carbons(apart, (False, True, False)), 300.0, 300.0) is None  # x open
 
 
 def test_thermostat_pulls_temperature_to_target(models, tmp_path):
