@@ -47,6 +47,10 @@ def _prepare_out(out: str, overwrite: bool) -> None:
                                               "(x,y,z,xy,xz,yz) [x].")
 @click.option("--dt-fs", type=float, default=1.0, show_default=True, help="MD timestep, fs.")
 @click.option("--record-every", type=int, default=100, show_default=True, help="Record stride, steps.")
+@click.option("--burst-frames", type=int, default=None,
+              help="Record sparsely: keep only this many consecutive records (--record-every apart) at the "
+                   "start of every --burst-every steps (training windows of up to this many frames).")
+@click.option("--burst-every", type=int, default=None, help="Steps between the starts of recorded bursts.")
 @click.option("--steps", type=int, default=None,
               help="MD steps (required except for tension, where it caps relax + stretch).")
 @click.option("--threads", type=int, default=None, help="OpenMP threads [all cores].")
@@ -56,10 +60,12 @@ def _prepare_out(out: str, overwrite: bool) -> None:
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def md(structure: str, protocol: str, temperature: float, strain_rate: float | None, axis: str | None,
        max_strain: float | None, relax_ps: float | None, no_early_stop: bool, pressure: float | None,
-       release: str | None, dt_fs: float, record_every: int, steps: int | None, threads: int | None,
+       release: str | None, dt_fs: float, record_every: int, burst_frames: int | None, burst_every: int | None,
+       steps: int | None, threads: int | None,
        seed: int, dump: bool, overwrite: bool, out: str) -> None:
     """Run LAMMPS/AIREBO MD on a structure and write a TFRecord dataset, thermo and plots."""
     from sagesnet_tf.io.structure_files import read_structure
+    from sagesnet_tf.md.recorder import check_burst
     from sagesnet_tf.md.run import run_md, write_md_outputs
 
     chosen = make_protocol(
@@ -67,10 +73,13 @@ def md(structure: str, protocol: str, temperature: float, strain_rate: float | N
         max_strain=max_strain, relax_ps=relax_ps, early_stop=False if no_early_stop else None,
         pressure_bar=pressure, release=None if release is None else tuple(c.strip() for c in release.split(",")))
     chosen.phases(dt_fs)  # check the options before reading files or starting LAMMPS
+    if (burst_frames is None) != (burst_every is None):
+        raise SagesnetError("give --burst-frames and --burst-every together (or neither)")
+    burst = check_burst(None if burst_frames is None else (burst_frames, burst_every), record_every)
     atoms = read_structure(structure)
     _prepare_out(out, overwrite)
     result = run_md(atoms, chosen, out, dt_fs=dt_fs, record_every=record_every, threads=threads, seed=seed,
-                    dump=dump)
+                    dump=dump, burst=burst)
     from sagesnet_tf.pipelines.writer import write_dataset  # TensorFlow: imported only when needed
 
     write_dataset(out, [result.trajectory], source=result.manifest, overwrite=True)

@@ -261,7 +261,8 @@ def window_dataset(data_dir, window: int = 2, stride: int = 1, *, shift: int = 1
                    shuffle_buffer: int = SHUFFLE_BUFFER, batch_size: int | None = None, seed: int | None = None,
                    skip_corrupt: bool = False, drop_remainder: bool = False,
                    float_dtype: tf.DType = tf.float32) -> tf.data.Dataset:
-    """Training windows of an ``md`` dataset: frames t, t+s, …, t+(window-1)·s of one trajectory.
+    """Training windows of an ``md`` dataset: frames t, t+s, …, t+(window-1)·s of one trajectory,
+    evenly spaced in MD steps (windows across a gap between recorded bursts are left out).
 
     Args:
         data_dir: dataset directory (local or remote).
@@ -304,7 +305,13 @@ def window_dataset(data_dir, window: int = 2, stride: int = 1, *, shift: int = 1
         return out
 
     frames = _frames(paths, lambda r: schema.parse_md_frame(r, n_env))
-    ds = _windows(frames, "traj_index", window, stride, shift).map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    step_gap = stride * int(meta["record_stride_steps"])
+
+    def evenly_spaced(w) -> tf.Tensor:  # False for windows across a gap between bursts
+        return tf.reduce_all(w["step"][1:] - w["step"][:-1] == step_gap)
+
+    ds = (_windows(frames, "traj_index", window, stride, shift).filter(evenly_spaced)
+          .map(to_example, num_parallel_calls=tf.data.AUTOTUNE))
     return _finish(ds, shuffle, shuffle_buffer, seed, batch_size, drop_remainder)
 
 

@@ -5,7 +5,8 @@ Chan's parallel update, so a dataset of any size is summarised one trajectory at
 
 - ``velocities``     3 components, Å/ps, over all atoms and frames
 - ``displacements``  3 components, Å, ``positions[t+1] - positions[t]`` inside each trajectory
-                     (one record stride; unwrapped positions, so no periodic jumps)
+                     (one record stride, never across a gap between bursts; unwrapped
+                     positions, so no periodic jumps)
 - ``stress``         6 components, bar·Å³ (xx yy zz xy xz yz), over all atoms and frames
 - ``environment``    E components, in each field's unit, over all frames
 
@@ -55,7 +56,7 @@ def md_statistics(trajectories: list[Trajectory]) -> dict[str, dict]:
                "environment": Moments(n_env)}
     for traj in trajectories:
         moments["velocities"].update(traj.velocities)
-        moments["displacements"].update(np.diff(traj.positions, axis=0))
+        moments["displacements"].update(np.diff(traj.positions, axis=0)[traj.consecutive()])
         moments["stress"].update(traj.stress)
         moments["environment"].update(traj.environment)
     return {name: m.as_dict() for name, m in moments.items()}

@@ -151,15 +151,16 @@ def _publish(out_dir: str, temps: list[tuple[str, str]], metadata: dict) -> Path
 
 
 def _record_stride(trajectories: list[Trajectory]) -> int | None:
-    """MD steps between consecutive records, the same in every trajectory (None if all have one frame)."""
+    """MD steps between consecutive records, the same in every trajectory (None if all have one
+    frame): each trajectory's smallest step gap; bursts (larger gaps, multiples of it) are allowed."""
     strides = set()
     for i, traj in enumerate(trajectories):
         diffs = np.diff(traj.step)
-        if diffs.size and (np.any(diffs != diffs[0]) or diffs[0] <= 0):
+        if diffs.size and (diffs.min() <= 0 or np.any(diffs % diffs.min())):
             raise SagesnetError(
-                f"trajectory {i}: frames are not recorded at a constant, increasing step interval "
-                f"(steps {traj.step[:4].tolist()}…); record at a fixed interval or split the trajectory")
-        strides.update(diffs[:1].tolist())
+                f"trajectory {i}: frames are not at increasing steps a whole number of record strides apart "
+                f"(steps {traj.step[:4].tolist()}…); record at a fixed interval (or in bursts) or split the trajectory")
+        strides.update([int(diffs.min())] if diffs.size else [])
     if len(strides) > 1:
         raise SagesnetError(f"trajectories are recorded at different step intervals {sorted(strides)}; "
                             "write one dataset per record interval")

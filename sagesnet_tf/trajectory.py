@@ -15,6 +15,10 @@ Units (LAMMPS ``metal``). Shapes (T = frames, N = atoms, E = environment fields)
 - ``time_ps``      (T,)      float64, ps
 - ``environment``  (T, E)    float32, values of ``env_fields`` (see :data:`ENV_FIELDS`)
 - ``flags``        (N,)      int32, per-atom role as in :mod:`sagesnet_tf.atoms`
+
+Frames are one record stride apart, or come in bursts of consecutive records with gaps between
+them (``generate md --burst-frames``): :meth:`Trajectory.consecutive` says which neighbours are one
+stride apart, so windows and per-stride statistics never span a gap.
 """
 
 from __future__ import annotations
@@ -72,6 +76,12 @@ class Trajectory:
     @property
     def n_atoms(self) -> int:
         return len(self.symbols)
+
+    def consecutive(self) -> np.ndarray:
+        """(T-1,) bool: frame t+1 is one record stride after frame t (the smallest step gap of the
+        trajectory); False across the gaps between bursts."""
+        gaps = np.diff(self.step)
+        return gaps == (gaps.min() if gaps.size else 0)
 
     def frame(self, t: int) -> Atoms:
         """Frame ``t`` as an :class:`Atoms`."""

@@ -3,9 +3,11 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from sagesnet_tf.cli.main import main
+from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import read_structure, write_structure
 from sagesnet_tf.structures import graphene_sheet
 from sagesnet_tf.thermo import temperature_k
@@ -69,7 +71,37 @@ def test_tension_is_capped_by_steps_and_writes_the_curve(structure, tmp_path):
     assert manifest["summary"]["youngs_modulus_GPa"] is not None
 
 
+def test_bursts_record_sparsely_and_windows_never_span_a_gap(structure, tmp_path):
+    from sagesnet_tf.pipelines import reader
+    from sagesnet_tf.training.md_batches import MDWindows, Segment
+
+    out = tmp_path / "bursts"
+    assert main(["generate", "md", "--structure", structure, "--protocol", "nvt", "--temperature", "300",
+                 "--steps", "200", "--record-every", "2", "--burst-frames", "3", "--burst-every", "50",
+                 "--threads", "1", "--out", str(out)]) == 0
+    kept = [0, 2, 4, 50, 52, 54, 100, 102, 104, 150, 152, 154, 200]
+    assert [int(r["step"]) for r in _rows(out / "thermo.csv")] == kept
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["record_stride_steps"] == 2 and metadata["n_frames"] == len(kept)
+    assert metadata["source"]["burst"] == {"frames": 3, "every_steps": 50}
+    # per-stride displacements: 2 pairs in each of the 4 full bursts, none across a gap (< 0.2 Å in 2 fs)
+    assert metadata["statistics"]["displacements"]["count"] == 8 * 160
+    assert max(metadata["statistics"]["displacements"]["std"]) < 0.1
+    windows = [w["step"].numpy().tolist() for w in reader.window_dataset(str(out), window=3)]
+    assert windows == [[0, 2, 4], [50, 52, 54], [100, 102, 104], [150, 152, 154]]
+    assert len(list(reader.window_dataset(str(out), window=2))) == 8
+    traj = next(iter(reader.read_trajectories(str(out))))
+    md_windows = MDWindows([Segment(traj, 0, traj.n_frames, "bursts")], 3, ("C", "H"))
+    picks, _ = md_windows.draw(np.random.default_rng(0), 64)
+    assert sorted(set(traj.step[picks].tolist())) == [0, 50, 100, 150]  # window starts: whole bursts only
+    with pytest.raises(SagesnetError, match="no 5 consecutive records"):
+        MDWindows([Segment(traj, 0, traj.n_frames, "bursts")], 5, ("C", "H"))
+
+
 @pytest.mark.parametrize("extra, message", [
+    (["--protocol", "nvt", "--steps", "10", "--burst-frames", "3"], "--burst-every together"),
+    (["--protocol", "nvt", "--steps", "10", "--record-every", "2", "--burst-frames", "3", "--burst-every", "5"],
+     "do not fit a record stride"),
     (["--protocol", "nvt"], "--steps"),
     (["--protocol", "nvt", "--steps", "10", "--strain-rate", "0.1"], "does not take strain_rate_per_ps"),
     (["--protocol", "tension", "--axis", "y", "--strain-rate", "-1"], "strain rate"),

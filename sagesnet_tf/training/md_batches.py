@@ -110,6 +110,7 @@ class MDWindows:
     Segments may hold different structures (atom counts, box sizes): windows are grouped by their
     atoms and grid shape, and a batch is drawn from one group at a time (the group chosen with
     probability proportional to its windows), so the windows of a batch share N and the grid shape.
+    A window never spans a gap between recorded bursts (:meth:`Trajectory.consecutive`).
 
     Args:
         segments: :class:`Segment` list; each needs at least L frames and orthorhombic boxes; all
@@ -158,12 +159,18 @@ class MDWindows:
             n_windows = seg.stop - seg.start - self.length + 1
             if grid_cells is None:
                 keys = [(tuple(traj.symbols), tuple(np.round(lengths[0], 4)))] * n_windows
+                same = np.ones(len(lengths) - 1, bool)
             else:
                 frame_cells = np.asarray(grid_cells(lengths))                            # (F, 3)
                 same = np.all(frame_cells[:-1] == frame_cells[1:], axis=1)                 # (F-1,)
-                runs = np.concatenate([[0], np.cumsum(~same)])                             # cell-shape run id
-                keys = [(tuple(traj.symbols), tuple(frame_cells[w]))
-                        if runs[w] == runs[w + self.length - 1] else None for w in range(n_windows)]
+                keys = [(tuple(traj.symbols), tuple(frame_cells[w])) for w in range(n_windows)]
+            # a window is drawn only if its frames are consecutive records sharing one grid shape
+            breaks = ~same | ~traj.consecutive()[seg.start:seg.stop - 1]
+            runs = np.concatenate([[0], np.cumsum(breaks)])                                # (F,) run id
+            keys = [k if runs[w] == runs[w + self.length - 1] else None for w, k in enumerate(keys)]
+            if all(k is None for k in keys):
+                raise SagesnetError(f"segment {seg.name or '?'} has no {self.length} consecutive records "
+                                    "(bursts too short?); record longer bursts or use shorter windows")
             group_of_window.append([None if k is None else groups.setdefault(k, len(groups)) for k in keys])
             self.segments.append(seg)
             self.changing_box.append(changing)
