@@ -129,22 +129,8 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
                                  message=f"voxelize: species index >= n_elements ({n_elements})"),
     ]
     with tf.control_dependencies(checks):
-        n_periodic = periodic_cells(box_lengths, h, multiple)
-        h = tf.constant(h, tf.float32)
-        k = tf.constant(multiple, tf.float32)
-        lo_atoms = tf.reduce_min(positions, axis=0) - margin_cells * h
-        extent = tf.reduce_max(positions, axis=0) - tf.reduce_min(positions, axis=0)
-        n_open = k * tf.math.ceil((tf.floor(extent / h) + 1.0 + 2.0 * margin_cells) / k)
-        dims_f = tf.where(pbc, n_periodic, n_open)
-        spacing = tf.where(pbc, box_lengths / n_periodic, h)
-        origin = tf.where(pbc, box_origin, lo_atoms)
-    dims = tf.cast(dims_f, tf.int32)
-
-    rel = (positions - origin) / spacing  # (N, 3) in voxel units
-    rel = tf.where(pbc, tf.math.floormod(rel, dims_f), rel)
-    index = tf.clip_by_value(tf.cast(tf.floor(rel), tf.int32), 0, dims - 1)
-    offset = tf.clip_by_value(rel - tf.cast(index, tf.float32), 0.0, np.nextafter(np.float32(1), 0))
-
+        index, offset, dims, origin, spacing = _voxel_coordinates(positions, box_lengths, box_origin, pbc, h,
+                                                                   margin_cells, multiple)
     slot = _slot_ranks(index, dims)
     worst = tf.argmax(slot, output_type=tf.int32)
     msg = tf.strings.format(
@@ -163,6 +149,43 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
     shape = tf.concat([dims, [slots, slot_feature_size(n_elements)]], axis=0)
     atom_grid = tf.scatter_nd(assignment, features, shape)
     return VoxelGrid(atom_grid, assignment, origin, spacing)
+
+
+def _voxel_coordinates(positions, box_lengths, box_origin, pbc, h: float, margin_cells: int, multiple):
+    """Where :func:`voxelize` bins atoms, for one structure or a batch of frames.
+
+    positions (..., N, 3) float32 Å; box_lengths, box_origin (..., 3) Å; pbc (3,) bool. Returns
+    ``index`` (..., N, 3) int32 voxel, ``offset`` (..., N, 3) in [0, 1) inside it, ``dims``
+    (..., 3) int32 grid shape, ``origin`` and ``spacing`` (..., 3) Å.
+    """
+    n_periodic = periodic_cells(box_lengths, h, multiple)
+    h = tf.constant(h, tf.float32)
+    k = tf.constant(multiple, tf.float32)
+    lo_atoms = tf.reduce_min(positions, axis=-2) - margin_cells * h
+    extent = tf.reduce_max(positions, axis=-2) - tf.reduce_min(positions, axis=-2)
+    n_open = k * tf.math.ceil((tf.floor(extent / h) + 1.0 + 2.0 * margin_cells) / k)
+    dims_f = tf.where(pbc, n_periodic, n_open)
+    spacing = tf.where(pbc, box_lengths / n_periodic, h)
+    origin = tf.where(pbc, box_origin, lo_atoms)
+    dims = tf.cast(dims_f, tf.int32)
+    rel = (positions - origin[..., None, :]) / spacing[..., None, :]  # (..., N, 3) in voxel units
+    rel = tf.where(pbc, tf.math.floormod(rel, dims_f[..., None, :]), rel)
+    index = tf.clip_by_value(tf.cast(tf.floor(rel), tf.int32), 0, dims[..., None, :] - 1)
+    offset = tf.clip_by_value(rel - tf.cast(index, tf.float32), 0.0, np.nextafter(np.float32(1), 0))
+    return index, offset, dims, origin, spacing
+
+
+def max_voxel_occupancy(positions, box_lengths, pbc, h: float, multiple=(1, 1, 1)) -> np.ndarray:
+    """The most atoms :func:`voxelize` would put in one voxel, per frame: positions (F, N, 3) Å,
+    box_lengths (F, 3) Å (origin at 0), pbc (3,) -> (F,) int (a frame fits S slots if ≤ S)."""
+    positions = tf.cast(positions, tf.float32)
+    index, _, dims, _, _ = _voxel_coordinates(positions, tf.cast(box_lengths, tf.float32), tf.zeros(3),
+                                              tf.cast(pbc, tf.bool), h, 0, multiple)
+    dims = dims[:, None, :]
+    flat = tf.sort((index[..., 0] * dims[..., 1] + index[..., 1]) * dims[..., 2] + index[..., 2], axis=-1)
+    first = tf.searchsorted(flat, flat, side="left")                       # (F, N) first of each voxel's run
+    rank = tf.range(tf.shape(flat)[-1], dtype=first.dtype) - first
+    return (tf.reduce_max(rank, axis=-1) + 1).numpy()
 
 
 def pad_open_axes(atom_grid: tf.Tensor, pbc, open_cells) -> tf.Tensor:

@@ -149,6 +149,30 @@ def test_random_shift_translates_each_window_along_periodic_axes_with_its_box(te
     np.testing.assert_allclose(motion[1], motion[0], atol=2e-3)
 
 
+def test_windows_with_a_frame_too_crowded_for_the_grid_are_left_out(md_data):
+    import dataclasses
+
+    from sagesnet_tf.grid import max_voxel_occupancy
+    from sagesnet_tf.pipelines import reader
+    from sagesnet_tf.training.md_batches import MDWindows, Segment
+
+    traj = reader.read_trajectories(os.path.join(md_data, "nvt_300"))[0]
+    positions = traj.positions.copy()
+    positions[20, :5] = positions[20, 5:6] + np.linspace(0.0, 0.04, 5)[:, None]  # frame 20: 6 atoms within 0.07 Å
+    crowded = dataclasses.replace(traj, positions=positions)
+    lengths = np.diagonal(traj.cell, axis1=1, axis2=2)
+    occupancy = max_voxel_occupancy(positions, lengths, traj.pbc, 1.8)
+    assert occupancy[20] >= 5 and occupancy[19] <= 3
+
+    def fits(p, box):
+        return max_voxel_occupancy(p, box, traj.pbc, 1.8) <= 3
+
+    windows = MDWindows([Segment(crowded, 0, crowded.n_frames, "crowded")], 3, ("C", "H"), fits=fits)
+    assert windows.overfull == {"crowded": 3}  # the windows starting at frames 18, 19 and 20
+    picks, _ = windows.draw(np.random.default_rng(0), 400)
+    assert not np.isin(picks, [18, 19, 20]).any() and len(set(picks.tolist())) == traj.n_frames - 2 - 3
+
+
 def test_random_mirror_reflects_half_the_windows_through_the_open_axis(md_data):
     from sagesnet_tf.pipelines import reader
     from sagesnet_tf.training.md_batches import MDWindows, Segment, mirror_windows

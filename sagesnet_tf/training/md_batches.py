@@ -122,9 +122,13 @@ class MDWindows:
             their windows are grouped by grid shape, and a window whose frames would not share
             one (the box grew past a cell boundary inside it) is never drawn. Without it such
             segments are refused, and windows are grouped by box.
+        fits: positions (F, N, 3) Å, box lengths (F, 3) Å -> (F,) bool, whether the model's atom
+            grid holds each frame (no voxel over its slots; :func:`~sagesnet_tf.grid.max_voxel_occupancy`).
+            Windows with a frame that does not fit (atoms crowded together in a broken sheet) are
+            never drawn; :attr:`overfull` counts them per segment. None: every frame fits.
     """
 
-    def __init__(self, segments: list[Segment], length: int, elements, grid_cells=None):
+    def __init__(self, segments: list[Segment], length: int, elements, grid_cells=None, fits=None):
         self.length = int(length)
         self.elements = tuple(elements)
         if not segments:
@@ -132,6 +136,8 @@ class MDWindows:
         self.segments, groups, group_of_window = [], {}, []
         #: per segment, whether its box changes (tension, NPT)
         self.changing_box: list[bool] = []
+        #: per segment name, the windows left out because a frame does not fit the atom grid
+        self.overfull: dict[str, int] = {}
         first = segments[0].trajectory
         self.pbc = np.asarray(first.pbc, bool)
         self.env_fields = tuple(first.env_fields)
@@ -171,6 +177,11 @@ class MDWindows:
             if all(k is None for k in keys):
                 raise SagesnetError(f"segment {seg.name or '?'} has no {self.length} consecutive records "
                                     "(bursts too short?); record longer bursts or use shorter windows")
+            if fits is not None:
+                bad = np.concatenate([[0], np.cumsum(~np.asarray(fits(traj.positions[seg.start:seg.stop], lengths)))])
+                crowded = [k is not None and bad[w + self.length] > bad[w] for w, k in enumerate(keys)]
+                self.overfull[seg.name] = int(sum(crowded))
+                keys = [None if c else k for k, c in zip(keys, crowded)]
             group_of_window.append([None if k is None else groups.setdefault(k, len(groups)) for k in keys])
             self.segments.append(seg)
             self.changing_box.append(changing)

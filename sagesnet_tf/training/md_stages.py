@@ -83,7 +83,7 @@ from tqdm import tqdm
 from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import affine_remap, periodic_cells, split_slot_features
+from sagesnet_tf.grid import affine_remap, max_voxel_occupancy, periodic_cells, split_slot_features
 from sagesnet_tf.io import atomic_output
 from sagesnet_tf.md.run import write_json
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
@@ -291,8 +291,13 @@ def load_md_data(data_dir: str, cfg: MDTrainConfig) -> MDData:
     def grid_cells(lengths):
         return np.asarray(periodic_cells(lengths, mcfg.h, mcfg.grid_multiple)).astype(int)
 
-    return MDData(md_batches.MDWindows(train_segs, length, elements, grid_cells),
-                  md_batches.MDWindows(val_segs, length, elements, grid_cells),
+    pbc = (train_segs or val_segs)[0].trajectory.pbc
+
+    def fits(positions, lengths):
+        return max_voxel_occupancy(positions, lengths, pbc, mcfg.h, mcfg.grid_multiple) <= mcfg.slots
+
+    return MDData(md_batches.MDWindows(train_segs, length, elements, grid_cells, fits),
+                  md_batches.MDWindows(val_segs, length, elements, grid_cells, fits),
                   pooled("displacements"), pooled("velocities"), np.maximum(sigma_stress, 1.0).astype(np.float32),
                   strides.pop(), dts.pop())
 
@@ -622,6 +627,10 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     if held_out_changing:
         raise SagesnetError(f"the held-out {held_out_changing[0]} changes its box, but the held-out evaluation rolls "
                             "out a constant box; set data.validation_dataset to an NVT/NVE dataset")
+    left_out = {name: n for name, n in {**data.train.overfull, **data.validation.overfull}.items() if n}
+    if left_out and progress:
+        tqdm.write(f"left out {sum(left_out.values())} windows with more than {mcfg.slots} atoms in a voxel (broken, "
+                   f"crowded frames): {', '.join(f'{name} {n}' for name, n in left_out.items())}")
     os.makedirs(run_dir, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     model = SagesnetModel(mcfg)
@@ -710,7 +719,8 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
                        "sigma_stress_bar_A3": data.sigma_stress.tolist()}})
     figures = evaluate(runner, data.validation, cfg.evaluation, run_dir, progress,
                        coarse_trained=any(s.kind == "coarse_joint" for s in cfg.stages))
-    metrics.summarize(wall_seconds_last_session=round(time.time() - start, 1), total_steps=total, evaluation=figures)
+    metrics.summarize(wall_seconds_last_session=round(time.time() - start, 1), total_steps=total, evaluation=figures,
+                      windows_left_out_overfull=left_out)
     metrics.write()
     return metrics.data
 
