@@ -161,12 +161,11 @@ def _voxel_coordinates(positions, box_lengths, box_origin, pbc, h: float, margin
     n_periodic = periodic_cells(box_lengths, h, multiple)
     h = tf.constant(h, tf.float32)
     k = tf.constant(multiple, tf.float32)
-    lo_atoms = tf.reduce_min(positions, axis=-2) - margin_cells * h
-    extent = tf.reduce_max(positions, axis=-2) - tf.reduce_min(positions, axis=-2)
-    n_open = k * tf.math.ceil((tf.floor(extent / h) + 1.0 + 2.0 * margin_cells) / k)
+    lowest, highest = tf.reduce_min(positions, axis=-2), tf.reduce_max(positions, axis=-2)
+    n_open = k * tf.math.ceil((tf.floor((highest - lowest) / h) + 1.0 + 2.0 * margin_cells) / k)
     dims_f = tf.where(pbc, n_periodic, n_open)
     spacing = tf.where(pbc, box_lengths / n_periodic, h)
-    origin = tf.where(pbc, box_origin, lo_atoms)
+    origin = tf.where(pbc, box_origin, lowest - margin_cells * h)
     dims = tf.cast(dims_f, tf.int32)
     rel = (positions - origin[..., None, :]) / spacing[..., None, :]  # (..., N, 3) in voxel units
     rel = tf.where(pbc, tf.math.floormod(rel, dims_f[..., None, :]), rel)
@@ -181,10 +180,7 @@ def max_voxel_occupancy(positions, box_lengths, pbc, h: float, multiple=(1, 1, 1
     positions = tf.cast(positions, tf.float32)
     index, _, dims, _, _ = _voxel_coordinates(positions, tf.cast(box_lengths, tf.float32), tf.zeros(3),
                                               tf.cast(pbc, tf.bool), h, 0, multiple)
-    dims = dims[:, None, :]
-    flat = tf.sort((index[..., 0] * dims[..., 1] + index[..., 1]) * dims[..., 2] + index[..., 2], axis=-1)
-    first = tf.searchsorted(flat, flat, side="left")                       # (F, N) first of each voxel's run
-    rank = tf.range(tf.shape(flat)[-1], dtype=first.dtype) - first
+    _, rank = _voxel_runs(index, dims)
     return (tf.reduce_max(rank, axis=-1) + 1).numpy()
 
 
@@ -202,17 +198,28 @@ def pad_open_axes(atom_grid: tf.Tensor, pbc, open_cells) -> tf.Tensor:
         return tf.pad(atom_grid, pads)
 
 
+def _voxel_runs(index: tf.Tensor, dims: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Atoms grouped by voxel, for one structure or a batch of frames.
+
+    ``index`` (..., N, 3) int32 voxel indices, ``dims`` (..., 3) int32 grid shape. Returns ``order``
+    (..., N), the atoms sorted by voxel (stably: in increasing atom index inside a voxel), and
+    ``rank`` (..., N) int32, each sorted atom's rank among the atoms of its voxel.
+    """
+    dims = dims[..., None, :]
+    flat = (index[..., 0] * dims[..., 1] + index[..., 1]) * dims[..., 2] + index[..., 2]
+    order = tf.argsort(flat, axis=-1, stable=True)
+    sorted_flat = tf.gather(flat, order, batch_dims=len(flat.shape) - 1)
+    first = tf.searchsorted(sorted_flat, sorted_flat, side="left")
+    return order, tf.range(tf.shape(flat)[-1], dtype=tf.int32) - tf.cast(first, tf.int32)
+
+
 def _slot_ranks(index: tf.Tensor, dims: tf.Tensor) -> tf.Tensor:
     """(N,) int32 rank of each atom among the atoms of its voxel, in increasing atom index.
 
     ``index`` is (N, 3) int32 voxel indices, ``dims`` (3,) int32 grid shape.
     """
-    flat = (index[:, 0] * dims[1] + index[:, 1]) * dims[2] + index[:, 2]
-    order = tf.argsort(flat, stable=True)
-    sorted_flat = tf.gather(flat, order)
-    first = tf.searchsorted(sorted_flat, sorted_flat, side="left")
-    rank_sorted = tf.range(tf.shape(flat)[0], dtype=tf.int32) - tf.cast(first, tf.int32)
-    return tf.gather(rank_sorted, tf.math.invert_permutation(order))
+    order, rank = _voxel_runs(index, dims)
+    return tf.gather(rank, tf.math.invert_permutation(order))
 
 
 def orthorhombic_box(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
