@@ -23,8 +23,8 @@ Both models share the latent dynamics (:class:`LatentDynamics`)::
     call({"atom_grid", "env"}) -> dict(latent, latent_next, slots_next, uncertainty)
 
 ``atoms_state`` is a dict of batched tensors: ``positions`` (B,N,3) Å, ``velocities`` (B,N,3)
-Å/ps, ``species`` (B,N) int32, ``assignment`` (B,N,4) int32, ``atom_features`` (B,N,F); build
-it for one structure with :func:`atoms_state_from_grid`.
+Å/ps, ``species`` (B,N) int32, ``assignment`` (B,N,4) int32, ``atom_features`` (B,N,F),
+``spacing`` (B,3) Å (the voxel edges); build it for one structure with :func:`atoms_state_from_grid`.
 
 :class:`CellStateModel` (board (B,X,Y,Z,C) -> per-cell logits (B,X,Y,Z,states) at t+1)::
 
@@ -42,12 +42,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from sagesnet_tf.atoms import ELEMENTS
+from sagesnet_tf.atoms import ELEMENTS, MASSES
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import VELOCITY_SCALE, VoxelGrid, gather_atom_features, slot_feature_size
 from sagesnet_tf.layers import (
     MLP, AtomDecoder, BOUNDARY_MODES, CellDecoder, CellEncoder, CellHeads, Coarsener,
-    EnvironmentConv, Refiner, ScatterPredictor, UncertaintyHead, VirtualCells)
+    EnvironmentConv, PairForces, Refiner, ScatterPredictor, UncertaintyHead, VirtualCells)
 from sagesnet_tf.trajectory import ENV_FIELDS
 
 
@@ -130,6 +130,10 @@ class SagesnetConfig(_ConfigBase):
         boundary: per axis 'periodic' | 'open' | 'tiled' (match the structure's pbc: periodic
             axes 'periodic', vacuum axes 'open').
         gather_radius: neighbour cells the atom decoder reads on each side, per axis.
+        conserve_momentum: the atom decoder removes each structure's mass-weighted mean velocity
+            change and displacement (no net force from the learned decoder).
+        pair_cutoff: Å; > 0 adds learned central pair forces between atoms closer than this to
+            the decoded velocity change (:class:`~sagesnet_tf.layers.PairForces`), 0 for none.
         env_fields: names of the blanket vector's entries (E = len), normalised by the caller.
         cell_channels: C, per-cell input channels (forces, clamp flags); 0 for none.
         coarse_levels: list of {"factor": (kx, ky, kz), "steps": T}, finest first.
@@ -151,6 +155,8 @@ class SagesnetConfig(_ConfigBase):
     kernel_size: tuple = (3, 3, 3)
     boundary: tuple = ("periodic", "periodic", "open")
     gather_radius: tuple = (1, 1, 1)
+    conserve_momentum: bool = False
+    pair_cutoff: float = 0.0
     env_fields: tuple = ENV_FIELDS
     cell_channels: int = 0
     coarse_levels: tuple = ({"factor": (2, 2, 1), "steps": 2},)
@@ -166,6 +172,9 @@ class SagesnetConfig(_ConfigBase):
         self._check_common()
         if self.h <= 0 or self.slots < 1:
             raise SagesnetError(f"model config: h must be > 0 and slots >= 1, got h={self.h}, slots={self.slots}")
+        if self.pair_cutoff < 0 or (self.pair_cutoff > 0 and "tiled" in self.boundary):
+            raise SagesnetError(f"model config: pair_cutoff must be >= 0 (0: no pair forces) and needs "
+                                f"periodic or open boundaries, got {self.pair_cutoff} with {self.boundary}")
 
     @property
     def delta_ps(self) -> float:
@@ -312,7 +321,7 @@ def atoms_state_from_grid(voxel_grid: VoxelGrid, positions, velocities, species)
 
     Returns:
         dict of ``positions`` (1,N,3) float32, ``velocities`` (1,N,3), ``species`` (1,N) int32,
-        ``assignment`` (1,N,4) int32, ``atom_features`` (1,N,F).
+        ``assignment`` (1,N,4) int32, ``atom_features`` (1,N,F), ``spacing`` (1,3) Å.
     """
     return {
         "positions": tf.cast(positions, tf.float32)[None],
@@ -320,6 +329,7 @@ def atoms_state_from_grid(voxel_grid: VoxelGrid, positions, velocities, species)
         "species": tf.cast(species, tf.int32)[None],
         "assignment": voxel_grid.assignment[None],
         "atom_features": gather_atom_features(voxel_grid.atom_grid, voxel_grid.assignment)[None],
+        "spacing": tf.cast(voxel_grid.spacing, tf.float32)[None],
     }
 
 
@@ -338,8 +348,13 @@ class SagesnetModel(LatentDynamics):
         self.decoder = CellDecoder(c.slots, n_el, c.hidden, c.encoder_layers, name="decoder")
         self.heads = CellHeads(c.hidden, c.encoder_layers, c.stress_scale, c.energy_scale, name="heads")
         self.atom_virtual = VirtualCells(c.gather_radius, c.boundary, c.latent_dim, name="atom_virtual_cells")
+        masses = [MASSES[e] for e in c.elements]
         self.atom_decoder = AtomDecoder(c.gather_radius, c.hidden, c.encoder_layers, c.displacement_scale,
-                                        c.velocity_scale, n_el, name="atom_decoder")
+                                        c.velocity_scale, n_el, masses if c.conserve_momentum else None,
+                                        name="atom_decoder")
+        self.pair_forces = (PairForces(c.pair_cutoff, c.h, c.slots, c.boundary, masses,
+                                       c.delta_ps, c.velocity_scale, name="pair_forces")
+                            if c.pair_cutoff > 0 else None)
         self._make_dynamics(c.latent_dim, c.hidden, c.depth, c.kernel_size, c.boundary,
                             len(c.env_fields), c.cell_channels, c.coarse_levels)
 
@@ -351,6 +366,8 @@ class SagesnetModel(LatentDynamics):
         self.decoder.build(z)
         self.heads.build(z)
         self.atom_decoder.build(z, (None, None, 4), (None, None, f))
+        if self.pair_forces is not None:
+            self.pair_forces.build()
         self._build_dynamics()
         self.built = True
 
@@ -382,6 +399,9 @@ class SagesnetModel(LatentDynamics):
         """
         out = self.atom_decoder(self.atom_virtual(z, halos), atoms_state["assignment"],
                                 atoms_state["atom_features"])
+        if self.pair_forces is not None:
+            out["velocities"] += self.pair_forces(tf.shape(z)[1:4], atoms_state["assignment"],
+                                                  atoms_state["atom_features"], atoms_state["spacing"])
         # Kinematics first: Δ·(v(t) + v(t+Δ))/2 is exact for constant acceleration; the decoder's
         # displacement output is the learned correction on top of it.
         kinematic = 0.5 * self.config.delta_ps * (atoms_state["velocities"] + out["velocities"])

@@ -35,6 +35,9 @@ Layers (``from sagesnet_tf.layers import ...``)::
                 velocity_scale=10.0, n_elements=2)
         (z_padded (B,X+2gx,Y+2gy,Z+2gz,D), assignment (B,N,4), atom_features (B,N,F))
         -> dict(displacement (B,N,3) Å, velocities (B,N,3) Å/ps)
+    PairForces(cutoff, h, slots, boundary, masses, delta_ps, velocity_scale=10.0)
+        (grid_shape (3,), assignment (B,N,4), atom_features (B,N,F), spacing (B,3) Å)
+        -> velocity change (B,N,3) Å/ps from learned central pair forces (momentum-conserving)
     CellHeads(hidden=64, n_layers=2, stress_scale=1.0, energy_scale=1.0)
         latent (..., D) -> dict(stress (...,6) bar·Å³ xx,yy,zz,xy,xz,yz, kinetic_energy (...) eV)
     MLP(units, hidden=64, n_layers=2, output_initializer="glorot_uniform")  (..., F) -> (..., units)
@@ -63,7 +66,7 @@ Models (:mod:`sagesnet_tf.model`; full method list in that module's docstring)::
         encode(board) -> z; step(z, env=None); decode(z) -> logits; and the same coarse/uncertainty
         methods as SagesnetModel (env optional when env_dim=0).
 
-Several output kernels start at zero (EnvironmentConv, ScatterPredictor, AtomDecoder): an
+Several output kernels start at zero (EnvironmentConv, ScatterPredictor, AtomDecoder, PairForces): an
 untrained model is the identity step. Both models save/load as ``.keras`` (identical outputs).
 """
 
@@ -73,11 +76,12 @@ from sagesnet_tf.layers.coarsener import Coarsener, Refiner
 from sagesnet_tf.layers.environment import EnvironmentConv
 from sagesnet_tf.layers.heads import CellHeads
 from sagesnet_tf.layers.mlp import MLP
+from sagesnet_tf.layers.pair_forces import PairForces
 from sagesnet_tf.layers.predictor import ScatterPredictor
 from sagesnet_tf.layers.uncertainty import UncertaintyHead
 from sagesnet_tf.layers.virtual_cells import BOUNDARY_MODES, VirtualCells, tile_halo
 
 __all__ = [
     "AtomDecoder", "BOUNDARY_MODES", "CellDecoder", "CellEncoder", "CellHeads", "Coarsener",
-    "EnvironmentConv", "MLP", "Refiner", "ScatterPredictor", "UncertaintyHead", "VirtualCells", "tile_halo",
+    "EnvironmentConv", "MLP", "PairForces", "Refiner", "ScatterPredictor", "UncertaintyHead", "VirtualCells", "tile_halo",
 ]

@@ -5,7 +5,10 @@ voxel and the ``(2g+1)`` neighbours per axis (a position-aware window: neighbour
 to its own input block), concatenates its own slot features (element, offset inside the voxel,
 velocity) and maps them with an MLP to a displacement (Å) and a velocity change (Å/ps). The layer
 returns one row per input atom, in input order: atoms are never created or removed, so atom
-counts per element and atom ids are conserved exactly, by construction.
+counts per element and atom ids are conserved exactly, by construction. Given the elements'
+masses, the decoder also conserves momentum: the mass-weighted mean of its velocity change and of
+its displacement over each structure's atoms is removed (no net force, no drift of the centre of
+mass beyond the atoms' own momentum).
 """
 
 from __future__ import annotations
@@ -42,11 +45,13 @@ class AtomDecoder(keras.layers.Layer):
         displacement_scale: Å per unit of the displacement output.
         velocity_scale: Å/ps per unit, the same as the atom grid's.
         n_elements: element classes in the slot features.
+        masses: None, or (n_elements,) atomic masses (g/mol): remove each structure's
+            mass-weighted mean of both outputs (momentum conservation).
     """
 
     def __init__(self, gather_radius=(1, 1, 1), hidden: int = 64, n_layers: int = 2,
                  displacement_scale: float = 0.1, velocity_scale: float = VELOCITY_SCALE,
-                 n_elements: int = len(ELEMENTS), **kwargs):
+                 n_elements: int = len(ELEMENTS), masses=None, **kwargs):
         super().__init__(**kwargs)
         self.gather_radius = tuple(int(g) for g in gather_radius)
         self.hidden = int(hidden)
@@ -54,6 +59,7 @@ class AtomDecoder(keras.layers.Layer):
         self.displacement_scale = float(displacement_scale)
         self.velocity_scale = float(velocity_scale)
         self.n_elements = int(n_elements)
+        self.masses = None if masses is None else tuple(float(m) for m in masses)
         ranges = [range(-g, g + 1) for g in self.gather_radius]
         self.window = np.array(list(itertools.product(*ranges)), dtype=np.int32)  # (K, 3)
         self.mlp = MLP(6, self.hidden, self.n_layers, output_initializer="zeros", name="mlp")
@@ -70,7 +76,11 @@ class AtomDecoder(keras.layers.Layer):
         shape = tf.shape(window)
         window = tf.reshape(window, [shape[0], shape[1], len(self.window) * z_padded.shape[-1]])
         out = self.mlp(tf.concat([window, atom_features], axis=-1))
-        old_velocity = split_slot_features(atom_features, self.n_elements)["velocities"]
+        features = split_slot_features(atom_features, self.n_elements)
+        if self.masses is not None:
+            mass = tf.reduce_sum(features["species_onehot"] * tf.constant(self.masses), -1, keepdims=True)  # (B,N,1)
+            out -= tf.reduce_sum(mass * out, 1, keepdims=True) / tf.reduce_sum(mass, 1, keepdims=True)
+        old_velocity = features["velocities"]
         return {
             "displacement": out[..., :3] * self.displacement_scale,
             "velocities": (old_velocity + out[..., 3:]) * self.velocity_scale,
@@ -80,4 +90,5 @@ class AtomDecoder(keras.layers.Layer):
         return {**super().get_config(), "gather_radius": list(self.gather_radius),
                 "hidden": self.hidden, "n_layers": self.n_layers,
                 "displacement_scale": self.displacement_scale,
-                "velocity_scale": self.velocity_scale, "n_elements": self.n_elements}
+                "velocity_scale": self.velocity_scale, "n_elements": self.n_elements,
+                "masses": None if self.masses is None else list(self.masses)}

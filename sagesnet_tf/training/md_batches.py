@@ -311,21 +311,22 @@ def voxelize_batch(positions, velocities, species, box, pbc, h: float, slots: in
 
     Returns:
         dict ``atom_grid`` (B, X, Y, Z, S, F), ``assignment`` (B, N, 4) int32, ``atom_features``
-        (B, N, F), ``positions``, ``velocities``, ``species`` (the atoms_state of
+        (B, N, F), ``positions``, ``velocities``, ``species``, ``spacing`` (B, 3) Å (the atoms_state of
         :meth:`SagesnetModel.decode_atoms`).
     """
-    grids, assignments = [], []
+    grids, assignments, spacings = [], [], []
     for b in range(positions.shape[0]):
         vg = voxelize(positions[b], velocities[b], species[b], box[b], tf.zeros(3), pbc, h, slots,
                       n_elements, velocity_scale, multiple=multiple)
         grids.append(pad_open_axes(vg.atom_grid, pbc, open_cells) if open_cells else vg.atom_grid)
         assignments.append(vg.assignment)
+        spacings.append(vg.spacing)
     atom_grid = tf.stack(grids)
     assignment = tf.stack(assignments)
     return {"atom_grid": atom_grid, "assignment": assignment,
             "atom_features": gather_atom_features(atom_grid, assignment),
             "positions": tf.cast(positions, tf.float32), "velocities": tf.cast(velocities, tf.float32),
-            "species": tf.cast(species, tf.int32)}
+            "species": tf.cast(species, tf.int32), "spacing": tf.stack(spacings)}
 
 
 def atom_masses(species, elements) -> tf.Tensor:

@@ -319,7 +319,7 @@ def stage_layers(model: SagesnetModel, kind: str) -> list:
         return [layer for layer in (model.coarseners[0], model.refiners[0], model.coarse_env_convs[0],
                                     model.coarse_predictors[0], model.coarse_virtuals[0]) if layer is not None]
     dyn = [model.encoder, model.predictor, model.virtual, model.atom_virtual, model.atom_decoder]
-    return dyn + ([model.env_conv] if model.env_conv is not None else [])
+    return dyn + [layer for layer in (model.env_conv, model.pair_forces) if layer is not None]
 
 
 class MDStageRunner:
