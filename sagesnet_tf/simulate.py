@@ -16,7 +16,8 @@ Outputs in ``out_dir`` (units LAMMPS metal):
 - ``thermo.png``, ``stress_strain.png`` (tension runs), ``manifest.json``.
 
 With a target temperature and ``thermostat_ps`` > 0 the velocities are rescaled between calls
-towards the target (Berendsen weak coupling, time constant τ = ``thermostat_ps``, one rescaling
+towards the target (Berendsen weak coupling of the motion relative to the centre of mass,
+:func:`~sagesnet_tf.thermo.berendsen_rescale`, time constant τ = ``thermostat_ps``, one rescaling
 for the call's span), the way the NVT MD the model learned from held its temperature; a call then
 spans at most :data:`THERMOSTAT_CALL_FRACTION` of τ (one step when a step is longer).
 ``thermostat_ps=None`` leaves the learned dynamics free (the kinetic temperature is then the
@@ -46,7 +47,7 @@ from sagesnet_tf.io import atomic_output
 from sagesnet_tf.io.extxyz import write_extxyz_frames
 from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A
 from sagesnet_tf.structures import bond_pairs
-from sagesnet_tf.thermo import berendsen_factor, maxwell_boltzmann_velocities, temperature_k
+from sagesnet_tf.thermo import berendsen_rescale, maxwell_boltzmann_velocities, temperature_k
 
 DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
 THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "strain", "stress_xx_GPa", "stress_yy_GPa",
@@ -279,9 +280,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             raise diverged(in_graph_failure(err)) from None
         velocities = res["velocities"].numpy()
         if thermostat_ps:
-            current = temperature_k(velocities.reshape(-1, len(species), 3)[-1], masses)  # last frame
             span = n * (unit if coarse else 1) * delta
-            velocities = velocities * np.float32(berendsen_factor(current, target, span, thermostat_ps))
+            velocities = berendsen_rescale(velocities, masses, target, span, thermostat_ps)
         return res["positions"].numpy(), velocities, res["box_lengths"].numpy(), res
 
     start = time.time()

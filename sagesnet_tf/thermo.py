@@ -45,3 +45,22 @@ def berendsen_factor(temperature: float, target: float, delta_ps: float, tau_ps:
         return 1.0
     lam = math.sqrt(max(1.0 + delta_ps / tau_ps * (target / temperature - 1.0), 0.0))
     return min(max(lam, BERENDSEN_LAMBDA_RANGE[0]), BERENDSEN_LAMBDA_RANGE[1])
+
+
+def berendsen_rescale(velocities: np.ndarray, masses: np.ndarray, target: float, delta_ps: float,
+                      tau_ps: float) -> np.ndarray:
+    """Velocities (..., N, 3) Å/ps after one Berendsen rescaling towards ``target`` K over Δ ps.
+
+    The motion relative to the centre of mass is scaled by :func:`berendsen_factor` of its own
+    temperature, taken on the last (N, 3) frame (LAMMPS ``fix temp/berendsen`` with a
+    ``compute temp/com``); the centre-of-mass velocity is kept as it is. Scaling it too would
+    amplify any drift whenever the system runs colder than the target, until the drift carried
+    the kinetic energy the thermostat asks for. Masses (N,) g/mol. Same dtype out as in.
+    """
+    v = np.asarray(velocities)
+    m = np.asarray(masses, dtype=np.float64)[:, None]
+    com = np.sum(m * v, axis=-2, keepdims=True) / m.sum()              # (..., 1, 3)
+    internal = v - com
+    last = internal.reshape(-1, *v.shape[-2:])[-1]
+    lam = berendsen_factor(temperature_k(last, masses), target, delta_ps, tau_ps)
+    return (com + internal * lam).astype(v.dtype)

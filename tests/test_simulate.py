@@ -14,8 +14,7 @@ from sagesnet_tf.io.extxyz import read_extxyz_frames
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
 from sagesnet_tf.simulate import THERMO_COLUMNS
 from sagesnet_tf.structures import ribbon
-from sagesnet_tf.thermo import berendsen_factor
-from sagesnet_tf.thermo import maxwell_boltzmann_velocities
+from sagesnet_tf.thermo import berendsen_factor, berendsen_rescale, maxwell_boltzmann_velocities
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "graphene.extxyz")
 
@@ -242,3 +241,16 @@ def test_scale_beyond_the_models_levels_is_refused(models, tmp_path, capsys):
     rc = main(["simulate", "--structure", EXAMPLE, "--steps", "4", "--scale", "1", "--temperature", "300",
                "--model", str(models["identity"].parent), "--out", str(tmp_path / "x")])
     assert rc != 0 and "--scale 1" in capsys.readouterr().err
+
+
+def test_berendsen_rescale_scales_the_motion_about_the_centre_of_mass():
+    masses = np.array([12.011] * 40 + [1.008] * 8)
+    internal = maxwell_boltzmann_velocities(masses, 150.0, seed=3)  # zero momentum, 150 K
+    drift = np.array([0.0, 1.0, -3.0])
+    v = (internal + drift).astype(np.float32)
+    out = berendsen_rescale(v, masses, 300.0, 0.01, 0.1)
+    lam = berendsen_factor(150.0, 300.0, 0.01, 0.1)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, drift + lam * internal, atol=1e-4)  # drift kept, internal motion heated
+    frames = berendsen_rescale(np.stack([v, v]), masses, 300.0, 0.01, 0.1)  # (frames, N, 3): one λ
+    np.testing.assert_allclose(frames[0], out, atol=1e-6)

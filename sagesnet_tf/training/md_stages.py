@@ -93,7 +93,7 @@ from sagesnet_tf.training.checkpoints import Checkpointer, RunState
 from sagesnet_tf.training.config import CheckpointConfig, ValidationConfig, _build, _field
 from sagesnet_tf.training.losses import mean_squared
 from sagesnet_tf.training.reports import MetricsLog
-from sagesnet_tf.thermo import MVV2E, berendsen_factor, temperature_k
+from sagesnet_tf.thermo import MVV2E, berendsen_rescale, temperature_k
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -786,7 +786,7 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
                 failure = "non-finite positions"
                 break
             if thermostat_ps:
-                v = v * np.float32(berendsen_factor(temperature_k(v[0], masses), target_T, delta, thermostat_ps))
+                v = berendsen_rescale(v, masses, target_T, delta, thermostat_ps)
             completed += 1
             temps.append(temperature_k(v[0], masses))
             bonded.append(_bond_fraction(p[0].astype(np.float64)[carbon], pairs, box, pbc, ecfg.bond_cutoff))
