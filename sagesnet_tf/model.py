@@ -384,7 +384,8 @@ class SagesnetModel(LatentDynamics):
         return self.heads(z)
 
     def decode_atoms(self, z, atoms_state, halos=None):
-        """New atom positions and velocities from the new latent grid.
+        """New atom positions and velocities from the new latent grid (plus, with ``pair_cutoff`` > 0,
+        the pair forces between the atoms at t).
 
         Args:
             z: (B,X,Y,Z,D), the latent grid at t+Δ.

@@ -75,9 +75,8 @@ class PairForces(keras.layers.Layer):
             raise ValueError("pair forces need the neighbour atoms: 'tiled' boundaries are not supported")
         self.radius = math.ceil(self.cutoff / self.h - 1e-6)
         ranges = [range(-self.radius, self.radius + 1)] * 3
-        window = np.array(list(itertools.product(*ranges)), dtype=np.int32)          # (K, 3)
-        self.window = window
-        self.candidate_cells = np.repeat(window, self.slots, axis=0).astype(np.float32)  # (K·S, 3)
+        self.window = np.array(list(itertools.product(*ranges)), dtype=np.int32)          # (K, 3)
+        self.candidate_cells = np.repeat(self.window, self.slots, axis=0).astype(np.float32)  # (K·S, 3) = M
         self.centers = np.arange(BASIS_START, self.cutoff, BASIS_SPACING, dtype=np.float32)
         self.magnitude = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros", name="magnitude")
 
