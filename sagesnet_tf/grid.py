@@ -282,3 +282,10 @@ def split_slot_features(features: tf.Tensor, n_elements: int = len(ELEMENTS)) ->
         "offsets": features[..., 1 + n_elements:4 + n_elements],
         "velocities": features[..., 4 + n_elements:7 + n_elements],
     }
+
+
+def slot_masses(features: tf.Tensor, masses, n_elements: int = len(ELEMENTS)) -> tf.Tensor:
+    """(..., 1) mass (g/mol) of each slot's atom from the element one-hot of its features (..., F);
+    ``masses`` (n_elements,) g/mol in element order; 0 for an empty slot."""
+    onehot = split_slot_features(features, n_elements)["species_onehot"]
+    return tf.reduce_sum(onehot * tf.constant(masses, tf.float32), -1, keepdims=True)

@@ -14,6 +14,7 @@ Voxelizer (:mod:`sagesnet_tf.grid`, plain functions, one structure per call)::
     gather_atom_features(atom_grid (...,X,Y,Z,S,F), assignment (...,N,4)) -> (...,N,F)
     split_slot_features(features (...,F), n_elements) -> dict(occupancy (...), species_onehot
              (...,n_el), offsets (...,3) in [0,1), velocities (...,3) in units of velocity_scale)
+    slot_masses(features (...,F), masses (n_el,), n_elements) -> (...,1) g/mol (0 for an empty slot)
 
 Layers (``from sagesnet_tf.layers import ...``)::
 

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from sagesnet_tf.atoms import ELEMENTS
-from sagesnet_tf.grid import VELOCITY_SCALE, split_slot_features
+from sagesnet_tf.grid import VELOCITY_SCALE, slot_masses, split_slot_features
 from sagesnet_tf.layers.mlp import MLP
 
 
@@ -76,11 +76,10 @@ class AtomDecoder(keras.layers.Layer):
         shape = tf.shape(window)
         window = tf.reshape(window, [shape[0], shape[1], len(self.window) * z_padded.shape[-1]])
         out = self.mlp(tf.concat([window, atom_features], axis=-1))
-        features = split_slot_features(atom_features, self.n_elements)
         if self.masses is not None:
-            mass = tf.reduce_sum(features["species_onehot"] * tf.constant(self.masses), -1, keepdims=True)  # (B,N,1)
+            mass = slot_masses(atom_features, self.masses, self.n_elements)  # (B,N,1)
             out -= tf.reduce_sum(mass * out, 1, keepdims=True) / tf.reduce_sum(mass, 1, keepdims=True)
-        old_velocity = features["velocities"]
+        old_velocity = split_slot_features(atom_features, self.n_elements)["velocities"]
         return {
             "displacement": out[..., :3] * self.displacement_scale,
             "velocities": (old_velocity + out[..., 3:]) * self.velocity_scale,

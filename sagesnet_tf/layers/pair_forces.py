@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sagesnet_tf.grid import VELOCITY_SCALE, split_slot_features
+from sagesnet_tf.grid import VELOCITY_SCALE, slot_masses, split_slot_features
 
 #: Spacing (and width) of the Gaussian radial features, Å.
 BASIS_SPACING = 0.1
@@ -134,8 +134,7 @@ class PairForces(keras.layers.Layer):
         magnitude = self.magnitude(features)[:, 0] * self.velocity_scale                             # (P,) Å/ps
         push = magnitude[:, None] * tf.gather_nd(separation, pairs) / r[:, None]                     # (P,3)
         change = tf.scatter_nd(pairs[:, :2], push, tf.cast(tf.stack([shape[0], shape[1], 3]), tf.int64))
-        mass = tf.reduce_sum(own["species_onehot"] * tf.constant(self.masses), -1, keepdims=True)
-        return change * (self.masses[0] / tf.maximum(mass, 1e-6))
+        return change * (self.masses[0] / tf.maximum(slot_masses(atom_features, self.masses, n_el), 1e-6))
 
     def get_config(self):
         return {**super().get_config(), "cutoff": self.cutoff, "h": self.h, "slots": self.slots,
