@@ -26,12 +26,15 @@ from sagesnet_tf.errors import SagesnetError
 @click.option("--strain-rate", type=float, default=0.0, help="Engineering strain rate, 1/ps (affine tension).")
 @click.option("--axis", type=click.Choice(["x", "y", "z"]), default="x", help="Tension axis.")
 @click.option("--max-strain", type=float, default=None, help="Stop at this engineering strain.")
+@click.option("--stop-past-peak", is_flag=True,
+              help="Tension: stop once the stress has fallen 30 %% below its peak and the strain is 0.05 past "
+                   "it (the MD tension protocol's early stop).")
 @click.option("--every", type=click.IntRange(min=1), default=10,
               help="Model steps Δ per output frame (at --scale 1 rounded down to whole coarse steps, at least one).")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def simulate(model, structures, steps, time_ps, scale, temperature, thermostat_ps, seed, strain_rate, axis,
-             max_strain, every, overwrite, out) -> None:
+             max_strain, stop_past_peak, every, overwrite, out) -> None:
     """Simulate STRUCTURE with a SAGESnet SavedModel; writes trajectory.extxyz, thermo.csv, plots."""
     from pathlib import Path
 
@@ -49,7 +52,8 @@ def simulate(model, structures, steps, time_ps, scale, temperature, thermostat_p
         try:
             manifest = run(structure, target, model=model, steps=steps, time_ps=time_ps, temperature_K=temperature,
                            thermostat_ps=thermostat_ps, seed=seed, strain_rate=strain_rate, axis=axis,
-                           max_strain=max_strain, every=every, scale=scale, overwrite=overwrite)
+                           max_strain=max_strain, stop_past_peak=stop_past_peak, every=every, scale=scale,
+                           overwrite=overwrite)
         except RolloutDiverged as err:
             if len(atoms) == 1:
                 raise

@@ -10,7 +10,9 @@ keyword (N atoms, E environment fields, D latent width, B batch, T window steps)
                     n_steps () i32 ≥ 0, strain_rate_per_ps () f32, axis () i32 in {0,1,2})
         -> positions (N,3) Å (unwrapped), velocities (N,3) Å/ps, box_lengths (3,) Å,
            box_origin (3,) Å, uncertainty (N,) predicted one-step loss of each atom's cell,
-           stress (6,) bar·Å³ per-cell stress summed (xx,yy,zz,xy,xz,yz), strain () engineering
+           stress (6,) bar·Å³ the structure's stress × volume (−P·V, xx,yy,zz,xy,xz,yz: the atoms'
+           pair stress summed when the model has ``pair_stress``, else the latent head's per-cell
+           stress summed), strain () engineering
            strain of this call along ``axis`` (box length / input box length − 1)
     encode(positions, velocities, species, box_lengths, box_origin, pbc)
         -> latent (1,X,Y,Z,D), assignment (N,4) i32, grid_origin (3,) Å, spacing (3,) Å
@@ -22,7 +24,8 @@ keyword (N atoms, E environment fields, D latent width, B batch, T window steps)
     simulate_coarse(window_positions (T,N,3), window_velocities (T,N,3), species, box_lengths,
                     box_origin, pbc, env, n_steps () coarse steps of T·Δ, strain_rate_per_ps, axis)
         -> as serving_default, but positions/velocities (T,N,3): the last T frames (Δ apart), and
-           uncertainty (N,) the predicted reconstruction loss of each atom's coarse cell
+           uncertainty (N,) the predicted reconstruction loss of each atom's coarse cell, and stress
+           that of the last frame
     metadata() -> metadata: JSON string (same as the asset file)
 
 Each step Δ of ``serving_default`` applies the affine tension first (box and atom coordinates
@@ -70,7 +73,7 @@ def build_metadata(config: SagesnetConfig, env_mean=None, env_std=None, run_info
         raise SagesnetError(f"export: env normalisation needs {n_env} values ({', '.join(config.env_fields)})")
     return {
         "schema_version": EXPORT_SCHEMA_VERSION,
-        "units": {"length": "Å", "time": "ps", "velocity": "Å/ps", "stress": "bar·Å³ (per-cell sum)",
+        "units": {"length": "Å", "time": "ps", "velocity": "Å/ps", "stress": "bar·Å³ (stress × volume, summed)",
                   "energy": "eV", "temperature": "K"},
         "elements": list(config.elements),
         "h": config.h, "slots": config.slots,
@@ -135,10 +138,10 @@ class SagesnetServing(tf.Module):
             return tf.identity(latent)
 
     # ---- the atom step ----------------------------------------------------------------------
-    def _voxelize(self, positions, velocities, species, box_lengths, box_origin, pbc):
+    def _voxelize(self, positions, velocities, species, box_lengths, box_origin, pbc, periodic_counts=None):
         c = self.model.config
         return voxelize(positions, velocities, species, box_lengths, box_origin, pbc, c.h, c.slots,
-                        self._n_el, c.velocity_scale, multiple=c.grid_multiple)
+                        self._n_el, c.velocity_scale, multiple=c.grid_multiple, periodic_counts=periodic_counts)
 
     @staticmethod
     def _check_escape(positions, box_lengths, box_origin, pbc):
@@ -191,8 +194,18 @@ class SagesnetServing(tf.Module):
             return out["positions"][0], out["velocities"][0]
         cell_unc = self.model.predict_uncertainty(z, env_n)[0]
         atom_unc = tf.gather_nd(cell_unc, grid.assignment[:, :3])
-        stress = tf.reduce_sum(self.model.cell_properties(z_next)["stress"][0], axis=[0, 1, 2])
-        return out["positions"][0], out["velocities"][0], atom_unc, stress
+        pos, vel = out["positions"][0], out["velocities"][0]
+        return pos, vel, atom_unc, self._stress(z_next, pos, vel, species, box_lengths, box_origin, pbc)
+
+    def _stress(self, latent, positions, velocities, species, box_lengths, box_origin, pbc):
+        """(6,) bar·Å³, one structure's stress × volume: the pair stress of its atoms (re-voxelized)
+        when the model has ``pair_stress``, else the latent head's per-cell stress of ``latent``
+        (1,X,Y,Z,D) summed."""
+        if self.model.pair_stress is None:
+            return tf.reduce_sum(self.model.cell_properties(latent)["stress"][0], axis=[0, 1, 2])
+        grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
+        state = atoms_state_from_grid(grid, positions, velocities, species)
+        return tf.reduce_sum(self.model.atom_stress(tf.shape(grid.atom_grid)[:3], state)[0], axis=0)
 
     @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
                                   _spec(tf.float32), _spec(tf.bool), _spec(tf.float32), _spec(tf.int32),
@@ -239,7 +252,9 @@ class SagesnetServing(tf.Module):
         loop closes through the atoms every coarse step, as the ``coarse_joint`` stage trained
         it. Returns the last T frames (they start the next call); per atom, ``uncertainty`` is
         the predicted reconstruction loss of its coarse cell for the returned window (the coarse
-        level's uncertainty head); ``stress`` is summed over the window's last frame refined.
+        level's uncertainty head); ``stress`` is that of the window's last frame (from its atoms
+        with ``pair_stress``, else from its refined latent). Within a coarse step the decoded
+        frames keep the window's grid (cell counts) while their box is stretched.
         """
         if not self.model.config.coarse_levels:
             return {"positions": self._no_coarse_levels(window_positions)}
@@ -269,7 +284,8 @@ class SagesnetServing(tf.Module):
             for k in range(steps):
                 pos, box = self._stretch(pos, box, growth, box_origin)
                 pos = self._check_escape(pos, box, box_origin, pbc)
-                grid = self._voxelize(pos, vel, species, box, box_origin, pbc)
+                # on the window's grid: a box stretched within the coarse step keeps its cell counts
+                grid = self._voxelize(pos, vel, species, box, box_origin, pbc, periodic_counts=tf.shape(refined)[2:5])
                 # padded like the window's latent grid (fails if the sheet outgrew it)
                 grid = grid._replace(atom_grid=pad_open_axes(grid.atom_grid, pbc, open_cells))
                 out = self.model.decode_atoms(refined[:, k], atoms_state_from_grid(grid, pos, vel, species))
@@ -282,7 +298,7 @@ class SagesnetServing(tf.Module):
         coarse, _, assignment = coarsen_frames(pos_w, vel_w, box)
         coarse_cell = assignment[:, :3] // tf.constant(self.model.config.coarse_levels[0]["factor"])
         unc = tf.gather_nd(self.model.predict_coarsen_uncertainty(coarse, env_n, 0)[0], coarse_cell)
-        stress = tf.reduce_sum(self.model.cell_properties(self.model.refine(coarse, 0)[:, -1])["stress"][0], axis=[0, 1, 2])
+        stress = self._stress(self.model.refine(coarse, 0)[:, -1], pos_w[-1], vel_w[-1], species, box, box_origin, pbc)
         strain = tf.reduce_sum((box / box_lengths - 1.0) * axis_mask)
         return {"positions": pos_w, "velocities": vel_w, "box_lengths": box, "box_origin": box_origin,
                 "uncertainty": unc, "stress": stress, "strain": strain}

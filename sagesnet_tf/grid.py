@@ -89,7 +89,7 @@ def affine_remap(positions, box_from, box_to, box_origin=0.0):
 
 def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: float, slots: int,
              n_elements: int = len(ELEMENTS), velocity_scale: float = VELOCITY_SCALE,
-             margin_cells: int = 1, multiple=(1, 1, 1)) -> VoxelGrid:
+             margin_cells: int = 1, multiple=(1, 1, 1), periodic_counts=None) -> VoxelGrid:
     """Bin one structure's atoms into an atom grid.
 
     Args:
@@ -108,6 +108,9 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
             model with coarse levels needs its fine grid divisible by the coarsening factors):
             periodic axes take more, narrower voxels; non-periodic axes extra empty voxels at the
             upper side.
+        periodic_counts: None, or (3,) int: the cells along each periodic axis, instead of
+            :func:`periodic_cells` (e.g. to keep a grid while its box is stretched a little:
+            the voxels widen with the box).
 
     Returns:
         :class:`VoxelGrid`.
@@ -130,7 +133,7 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
     ]
     with tf.control_dependencies(checks):
         index, offset, dims, origin, spacing = _voxel_coordinates(positions, box_lengths, box_origin, pbc, h,
-                                                                   margin_cells, multiple)
+                                                                   margin_cells, multiple, periodic_counts)
     slot = _slot_ranks(index, dims)
     worst = tf.argmax(slot, output_type=tf.int32)
     msg = tf.strings.format(
@@ -151,14 +154,17 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
     return VoxelGrid(atom_grid, assignment, origin, spacing)
 
 
-def _voxel_coordinates(positions, box_lengths, box_origin, pbc, h: float, margin_cells: int, multiple):
+def _voxel_coordinates(positions, box_lengths, box_origin, pbc, h: float, margin_cells: int, multiple,
+                       periodic_counts=None):
     """Where :func:`voxelize` bins atoms, for one structure or a batch of frames.
 
-    positions (..., N, 3) float32 Å; box_lengths, box_origin (..., 3) Å; pbc (3,) bool. Returns
+    positions (..., N, 3) float32 Å; box_lengths, box_origin (..., 3) Å; pbc (3,) bool;
+    periodic_counts None or (3,) cells along periodic axes (default :func:`periodic_cells`). Returns
     ``index`` (..., N, 3) int32 voxel, ``offset`` (..., N, 3) in [0, 1) inside it, ``dims``
     (..., 3) int32 grid shape, ``origin`` and ``spacing`` (..., 3) Å.
     """
-    n_periodic = periodic_cells(box_lengths, h, multiple)
+    n_periodic = (periodic_cells(box_lengths, h, multiple) if periodic_counts is None
+                  else tf.cast(periodic_counts, tf.float32))
     h = tf.constant(h, tf.float32)
     k = tf.constant(multiple, tf.float32)
     lowest, highest = tf.reduce_min(positions, axis=-2), tf.reduce_max(positions, axis=-2)

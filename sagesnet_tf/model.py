@@ -18,6 +18,7 @@ Both models share the latent dynamics (:class:`LatentDynamics`)::
 
     encode(atom_grid (B,X,Y,Z,S,F)) -> z (B,X,Y,Z,D)
     decode(z) -> slot dict (see CellDecoder);  cell_properties(z) -> stress, kinetic_energy
+    atom_stress(grid_shape, atoms_state) -> (B,N,6) per-atom stress × volume (needs pair_stress)
     decode_atoms(z_next, atoms_state, halos=None) -> dict(positions, velocities, species,
                                                           displacement), same N and order
     call({"atom_grid", "env"}) -> dict(latent, latent_next, slots_next, uncertainty)
@@ -47,7 +48,7 @@ from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import VELOCITY_SCALE, VoxelGrid, gather_atom_features, slot_feature_size
 from sagesnet_tf.layers import (
     MLP, AtomDecoder, BOUNDARY_MODES, CellDecoder, CellEncoder, CellHeads, Coarsener,
-    EnvironmentConv, PairForces, Refiner, ScatterPredictor, UncertaintyHead, VirtualCells)
+    EnvironmentConv, PairForces, PairStress, Refiner, ScatterPredictor, UncertaintyHead, VirtualCells)
 from sagesnet_tf.trajectory import ENV_FIELDS
 
 
@@ -134,6 +135,10 @@ class SagesnetConfig(_ConfigBase):
             change and displacement (no net force from the learned decoder).
         pair_cutoff: Å; > 0 adds learned central pair forces between atoms closer than this to
             the decoded velocity change (:class:`~sagesnet_tf.layers.PairForces`), 0 for none.
+        pair_stress: read the stress from the atoms, as their kinetic part plus the virial of
+            learned bond tensions over the pairs closer than ``pair_cutoff``
+            (:class:`~sagesnet_tf.layers.PairStress`; needs ``pair_cutoff`` > 0), instead of
+            from the latent's stress head alone.
         env_fields: names of the blanket vector's entries (E = len), normalised by the caller.
         cell_channels: C, per-cell input channels (forces, clamp flags); 0 for none.
         coarse_levels: list of {"factor": (kx, ky, kz), "steps": T}, finest first.
@@ -157,6 +162,7 @@ class SagesnetConfig(_ConfigBase):
     gather_radius: tuple = (1, 1, 1)
     conserve_momentum: bool = False
     pair_cutoff: float = 0.0
+    pair_stress: bool = False
     env_fields: tuple = ENV_FIELDS
     cell_channels: int = 0
     coarse_levels: tuple = ({"factor": (2, 2, 1), "steps": 2},)
@@ -175,6 +181,9 @@ class SagesnetConfig(_ConfigBase):
         if self.pair_cutoff < 0 or (self.pair_cutoff > 0 and "tiled" in self.boundary):
             raise SagesnetError(f"model config: pair_cutoff must be >= 0 (0: no pair forces) and needs "
                                 f"periodic or open boundaries, got {self.pair_cutoff} with {self.boundary}")
+        if self.pair_stress and self.pair_cutoff <= 0:
+            raise SagesnetError("model config: pair_stress needs the pairs of pair_cutoff > 0; set pair_cutoff "
+                                "(e.g. 2.7 Å for carbon) or pair_stress: false")
 
     @property
     def delta_ps(self) -> float:
@@ -355,6 +364,9 @@ class SagesnetModel(LatentDynamics):
         self.pair_forces = (PairForces(c.pair_cutoff, c.h, c.slots, c.boundary, masses,
                                        c.delta_ps, c.velocity_scale, name="pair_forces")
                             if c.pair_cutoff > 0 else None)
+        self.pair_stress = (PairStress(c.pair_cutoff, c.h, c.slots, c.boundary, masses, c.velocity_scale,
+                                       name="pair_stress")
+                            if c.pair_stress else None)
         self._make_dynamics(c.latent_dim, c.hidden, c.depth, c.kernel_size, c.boundary,
                             len(c.env_fields), c.cell_channels, c.coarse_levels)
 
@@ -368,6 +380,8 @@ class SagesnetModel(LatentDynamics):
         self.atom_decoder.build(z, (None, None, 4), (None, None, f))
         if self.pair_forces is not None:
             self.pair_forces.build()
+        if self.pair_stress is not None:
+            self.pair_stress.build()
         self._build_dynamics()
         self.built = True
 
@@ -382,6 +396,16 @@ class SagesnetModel(LatentDynamics):
     def cell_properties(self, z):
         """z (..., D) -> dict(stress (..., 6) bar·Å³, kinetic_energy (...) eV)."""
         return self.heads(z)
+
+    def atom_stress(self, grid_shape, atoms_state):
+        """Per-atom stress × volume (B,N,6) bar·Å³ (xx,yy,zz,xy,xz,yz; summed over atoms −P·V) of the
+        atoms of ``atoms_state`` on their atom grid of shape ``grid_shape`` (3,): their kinetic part
+        plus the virial of the learned bond tensions (:class:`~sagesnet_tf.layers.PairStress`).
+        Models without ``pair_stress`` have none: use :meth:`cell_properties`."""
+        if self.pair_stress is None:
+            raise SagesnetError("atom_stress needs a model with pair_stress: true")
+        return self.pair_stress(grid_shape, atoms_state["assignment"], atoms_state["atom_features"],
+                                atoms_state["spacing"])
 
     def decode_atoms(self, z, atoms_state, halos=None):
         """New atom positions and velocities from the new latent grid (plus, with ``pair_cutoff`` > 0,

@@ -46,6 +46,7 @@ from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
 from sagesnet_tf.io.extxyz import write_extxyz_frames
 from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A
+from sagesnet_tf.md.protocols import EarlyStop
 from sagesnet_tf.structures import bond_pairs
 from sagesnet_tf.thermo import berendsen_rescale, maxwell_boltzmann_velocities, temperature_k
 
@@ -158,8 +159,8 @@ def _divergence(frame: Atoms, temperature: float, target: float | None) -> str |
 def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = None, steps: int | None = None,
              time_ps: float | None = None, temperature_K: float | None = None, strain_rate: float = 0.0,
              axis: str = "x", max_strain: float | None = None, every: int = 10, scale: int = 0,
-             thermostat_ps: float | None = None, seed: int = 0, overwrite: bool = False,
-             progress: bool = True) -> dict:
+             thermostat_ps: float | None = None, seed: int = 0, stop_past_peak: bool = False,
+             overwrite: bool = False, progress: bool = True) -> dict:
     """Run the model from ``structure`` and write the outputs; returns the manifest dict.
 
     The run ends at ``steps`` model steps, ``time_ps`` or ``max_strain`` (with ``strain_rate`` >
@@ -167,14 +168,17 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     ``temperature_K``) turns on the Berendsen rescaling of the module docstring. A structure
     without velocities (none, or all zero) starts from Maxwell–Boltzmann velocities at
     ``temperature_K`` drawn with ``seed``. ``scale``: 0 fine, 1 the model's coarse level 0.
+    ``stop_past_peak`` (tension runs): stop once the stress along the axis has fallen 30 % below its
+    peak and the strain is 0.05 past it, the MD tension protocol's early stop
+    (:class:`~sagesnet_tf.md.protocols.EarlyStop`; status ``completed: stopped past the stress peak``).
     """
     import tensorflow as tf
     from tqdm import tqdm
 
     if every < 1:
         raise SagesnetError(f"simulate: --every must be >= 1, got {every}")
-    if max_strain is not None and strain_rate <= 0:
-        raise SagesnetError("simulate: --max-strain needs a positive --strain-rate")
+    if (max_strain is not None or stop_past_peak) and strain_rate <= 0:
+        raise SagesnetError("simulate: --max-strain and --stop-past-peak need a positive --strain-rate")
     if steps is None and time_ps is None and max_strain is None:
         raise SagesnetError("simulate: give at least one of --steps, --time-ps, --max-strain")
     if thermostat_ps is not None and (thermostat_ps <= 0 or temperature_K is None):
@@ -285,6 +289,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         return res["positions"].numpy(), velocities, res["box_lengths"].numpy(), res
 
     start = time.time()
+    stopper = EarlyStop() if stop_past_peak else None
     record(0, pos, vel, lengths, 0.0, np.zeros(len(pos)), np.zeros(6))
     done = 0
     with tqdm(total=total, unit="step", desc="simulate", disable=not progress) as bar:
@@ -316,6 +321,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             reason = _divergence(frame, temp, target)
             if reason:
                 raise diverged(reason)
+            if stopper is not None and stopper.update(strain, rows[-1][f"stress_{axis}{axis}_GPa"]):
+                finish("completed: stopped past the stress peak")
+                return manifest
     finish("completed")
     return manifest
 

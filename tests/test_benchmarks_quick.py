@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.kirigami_tension import QUICK
 from benchmarks.run_benchmarks import main as cli_main, run_benchmarks
 from sagesnet_tf.export import export_model
+from sagesnet_tf.io.extxyz import read_extxyz_frames
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
+from sagesnet_tf.structures import kirigami
 
 SHIPPED = Path(__file__).resolve().parents[1] / "exported_models" / "sagesnet_graphene"
 
@@ -36,12 +39,24 @@ def test_quick_kirigami_and_speed(model_dir, tmp_path):
     assert rows["strain per wall second of the stretch (ratio: SAGESnet speed-up)"]["lammps"] > 0
     # LAMMPS stretched a real ribbon: it carries load
     assert rows["max stress"]["lammps"] > 1.0
+    # the targets over the patterns (one here): yield-strain MAE and the stress error up to yield
+    assert {"yield strain mean absolute error (10 % drop)", "yield strain mean absolute error (first max)",
+            "worst stress error up to yield (fraction of the peak)"} <= set(rows)
+    assert rows["yield strain mean absolute error (10 % drop)"]["case"] == "all 1 patterns"
+    curve_error = rows["stress error up to yield (max |Δσ| / LAMMPS peak, 10 % drop yield)"]["sagesnet"]
+    assert curve_error is None or curve_error >= 0
     ratio = [r for r in spd["rows"] if r["error_kind"] == "ratio"]
     assert ratio and all(r["lammps"] > 0 and r["sagesnet"] > 0 and math.isfinite(r["error"]) for r in ratio)
     table = (tmp_path / "results.md").read_text()
     assert "| LAMMPS | SAGESnet |" in table
     assert f"{rows['max stress']['lammps']:.4g}" in table and f"{ratio[0]['sagesnet']:.4g}" in table
     assert (tmp_path / "kirigami_stress_strain.png").stat().st_size > 0
+    # SAGESnet's stress is over the ribbon's nominal cross-section, as LAMMPS's
+    pattern = next(p for p in kir["details"] if p != "settings")
+    first = read_extxyz_frames(tmp_path / f"kirigami_{pattern}" / "sagesnet" / "trajectory.extxyz")[0]
+    ribbon = kirigami(pattern, QUICK["nx"], QUICK["ny"], periodic_y=kir["details"]["settings"]["periodic_y"])
+    assert first.info["nominal_width_A"] == pytest.approx(ribbon.info["nominal_width_A"])
+    assert first.info["nominal_width_A"] < first.cell[1, 1] - 10.0  # the box holds vacuum across the ribbon
 
 
 def test_unknown_model_is_a_one_line_error(tmp_path, capsys):

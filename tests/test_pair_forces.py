@@ -1,6 +1,7 @@
-"""PairForces: neighbours found through the atom grid equal a brute-force pair sum, momentum is
-conserved exactly (pair forces alone, and the whole decoder with ``conserve_momentum``), and such a
-model round-trips through .keras."""
+"""PairForces and PairStress: neighbours found through the atom grid give the same sums as brute
+force over periodic images, momentum is conserved exactly (pair forces alone, and the whole decoder
+with ``conserve_momentum``), the stress has LAMMPS's kinetic part and sign, and such a model
+round-trips through .keras."""
 
 import numpy as np
 import pytest
@@ -10,9 +11,12 @@ import keras
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import voxelize_atoms
-from sagesnet_tf.layers.pair_forces import BASIS_SPACING, TAPER_WIDTH, PairForces
+from sagesnet_tf.layers.grid_pairs import BASIS_SPACING, TAPER_WIDTH
+from sagesnet_tf.layers.pair_forces import PairForces
+from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3, TENSION_SCALE_EV_PER_A, VOIGT, PairStress
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel, atoms_state_from_grid
 from sagesnet_tf.structures import graphene_sheet
+from sagesnet_tf.thermo import MVV2E
 
 H, SLOTS, CUTOFF, DELTA_PS = 1.8, 3, 2.7, 0.002
 
@@ -28,43 +32,67 @@ def hot_sheet():
     return atoms
 
 
-def random_pair_layer(seed=0):
-    layer = PairForces(CUTOFF, H, SLOTS, ("periodic", "periodic", "open"), [MASSES["C"], MASSES["H"]], DELTA_PS)
+def with_random_kernel(layer, dense, seed=0):
     layer.build()
-    kernel = np.random.default_rng(seed).normal(size=layer.magnitude.kernel.shape).astype("float32")
-    layer.magnitude.kernel.assign(kernel)
+    dense.kernel.assign(np.random.default_rng(seed).normal(size=dense.kernel.shape).astype("float32"))
     return layer
 
 
-def velocity_change(layer, atoms):
+def random_pair_layer(seed=0):
+    layer = PairForces(CUTOFF, H, SLOTS, ("periodic", "periodic", "open"), [MASSES["C"], MASSES["H"]], DELTA_PS)
+    return with_random_kernel(layer, layer.magnitude, seed)
+
+
+def random_stress_layer(seed=1):
+    layer = PairStress(CUTOFF, H, SLOTS, ("periodic", "periodic", "open"), [MASSES["C"], MASSES["H"]])
+    return with_random_kernel(layer, layer.tension, seed)
+
+
+def apply(layer, atoms):
     vg = voxelize_atoms(atoms, H, SLOTS)
     state = atoms_state_from_grid(vg, atoms.positions, atoms.velocities, atoms.species_index)
     return layer(tf.shape(vg.atom_grid)[:3], state["assignment"], state["atom_features"], state["spacing"])[0].numpy()
 
 
-def brute_force(layer, atoms):
-    """Σ_j over every periodic image closer than the cutoff (float64 numpy), the same radial function."""
+def brute_pairs(layer, dense, atoms, lookahead_ps):
+    """(i, j, r_j − r_i, learned radial value) of every pair closer than the cutoff over every
+    periodic image (float64 numpy), positions extrapolated ``lookahead_ps`` along the velocities."""
     lengths = np.diag(atoms.cell)
-    mid = atoms.positions + 0.5 * DELTA_PS * atoms.velocities
-    kernel = layer.magnitude.kernel.numpy()[:, 0].reshape(len(layer.centers), 2)
+    pos = atoms.positions + lookahead_ps * atoms.velocities
+    centers = layer.grid_pairs.centers
+    kernel = dense.kernel.numpy()[:, 0].reshape(len(centers), 2)
     onehot = np.eye(2)[atoms.species_index]
-    masses = np.array([MASSES["C"], MASSES["H"]])[atoms.species_index]
-    out = np.zeros_like(mid)
     for i in range(len(atoms)):
-        d = mid - mid[i]
+        d = pos - pos[i]
         d[:, :2] -= lengths[:2] * np.round(d[:, :2] / lengths[:2])
         r = np.linalg.norm(d, axis=1)
         for j in np.flatnonzero((r < CUTOFF) & (np.arange(len(atoms)) != i)):
             taper = 0.5 + 0.5 * np.cos(np.pi * np.clip((r[j] - CUTOFF + TAPER_WIDTH) / TAPER_WIDTH, 0, 1))
-            basis = np.exp(-((r[j] - layer.centers) / BASIS_SPACING) ** 2) * taper
-            g = basis @ kernel @ (onehot[i] + onehot[j]) * layer.velocity_scale
-            out[i] += g * d[j] / r[j] * MASSES["C"] / masses[i]
+            basis = np.exp(-((r[j] - centers) / BASIS_SPACING) ** 2) * taper
+            yield i, j, d[j], basis @ kernel @ (onehot[i] + onehot[j])
+
+
+def brute_force(layer, atoms):
+    """The pair forces' velocity change (N, 3) Å/ps by brute force."""
+    masses = np.array([MASSES["C"], MASSES["H"]])[atoms.species_index]
+    out = np.zeros_like(atoms.positions)
+    for i, j, d, g in brute_pairs(layer, layer.magnitude, atoms, 0.5 * DELTA_PS):
+        out[i] += g * layer.velocity_scale * d / np.linalg.norm(d) * MASSES["C"] / masses[i]
     return out
+
+
+def brute_force_stress(layer, atoms):
+    """The pair stress (N, 6) bar·Å³ by brute force: −m v⊗v + ½ Σ_j w d⊗d / r."""
+    out = np.zeros((len(atoms), 6))
+    for i, j, d, w in brute_pairs(layer, layer.tension, atoms, 0.0):
+        out[i] += 0.5 * w * TENSION_SCALE_EV_PER_A * EV_TO_BAR_A3 * np.array([d[a] * d[b] for a, b in VOIGT]) / np.linalg.norm(d)
+    v = atoms.velocities
+    return out - atoms.masses[:, None] * np.stack([v[:, a] * v[:, b] for a, b in VOIGT], 1) * MVV2E * EV_TO_BAR_A3
 
 
 def test_grid_neighbours_give_the_brute_force_pair_sum_and_conserve_momentum(hot_sheet):
     layer = random_pair_layer()
-    change = velocity_change(layer, hot_sheet)
+    change = apply(layer, hot_sheet)
     expected = brute_force(layer, hot_sheet)
     assert np.abs(expected).max() > 1.0  # the pairs contribute
     np.testing.assert_allclose(change, expected, atol=2e-3 * np.abs(expected).max())
@@ -72,19 +100,35 @@ def test_grid_neighbours_give_the_brute_force_pair_sum_and_conserve_momentum(hot
     assert np.abs(momentum).max() < 1e-4 * (hot_sheet.masses[:, None] * np.abs(change)).sum(0).max()
 
 
+def test_pair_stress_is_the_brute_force_virial_plus_the_kinetic_part(hot_sheet):
+    layer = random_stress_layer()
+    stress = apply(layer, hot_sheet)
+    expected = brute_force_stress(layer, hot_sheet)
+    np.testing.assert_allclose(stress, expected, atol=2e-3 * np.abs(expected).max())
+    # with no bond tension, the summed stress is −Σ m v⊗v: trace −3 N k_B T_kinetic, as LAMMPS's −P·V
+    layer.tension.kernel.assign(np.zeros(layer.tension.kernel.shape, "float32"))
+    kinetic = apply(layer, hot_sheet).sum(0)
+    assert np.all(kinetic[:3] < 0)
+    v = hot_sheet.velocities
+    np.testing.assert_allclose(kinetic[:3], -(hot_sheet.masses[:, None] * v * v).sum(0) * MVV2E * EV_TO_BAR_A3,
+                               rtol=1e-4)
+
+
 def test_a_box_too_small_for_the_cutoff_is_refused():
     layer = random_pair_layer()
     with pytest.raises(tf.errors.InvalidArgumentError, match="fewer than 5 voxels"):
-        velocity_change(layer, graphene_sheet(2, 2))  # 3 voxels along x, the window needs 5
+        apply(layer, graphene_sheet(2, 2))  # 3 voxels along x, the window needs 5
     with pytest.raises(tf.errors.InvalidArgumentError, match="narrower than pair_cutoff"):
-        velocity_change(layer, graphene_sheet(2, 1))  # 1.2 Å voxels along y: 2 of them < 2.7 Å
+        apply(layer, graphene_sheet(2, 1))  # 1.2 Å voxels along y: 2 of them < 2.7 Å
     with pytest.raises(SagesnetError, match="pair_cutoff"):
         SagesnetConfig(pair_cutoff=-1.0)
+    with pytest.raises(SagesnetError, match="pair_stress needs .*pair_cutoff"):
+        SagesnetConfig(pair_stress=True)
 
 
-def test_model_with_pair_forces_and_momentum_conservation_saves_and_loads(tmp_path, hot_sheet):
+def test_model_with_pair_terms_and_momentum_conservation_saves_and_loads(tmp_path, hot_sheet):
     cfg = SagesnetConfig(latent_dim=8, hidden=16, depth=1, encoder_layers=1, slots=SLOTS, h=H,
-                         pair_cutoff=CUTOFF, conserve_momentum=True, delta_steps=2)
+                         pair_cutoff=CUTOFF, pair_stress=True, conserve_momentum=True, delta_steps=2)
     model = SagesnetModel(cfg)
     model.build()
     rng = np.random.default_rng(2)
@@ -94,6 +138,7 @@ def test_model_with_pair_forces_and_momentum_conservation_saves_and_loads(tmp_pa
     state = atoms_state_from_grid(vg, hot_sheet.positions, hot_sheet.velocities, hot_sheet.species_index)
     z = model.encode(vg.atom_grid[None])
     out = model.decode_atoms(z, state)
+    stress = model.atom_stress(tf.shape(vg.atom_grid)[:3], state).numpy()
     change = out["velocities"].numpy()[0] - hot_sheet.velocities
     m = hot_sheet.masses[:, None]
     assert np.abs(change).max() > 1.0
@@ -103,3 +148,5 @@ def test_model_with_pair_forces_and_momentum_conservation_saves_and_loads(tmp_pa
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded.decode_atoms(z, state)["velocities"].numpy(), out["velocities"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(loaded.atom_stress(tf.shape(vg.atom_grid)[:3], state).numpy(), stress,
+                               rtol=1e-5, atol=1e-6 * np.abs(stress).max())

@@ -8,21 +8,23 @@ import numpy as np
 import pytest
 
 from sagesnet_tf.cli.main import main
+from sagesnet_tf.analysis.stress_strain import nominal_thickness, nominal_width, sheet_stress_gpa
 from sagesnet_tf.export import export_model
 from sagesnet_tf.io import read_structure, write_structure
 from sagesnet_tf.io.extxyz import read_extxyz_frames
+from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
 from sagesnet_tf.simulate import THERMO_COLUMNS
 from sagesnet_tf.structures import ribbon
-from sagesnet_tf.thermo import berendsen_factor, berendsen_rescale, maxwell_boltzmann_velocities
+from sagesnet_tf.thermo import MVV2E, berendsen_factor, berendsen_rescale, maxwell_boltzmann_velocities
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "graphene.extxyz")
 
 
-def make_model(weight_std: float, coarse_levels=()) -> SagesnetModel:
+def make_model(weight_std: float, coarse_levels=(), pair_cutoff: float = 0.0) -> SagesnetModel:
     # Δ = 1 fs and 3 slots: constant-velocity motion over a test's steps cannot crowd 4 atoms together
     model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1, coarse_levels=coarse_levels,
-                                         slots=3, delta_steps=1))
+                                         slots=3, delta_steps=1, pair_cutoff=pair_cutoff, pair_stress=pair_cutoff > 0))
     model.build()
     if weight_std:
         rng = np.random.default_rng(0)
@@ -35,7 +37,19 @@ def models(tmp_path_factory):
     base = tmp_path_factory.mktemp("models")
     return {"identity": export_model(make_model(0.0), base / "identity"),
             "huge": export_model(make_model(3.0), base / "huge"),
-            "coarse": export_model(make_model(0.0, ({"factor": (2, 2, 1), "steps": 2},)), base / "coarse")}
+            "coarse": export_model(make_model(0.0, ({"factor": (2, 2, 1), "steps": 2},)), base / "coarse"),
+            "pair": export_model(make_model(0.0, ({"factor": (2, 2, 1), "steps": 2},), pair_cutoff=2.7), base / "pair"),
+            "softening": export_model(softening_model(), base / "softening")}
+
+
+def softening_model() -> SagesnetModel:
+    """Untrained dynamics whose C–C bonds carry tension only near 1.4 Å: stretched, the sheet's
+    stress peaks at once and then falls."""
+    model = make_model(0.0, pair_cutoff=2.7)
+    kernel = np.zeros(model.pair_stress.tension.kernel.shape, np.float32)
+    kernel[2 * int(np.argmin(np.abs(model.pair_stress.grid_pairs.centers - 1.4))), 0] = 1.0  # carbon pairs at 1.4 Å
+    model.pair_stress.tension.kernel.assign(kernel)
+    return model
 
 
 def read_thermo(path):
@@ -212,6 +226,38 @@ def test_several_structures_run_into_their_own_directories(models, tmp_path):
         assert [int(r["step"]) for r in read_thermo(out / name / "thermo.csv")] == [0, 2, 4]
     assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--structure", EXAMPLE,
                  "--steps", "1", "--out", str(tmp_path / "dup")]) == 2
+
+
+def test_stop_past_peak_ends_a_tension_run_once_the_stress_has_fallen(models, tmp_path, capsys):
+    out = tmp_path / "stop"
+    assert main(["simulate", "--model", str(models["softening"]), "--structure", EXAMPLE, "--strain-rate", "1.0",
+                 "--max-strain", "0.3", "--every", "5", "--stop-past-peak", "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    stress = [float(r["stress_xx_GPa"]) for r in read_thermo(out / "thermo.csv")][1:]
+    assert manifest["status"] == "completed: stopped past the stress peak"
+    assert manifest["final_strain"] < 0.2 and stress[-1] <= 0.7 * max(stress)
+    assert main(["simulate", "--model", str(models["softening"]), "--structure", EXAMPLE, "--steps", "2",
+                 "--stop-past-peak", "--out", str(tmp_path / "no_rate")]) == 2
+    assert "--strain-rate" in capsys.readouterr().err
+
+
+def test_a_pair_model_reports_the_stress_of_its_atoms_at_both_scales(models, tmp_path, capsys):
+    # untrained bond tensions: the stress is the atoms' kinetic part alone, −Σ m v_x² per sheet volume
+    start = read_structure(EXAMPLE)
+    width, thickness = nominal_width(start, "x"), nominal_thickness(start)
+    for scale in ("0", "1"):
+        out = tmp_path / f"scale{scale}"
+        assert main(["simulate", "--model", str(models["pair"]), "--structure", EXAMPLE, "--temperature", "300",
+                     "--strain-rate", "1.0", "--axis", "x", "--steps", "8", "--every", "2", "--scale", scale,
+                     "--out", str(out)]) == 0, capsys.readouterr().err
+        rows, frames = read_thermo(out / "thermo.csv"), read_extxyz_frames(out / "trajectory.extxyz")
+        assert len(rows) == len(frames) >= 4
+        for row, frame in list(zip(rows, frames))[1:]:
+            kinetic = -(frame.masses * frame.velocities[:, 0] ** 2).sum() * MVV2E * EV_TO_BAR_A3
+            expected = sheet_stress_gpa(kinetic, frame.cell[0, 0], width, thickness)
+            assert expected < -0.1
+            assert float(row["stress_xx_GPa"]) == pytest.approx(expected, rel=1e-3)
 
 
 def test_coarse_scale_runs_whole_coarse_steps_and_decodes_every_atom(models, tmp_path, capsys):

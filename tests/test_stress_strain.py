@@ -1,12 +1,12 @@
 """Stress–strain analysis on synthetic curves (no LAMMPS): stress convention, Young's modulus,
-both yield rules, toughness, the tension early-stop rule and the PNG plots."""
+both yield rules, toughness, the curve error to yield, the tension early-stop rule and the PNG plots."""
 
 import numpy as np
 import pytest
 
 from sagesnet_tf.analysis.plots import plot_stress_strain, plot_thermo
 from sagesnet_tf.analysis.stress_strain import (
-    nominal_thickness, nominal_width, sheet_stress_from_atoms, sheet_stress_from_pressure, summarize, toughness,
+    curve_error_to_yield, nominal_thickness, nominal_width, sheet_stress_from_atoms, sheet_stress_from_pressure, summarize, toughness,
     yield_index_drop, yield_index_local_max, youngs_modulus)
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.md.protocols import EarlyStop
@@ -76,6 +76,22 @@ def test_toughness_is_area_under_curve_up_to_yield():
     strain = np.linspace(0, 0.2, 101)
     assert toughness(strain, 1000.0 * strain, 100) == pytest.approx(1000.0 * 0.2 ** 2 / 2)
     assert toughness(strain, 1000.0 * strain, 50) == pytest.approx(1000.0 * 0.1 ** 2 / 2)
+
+
+def test_curve_error_to_yield_is_the_worst_stress_difference_before_yield_over_the_peak():
+    strain, stress = _curve()
+    peak = stress[strain <= 0.25].max()
+    assert curve_error_to_yield(strain, stress, strain, stress, 0.25) == 0.0
+    # 10 % softer everywhere: the worst difference before yield is 10 % of the peak
+    assert curve_error_to_yield(strain, stress, strain, 0.9 * stress, 0.25) == pytest.approx(0.1, rel=1e-6)
+    # a model curve sampled elsewhere is interpolated; what happens past yield does not count
+    coarse = np.linspace(0.0, 0.4, 41)
+    broken = np.where(coarse <= 0.25, np.interp(coarse, strain, stress), 0.0)
+    assert curve_error_to_yield(strain, stress, coarse, broken, 0.24) < 0.01
+    # a model curve that stopped at 0.1 is judged on what it reached; one that reached nothing is None
+    assert curve_error_to_yield(strain, stress, strain[:51], 1.2 * stress[:51], 0.25) == pytest.approx(
+        0.2 * stress[50] / peak, rel=1e-6)
+    assert curve_error_to_yield(strain, stress, [0.3, 0.4], [1.0, 1.0], 0.25) is None
 
 
 def test_summarize_reports_all_properties():

@@ -24,6 +24,9 @@ where AIREBO graphene is linear to within a few %; GPa.
   than the previous point and the next two.
 
 **Toughness**: trapezoidal ∫σ dε from the first point to the yield point, GPa (= GJ/m³).
+
+**Curve error to yield** (model against MD): the largest stress difference up to the MD's yield
+strain, as a fraction of the MD's peak stress there.
 """
 
 from __future__ import annotations
@@ -146,6 +149,21 @@ def toughness(strain: np.ndarray, stress_gpa: np.ndarray, upto: int) -> float:
     """∫σ dε (GPa) by the trapezoid rule from the first point to index ``upto`` inclusive."""
     e, s = np.asarray(strain, float)[: upto + 1], np.asarray(stress_gpa, float)[: upto + 1]
     return float(np.sum(0.5 * (s[1:] + s[:-1]) * np.diff(e)))
+
+
+def curve_error_to_yield(ref_strain, ref_stress_gpa, strain, stress_gpa, yield_strain: float) -> float | None:
+    """How far a curve strays from a reference one up to the reference's yield: the largest
+    |σ(ε) − σ_ref(ε)| over the reference's points with ε ≤ ``yield_strain`` that the curve reaches
+    (σ interpolated linearly at those strains), as a fraction of the reference's peak stress over the
+    same points. None when the curve reaches none of them or that peak is not positive."""
+    ref_strain, ref_stress = np.asarray(ref_strain, float), np.asarray(ref_stress_gpa, float)
+    strain, stress = np.asarray(strain, float), np.asarray(stress_gpa, float)
+    upto = ref_strain <= yield_strain
+    peak = ref_stress[upto].max() if upto.any() else 0.0
+    points = upto & (ref_strain >= strain[0]) & (ref_strain <= strain[-1])
+    if not points.any() or peak <= 0:
+        return None
+    return float(np.abs(np.interp(ref_strain[points], strain, stress) - ref_stress[points]).max() / peak)
 
 
 @dataclasses.dataclass

@@ -39,6 +39,10 @@ Layers (``from sagesnet_tf.layers import ...``)::
     PairForces(cutoff, h, slots, boundary, masses, delta_ps, velocity_scale=10.0)
         (grid_shape (3,), assignment (B,N,4), atom_features (B,N,F), spacing (B,3) Å)
         -> velocity change (B,N,3) Å/ps from learned central pair forces (momentum-conserving)
+    PairStress(cutoff, h, slots, boundary, masses, velocity_scale=10.0)
+        (grid_shape (3,), assignment (B,N,4), atom_features (B,N,F), spacing (B,3) Å)
+        -> per-atom stress × volume (B,N,6) bar·Å³: −m v⊗v + virial of learned bond tensions
+    (both find their neighbours with ``grid_pairs.GridPairs``, no weights)
     CellHeads(hidden=64, n_layers=2, stress_scale=1.0, energy_scale=1.0)
         latent (..., D) -> dict(stress (...,6) bar·Å³ xx,yy,zz,xy,xz,yz, kinetic_energy (...) eV)
     MLP(units, hidden=64, n_layers=2, output_initializer="glorot_uniform")  (..., F) -> (..., units)
@@ -67,8 +71,8 @@ Models (:mod:`sagesnet_tf.model`; full method list in that module's docstring)::
         encode(board) -> z; step(z, env=None); decode(z) -> logits; and the same coarse/uncertainty
         methods as SagesnetModel (env optional when env_dim=0).
 
-Several output kernels start at zero (EnvironmentConv, ScatterPredictor, AtomDecoder, PairForces): an
-untrained model is the identity step. Both models save/load as ``.keras`` (identical outputs).
+Several output kernels start at zero (EnvironmentConv, ScatterPredictor, AtomDecoder, PairForces,
+PairStress): an untrained model is the identity step (and reads only the kinetic stress). Both models save/load as ``.keras`` (identical outputs).
 """
 
 from sagesnet_tf.layers.atom_decoder import AtomDecoder
@@ -78,11 +82,12 @@ from sagesnet_tf.layers.environment import EnvironmentConv
 from sagesnet_tf.layers.heads import CellHeads
 from sagesnet_tf.layers.mlp import MLP
 from sagesnet_tf.layers.pair_forces import PairForces
+from sagesnet_tf.layers.pair_stress import PairStress
 from sagesnet_tf.layers.predictor import ScatterPredictor
 from sagesnet_tf.layers.uncertainty import UncertaintyHead
 from sagesnet_tf.layers.virtual_cells import BOUNDARY_MODES, VirtualCells, tile_halo
 
 __all__ = [
     "AtomDecoder", "BOUNDARY_MODES", "CellDecoder", "CellEncoder", "CellHeads", "Coarsener",
-    "EnvironmentConv", "MLP", "PairForces", "Refiner", "ScatterPredictor", "UncertaintyHead", "VirtualCells", "tile_halo",
+    "EnvironmentConv", "MLP", "PairForces", "PairStress", "Refiner", "ScatterPredictor", "UncertaintyHead", "VirtualCells", "tile_halo",
 ]

@@ -13,7 +13,7 @@ class CellHeads(keras.layers.Layer):
     """Latent (..., D) -> dict(stress (..., 6), kinetic_energy (...)).
 
     ``stress`` is the cell's summed per-atom stress × volume in bar·Å³, ordered xx, yy, zz, xy,
-    xz, yz (LAMMPS ``compute stress/atom`` convention, tension negative); ``kinetic_energy`` is
+    xz, yz (LAMMPS ``compute stress/atom`` convention: −P·V summed, positive in tension); ``kinetic_energy`` is
     the cell's kinetic energy in eV, ≥ 0 (softplus). Outputs are ``stress_scale`` and
     ``energy_scale`` times the network's unit-scale outputs (set them from dataset statistics).
 

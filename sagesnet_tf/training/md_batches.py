@@ -334,6 +334,15 @@ def atom_masses(species, elements) -> tf.Tensor:
     return tf.gather(tf.constant([MASSES[e] for e in elements], tf.float32), species)
 
 
+def cell_sums(assignment, values, grid_shape) -> tf.Tensor:
+    """Per-cell sums of per-atom values: assignment (B, N, 4) int32, values (B, N, ...) float32,
+    grid_shape (3,) int32 (X, Y, Z) -> (B, X, Y, Z, ...)."""
+    b, n = tf.shape(assignment)[0], tf.shape(assignment)[1]
+    index = tf.concat([tf.tile(tf.range(b)[:, None, None], [1, n, 1]), assignment[..., :3]], axis=-1)
+    shape = tf.concat([[b], tf.cast(grid_shape, tf.int32), tf.shape(values)[2:]], 0)
+    return tf.scatter_nd(index, tf.cast(values, tf.float32), shape)
+
+
 def cell_targets(assignment, masses, velocities, stress, grid_shape) -> dict[str, tf.Tensor]:
     """Per-cell sums of per-atom quantities: the targets of the stress and kinetic-energy heads.
 
@@ -344,12 +353,7 @@ def cell_targets(assignment, masses, velocities, stress, grid_shape) -> dict[str
     Returns:
         ``stress`` (B, X, Y, Z, 6) bar·Å³, ``kinetic_energy`` (B, X, Y, Z) eV.
     """
-    b = tf.shape(assignment)[0]
-    n = tf.shape(assignment)[1]
-    batch_index = tf.tile(tf.range(b)[:, None, None], [1, n, 1])
-    index = tf.concat([batch_index, assignment[..., :3]], axis=-1)
     ke = 0.5 * masses * tf.reduce_sum(tf.square(velocities), -1) * MVV2E
-    shape = tf.concat([[b], tf.cast(grid_shape, tf.int32)], 0)
-    return {"stress": tf.scatter_nd(index, tf.cast(stress, tf.float32), tf.concat([shape, [6]], 0)),
-            "kinetic_energy": tf.scatter_nd(index, ke, shape)}
+    return {"stress": cell_sums(assignment, stress, grid_shape),
+            "kinetic_energy": cell_sums(assignment, ke, grid_shape)}
 

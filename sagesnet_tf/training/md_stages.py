@@ -13,9 +13,20 @@ Stages (``kind``), run in file order:
   (binary cross-entropy), element (cross-entropy on occupied slots), offset and velocity (MSE on
   occupied slots; offsets in voxel units, velocities in units of σ_v), plus the per-cell stress and
   kinetic-energy heads (MSE of the per-cell sums, in units of σ_stress and of one atom's mean
-  kinetic energy). Trains encoder, slot decoder and heads.
+  kinetic energy). Trains encoder, slot decoder and heads. With ``pair_stress`` it also reports
+  ``pair_stress``, the MSE of the pair stress's per-cell sums (not trained here).
 - ``heads``: the autoencoder's loss with only the stress and kinetic-energy heads training (the
   latents stay as the trained dynamics read them), e.g. to teach a trained model new stresses.
+- ``pair_stress_fit`` (models with ``pair_stress``): the pair stress's bond tensions by linear least
+  squares instead of gradient steps. Each step adds one batch's per-cell equations (the per-cell
+  sums of :meth:`~sagesnet_tf.layers.PairStress.design` against the MD per-cell stress plus the
+  kinetic part, all components in one unit, σ_stress pooled over them) to the normal equations
+  (:class:`PairStressFit`, checkpointed); the last step solves them (ridge
+  :data:`PAIR_STRESS_RIDGE` × the mean diagonal, so radial functions no pair reaches stay 0) and
+  sets the weights. ``learning_rate`` is unused. Reports the ``pair_stress`` loss of the current
+  weights. Adam on the same loss stalls far from this optimum: the per-cell stresses of thermal
+  frames are noisy, the radial features overlap (fitted on the tension data it read 65 % of the
+  held-out peak stress, the least-squares weights 105 %).
 - ``predictor``: one step Δ (one record stride): encode(t) -> step -> decode_atoms; MSE of the
   displacement (units σ_d) and of the new velocity (units σ_v) against frame t+Δ. The atom
   decoder reads each atom's own velocity, so the constant-velocity guess v·Δ is a linear function
@@ -99,8 +110,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 #: Stage kinds of the MD trainer, in their usual order.
-MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "heads", "predictor", "unrolled", "coarsener_autoencoder", "coarse_joint",
-                                   "uncertainty", "coarse_uncertainty")
+MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "heads", "pair_stress_fit", "predictor", "unrolled",
+                                   "coarsener_autoencoder", "coarse_joint", "uncertainty", "coarse_uncertainty")
 #: Stages that train coarse level 0 (the model needs ``coarse_levels``).
 MD_COARSE_KINDS: tuple[str, ...] = ("coarsener_autoencoder", "coarse_joint", "coarse_uncertainty")
 
@@ -158,7 +169,7 @@ class MDTrainConfig:
     init_from: str = _field("", "run directory whose model.keras initialises every variable of the same name and "
                                 "shape (e.g. a trained fine model before adding a coarse level); empty: random init")
     model: dict = dataclasses.field(default_factory=dict, metadata={
-        "help": "keys of SagesnetConfig (empty with init_from: that run's model)", "model": True})
+        "help": "keys of SagesnetConfig (with init_from: that run's model, these keys changed)", "model": True})
     data: MDDataConfig = dataclasses.field(default_factory=MDDataConfig, metadata={"help": "data"})
     stages: list = dataclasses.field(default_factory=list, metadata={"help": "stages", "item": MDStageConfig})
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig, metadata={"help": "checkpoints"})
@@ -192,8 +203,8 @@ def is_md_config(path: str) -> bool:
 def md_config_from_dict(data: dict) -> MDTrainConfig:
     """Validate a mapping into :class:`MDTrainConfig` (one-line SagesnetError on bad input)."""
     cfg = _build(MDTrainConfig, data, "")
-    if cfg.init_from and not cfg.model:
-        cfg.model = _run_model_config(cfg.init_from)
+    if cfg.init_from:
+        cfg.model = {**_run_model_config(cfg.init_from), **cfg.model}
     try:
         cfg.model_config
     except TypeError as exc:
@@ -214,6 +225,8 @@ def md_config_from_dict(data: dict) -> MDTrainConfig:
     bad = [s.name for s in cfg.stages if s.oversample > 0 and s.kind not in ("coarsener_autoencoder", "coarse_joint")]
     if bad:
         raise SagesnetError(f"stage '{bad[0]}': oversample applies to coarsener_autoencoder and coarse_joint only; remove it")
+    if "pair_stress_fit" in kinds and not cfg.model_config.pair_stress:
+        raise SagesnetError("stage 'pair_stress_fit' fits the pair stress; set model.pair_stress: true (needs pair_cutoff)")
     if "uncertainty" in kinds and "predictor" not in kinds[:kinds.index("uncertainty")]:
         raise SagesnetError("stage 'uncertainty' needs a 'predictor' stage before it; add one")
     return cfg
@@ -309,6 +322,8 @@ def stage_layers(model: SagesnetModel, kind: str) -> list:
         return [model.encoder, model.decoder, model.heads]
     if kind == "heads":
         return [model.heads]
+    if kind == "pair_stress_fit":
+        return [model.pair_stress]  # set by least squares (PairStressFit), not by the optimizer
     if kind == "uncertainty":
         return [model.uncertainty]
     if kind == "coarsener_autoencoder":
@@ -369,6 +384,10 @@ class MDStageRunner:
         p, v, sp, box, env = (batch["positions"], batch["velocities"], batch["species"], batch["box"], batch["env"])
         if kind in ("autoencoder", "heads"):
             return self._autoencoder(p[:, 0], v[:, 0], sp, box[:, 0], batch["stress"])
+        if kind == "pair_stress_fit":
+            inp = self.inputs(p[:, 0], v[:, 0], sp, box[:, 0])
+            per_ex = self.pair_stress_loss(inp, batch["stress"])
+            return per_ex, {"loss": per_ex, "pair_stress": per_ex}
         if kind in MD_COARSE_KINDS:  # constant boxes only (train_md checks)
             return self._coarse(kind, p, v, sp, box[:, 0], env, unroll)
         if kind == "uncertainty":
@@ -500,8 +519,38 @@ class MDStageRunner:
         stress_l = mean_squared(props["stress"], cells["stress"], tf.constant(self.data.sigma_stress))
         ke_l = mean_squared(props["kinetic_energy"], cells["kinetic_energy"], self.sigma_ke)
         per_ex = occupancy + element + offset + vel + stress_l + ke_l
-        return per_ex, {"loss": per_ex, "occupancy": occupancy, "element": element, "offset": offset,
-                        "velocity": vel, "stress": stress_l, "kinetic_energy": ke_l}
+        metrics = {"occupancy": occupancy, "element": element, "offset": offset, "velocity": vel,
+                   "stress": stress_l, "kinetic_energy": ke_l}
+        if self.model.pair_stress is not None:  # reported; fitted by the pair_stress_fit stage
+            metrics["pair_stress"] = self.pair_stress_loss(inp, stress)
+        return per_ex, {"loss": per_ex, **metrics}
+
+    @property
+    def stress_unit(self) -> float:
+        """bar·Å³, one unit for every component of the pair stress: σ_stress pooled over the six
+        (per-component units would weight the small out-of-plane components of a sheet ~200 times
+        more than xx, and a pair virial cannot follow those: its fit to them spoils xx)."""
+        return float(np.sqrt(np.mean(np.square(self.data.sigma_stress))))
+
+    def pair_stress_loss(self, inp, stress):
+        """(B,) MSE of the pair stress's per-cell sums against the MD's (units :attr:`stress_unit`);
+        ``inp`` the batch's :meth:`inputs`, ``stress`` (B,N,6) the MD per-atom stress, bar·Å³."""
+        grid_shape = tf.shape(inp["atom_grid"])[1:4]
+        predicted = md_batches.cell_sums(inp["assignment"], self.model.atom_stress(grid_shape, inp), grid_shape)
+        target = md_batches.cell_sums(inp["assignment"], stress, grid_shape)
+        return mean_squared(predicted, target, self.stress_unit)
+
+    def pair_stress_equations(self, batch):
+        """One batch's per-cell least-squares equations for the pair stress weights w (F,):
+        ``rows`` (R, F) · w ≈ ``target`` (R,), R = B·X·Y·Z·6 (empty cells give zero rows), in units
+        of :attr:`stress_unit`."""
+        inp = self.inputs(batch["positions"][:, 0], batch["velocities"][:, 0], batch["species"], batch["box"][:, 0])
+        grid_shape = tf.shape(inp["atom_grid"])[1:4]
+        design, kinetic = self.model.pair_stress.design(grid_shape, inp["assignment"], inp["atom_features"],
+                                                        inp["spacing"])
+        rows = md_batches.cell_sums(inp["assignment"], design, grid_shape) / self.stress_unit         # (B,X,Y,Z,6,F)
+        target = md_batches.cell_sums(inp["assignment"], batch["stress"] + kinetic, grid_shape) / self.stress_unit
+        return tf.reshape(rows, [-1, tf.shape(design)[-1]]), tf.reshape(target, [-1])
 
 
 #: Windows the oversampling buffer keeps.
@@ -545,6 +594,36 @@ class HardWindows(tf.Module):
         self.loss.assign(np.array([l for l, _ in best] + [-np.inf] * pad, np.float32))
 
 
+#: Ridge of the pair-stress least-squares fit, relative to the mean diagonal of the normal equations.
+PAIR_STRESS_RIDGE = 1e-4
+
+
+class PairStressFit(tf.Module):
+    """Normal equations of the ``pair_stress_fit`` stage, summed over its batches (checkpointed, so a
+    resumed stage continues the same sums): Gram matrix (F, F) and moment (F,), float64."""
+
+    def __init__(self, n_features: int):
+        super().__init__(name="pair_stress_fit")
+        self.gram = tf.Variable(tf.zeros([n_features, n_features], tf.float64), trainable=False, name="gram")
+        self.moment = tf.Variable(tf.zeros([n_features], tf.float64), trainable=False, name="moment")
+
+    def reset(self) -> None:
+        self.gram.assign(tf.zeros_like(self.gram))
+        self.moment.assign(tf.zeros_like(self.moment))
+
+    def add(self, rows, target) -> None:
+        """rows (R, F), target (R,): add RᵀR and Rᵀy."""
+        rows, target = tf.cast(rows, tf.float64), tf.cast(target, tf.float64)
+        self.gram.assign_add(tf.matmul(rows, rows, transpose_a=True))
+        self.moment.assign_add(tf.linalg.matvec(rows, target, transpose_a=True))
+
+    def solve(self) -> np.ndarray:
+        """(F,) float32 least-squares weights (ridge PAIR_STRESS_RIDGE × mean diagonal)."""
+        gram = self.gram.numpy()
+        ridge = PAIR_STRESS_RIDGE * max(float(np.mean(np.diag(gram))), 1e-30)
+        return np.linalg.solve(gram + ridge * np.eye(len(gram)), self.moment.numpy()).astype(np.float32)
+
+
 def _latent_variance(z):
     """Per-example variance of a latent tensor (B, ...) -> (B, 1, ..., 1), held fixed."""
     axes = list(range(1, z.shape.rank))
@@ -584,9 +663,17 @@ def _to_tensors(batch: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------- loop
-def _stage_functions(runner: MDStageRunner, s: MDStageConfig, opt, variables):
+def _stage_functions(runner: MDStageRunner, s: MDStageConfig, opt, variables, fit: PairStressFit | None = None):
     """tf.functions (train_step(batch, noise), eval_step(batch)) of stage ``s``; both return batch means
-    (train_step also the per-example loss)."""
+    (train_step also the per-example loss). For ``pair_stress_fit`` the train step adds the batch to
+    ``fit``'s normal equations instead of taking an optimizer step."""
+
+    if s.kind == "pair_stress_fit":
+        @tf.function(reduce_retracing=True)
+        def accumulate_step(batch, noise):
+            fit.add(*runner.pair_stress_equations(batch))
+            per_ex, mets = runner.loss(s.kind, batch, None)
+            return {k: tf.reduce_mean(v) for k, v in mets.items()}, per_ex
 
     @tf.function(reduce_retracing=True)
     def train_step(batch, noise):
@@ -601,7 +688,7 @@ def _stage_functions(runner: MDStageRunner, s: MDStageConfig, opt, variables):
     def eval_step(batch):
         return {k: tf.reduce_mean(v) for k, v in runner.loss(s.kind, batch, None, s.unroll)[1].items()}
 
-    return train_step, eval_step
+    return (accumulate_step if s.kind == "pair_stress_fit" else train_step), eval_step
 
 
 def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = False, progress: bool = True) -> dict:
@@ -650,8 +737,11 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     state = RunState()
     # the oversampling buffer is checkpointed only by runs that use it (older checkpoints lack it)
     hard = HardWindows(HARD_WINDOWS_CAPACITY) if any(s.oversample > 0 for s in cfg.stages) else None
+    fit = (PairStressFit(model.pair_stress.grid_pairs.n_features)
+           if any(s.kind == "pair_stress_fit" for s in cfg.stages) else None)
+    extra = {name: obj for name, obj in (("hard_windows", hard), ("pair_stress_fit", fit)) if obj is not None}
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), cfg.checkpoint.keep, state,
-                                model=model, optimizers=optimizers, **({"hard_windows": hard} if hard else {}))
+                                model=model, optimizers=optimizers, **extra)
     metrics = MetricsLog(run_dir, cfg.name, [s.name for s in cfg.stages])
     if resume and checkpointer.restore_latest():
         metrics.load(int(state.step.numpy()))
@@ -666,8 +756,10 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     for index, s in enumerate(cfg.stages):
         if index < int(state.stage_index.numpy()):
             continue
-        train_step, eval_step = _stage_functions(runner, s, optimizers[s.name], stage_variables[s.name])
+        train_step, eval_step = _stage_functions(runner, s, optimizers[s.name], stage_variables[s.name], fit)
         bar.set_description(f"{cfg.name}:{s.name}")
+        if s.kind == "pair_stress_fit" and int(state.stage_step.numpy()) == 0:
+            fit.reset()
         while int(state.stage_step.numpy()) < s.steps:
             step = int(state.step.numpy())
             rng = np.random.default_rng([cfg.seed, step])
@@ -692,6 +784,8 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
             step, stage_step = step + 1, int(state.stage_step.numpy())
             bar.update(1)
             last = stage_step == s.steps
+            if last and s.kind == "pair_stress_fit":
+                model.pair_stress.tension.kernel.assign(fit.solve()[:, None])
             if step % cfg.log_every == 0 or last:
                 values = {k: float(v) for k, v in means.items()}
                 metrics.record(s.name, step, stage_step, "train", values)

@@ -1,0 +1,129 @@
+"""Atom pairs closer than a cutoff, found through the atom grid, and their radial features.
+
+The learned pair terms of the atom model (:class:`~sagesnet_tf.layers.PairForces`,
+:class:`~sagesnet_tf.layers.PairStress`) both need, for every atom, its neighbours within a cutoff
+and a description of each pair's distance and elements. Neighbours come from the atom grid: each
+atom reads the slots of the voxels within ``radius = ceil(cutoff / h)`` cells per axis (periodic
+axes wrap, open axes see empty space), so the cost is linear in the number of atoms. This is exact
+while ``radius × voxel edge ≥ cutoff`` on every axis and every periodic axis has at least
+``2·radius + 1`` cells; both are checked in the graph.
+
+A pair's features are Gaussian radial functions of its distance (centres from
+:data:`BASIS_START` to the cutoff, :data:`BASIS_SPACING` apart and wide, switched off smoothly over
+the last :data:`TAPER_WIDTH`) times the pair's element code (one-hot of i + one-hot of j, so the
+learned function is symmetric in the two elements): a learned term linear in them is a smooth
+radial function per element pair that vanishes at the cutoff.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from sagesnet_tf.grid import split_slot_features
+
+#: Spacing (and width) of the Gaussian radial features, Å.
+BASIS_SPACING = 0.1
+#: Distance of the first radial feature, Å (closer pairs get no learned term).
+BASIS_START = 0.9
+#: Width of the smooth switch-off below the cutoff, Å.
+TAPER_WIDTH = 0.3
+
+
+class GridPairs:
+    """Neighbour search and pair features for one model's atom grid (no weights).
+
+    Args:
+        cutoff: Å, pairs farther apart are left out.
+        h: the model's nominal voxel edge, Å (sets the neighbour window).
+        slots: S, atom slots per voxel.
+        boundary: per axis ``'periodic'`` or ``'open'`` (``'tiled'`` is refused: the neighbour
+            atoms of other tiles are not available).
+        n_elements: element classes in the slot features.
+        velocity_scale: Å/ps per unit of the slot velocity features.
+    """
+
+    def __init__(self, cutoff: float, h: float, slots: int, boundary, n_elements: int, velocity_scale: float):
+        self.cutoff, self.h, self.slots = float(cutoff), float(h), int(slots)
+        self.boundary = tuple(str(b) for b in boundary)
+        self.n_elements, self.velocity_scale = int(n_elements), float(velocity_scale)
+        if "tiled" in self.boundary:
+            raise ValueError("pair terms need the neighbour atoms: 'tiled' boundaries are not supported")
+        self.radius = math.ceil(self.cutoff / self.h - 1e-6)
+        ranges = [range(-self.radius, self.radius + 1)] * 3
+        self.window = np.array(list(itertools.product(*ranges)), dtype=np.int32)          # (K, 3)
+        self.candidate_cells = np.repeat(self.window, self.slots, axis=0).astype(np.float32)  # (K·S, 3) = M
+        self.centers = np.arange(BASIS_START, self.cutoff, BASIS_SPACING, dtype=np.float32)
+
+    @property
+    def n_features(self) -> int:
+        """Features per pair: radial functions × elements."""
+        return len(self.centers) * self.n_elements
+
+    def _slot_table(self, grid_shape, assignment):
+        """(B, X+2r, Y+2r, Z+2r, S) int32: 1 + index of the atom in each slot, 0 for an empty one,
+        padded by the neighbour window (wrapped on periodic axes, empty on open ones)."""
+        shape = tf.shape(assignment)
+        batch = tf.broadcast_to(tf.range(shape[0])[:, None, None], [shape[0], shape[1], 1])
+        atoms = tf.broadcast_to(tf.range(1, shape[1] + 1)[None], shape[:2])
+        table = tf.scatter_nd(tf.concat([batch, assignment], -1), atoms,
+                              tf.concat([shape[:1], grid_shape, [self.slots]], 0))
+        r = self.radius
+        for axis, mode in enumerate(self.boundary):
+            dim = axis + 1
+            if mode == "periodic":
+                size = grid_shape[axis]
+                tf.debugging.assert_greater_equal(
+                    size, 2 * r + 1,
+                    message=f"pair terms: a periodic axis has fewer than {2 * r + 1} voxels (box narrower than "
+                            f"{2 * r + 1} × h); use a larger box (replicate the cell) or a smaller pair_cutoff")
+                table = tf.gather(table, tf.math.floormod(tf.range(-r, size + r), size), axis=dim)
+            else:
+                table = tf.pad(table, [[r, r] if d == dim else [0, 0] for d in range(5)])
+        return table
+
+    def __call__(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
+        """Every ordered pair (i, j) of atoms closer than the cutoff (both (i, j) and (j, i) appear).
+
+        Args:
+            grid_shape: (3,) int32, X, Y, Z of the atom grid the assignment refers to.
+            assignment: (B, N, 4) int32, each atom's voxel (ix, iy, iz) and slot.
+            atom_features: (B, N, F) float32, each atom's slot features.
+            spacing: (B, 3) float32, Å, the voxel edge per axis.
+            lookahead_ps: the separations are extrapolated this far ahead along the atoms'
+                relative velocity (0: the positions as given).
+
+        Returns:
+            dict: ``pairs`` (P, 3) int64 (batch entry, atom i, candidate index), ``atom`` (P, 2)
+            int64 (batch entry, atom i), ``separation`` (P, 3) Å (r_j − r_i), ``distance`` (P,) Å,
+            ``features`` (P, n_features).
+        """
+        grid_shape = tf.cast(grid_shape, tf.int32)
+        tf.debugging.assert_greater_equal(
+            self.radius * tf.reduce_min(spacing), self.cutoff - 1e-4,
+            message=f"pair terms: voxels narrower than pair_cutoff / {self.radius} Å would miss neighbours; "
+                    "use a box whose periodic lengths are not just above a multiple of h")
+        table = self._slot_table(grid_shape, assignment)
+        index = assignment[:, :, None, :3] + self.radius + tf.constant(self.window)[None, None]   # (B,N,K,3)
+        shape = tf.shape(assignment)
+        candidates = tf.reshape(tf.gather_nd(table, index, batch_dims=1), [shape[0], shape[1], -1])  # (B,N,M)
+        own = split_slot_features(atom_features, self.n_elements)
+        other = split_slot_features(tf.gather(atom_features, tf.maximum(candidates - 1, 0), batch_dims=1),
+                                    self.n_elements)
+        separation = (tf.constant(self.candidate_cells) + other["offsets"] - own["offsets"][:, :, None]) \
+            * spacing[:, None, None, :]                                                               # (B,N,M,3) Å
+        if lookahead_ps:
+            separation += (other["velocities"] - own["velocities"][:, :, None]) * (self.velocity_scale * lookahead_ps)
+        distance = tf.norm(separation, axis=-1)
+        own_atom = tf.range(1, shape[1] + 1)[None, :, None]
+        pairs = tf.where((candidates > 0) & (candidates != own_atom) & (distance < self.cutoff))     # (P,3)
+        r = tf.gather_nd(distance, pairs)                                                            # (P,)
+        code = tf.gather_nd(other["species_onehot"], pairs) + tf.gather_nd(own["species_onehot"], pairs[:, :2])
+        taper = 0.5 + 0.5 * tf.cos(np.pi * tf.clip_by_value((r - self.cutoff + TAPER_WIDTH) / TAPER_WIDTH, 0., 1.))
+        basis = tf.exp(-tf.square((r[:, None] - self.centers) / BASIS_SPACING)) * taper[:, None]    # (P,Kb)
+        features = tf.reshape(basis[:, :, None] * code[:, None, :], [-1, self.n_features])
+        return {"pairs": pairs, "atom": pairs[:, :2], "separation": tf.gather_nd(separation, pairs),
+                "distance": r, "features": features}
