@@ -20,10 +20,11 @@ from __future__ import annotations
 import itertools
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from sagesnet_tf.grid import split_slot_features
+from sagesnet_tf.grid import VELOCITY_SCALE, split_slot_features
 
 #: Spacing (and width) of the Gaussian radial features, Å.
 BASIS_SPACING = 0.1
@@ -127,3 +128,40 @@ class GridPairs:
         features = tf.reshape(basis[:, :, None] * code[:, None, :], [-1, self.n_features])
         return {"pairs": pairs, "atom": pairs[:, :2], "separation": tf.gather_nd(separation, pairs),
                 "distance": r, "features": features}
+
+
+class PairTerm(keras.layers.Layer):
+    """Base of the learned pair terms: the atom grid's :class:`GridPairs` and one learned radial
+    function per element pair (a bias-free, zero-initialised Dense layer over the pair features,
+    returned by :meth:`radial`).
+
+    Args:
+        cutoff: Å, pairs farther apart are left out.
+        h: the model's nominal voxel edge, Å (sets the neighbour window).
+        slots: S, atom slots per voxel.
+        boundary: per axis ``'periodic'`` or ``'open'``.
+        masses: (n_elements,) atomic masses, g/mol.
+        velocity_scale: Å/ps per unit of the slot velocity features.
+    """
+
+    def __init__(self, cutoff: float, h: float, slots: int, boundary, masses,
+                 velocity_scale: float = VELOCITY_SCALE, **kwargs):
+        super().__init__(**kwargs)
+        self.cutoff = float(cutoff)
+        self.h = float(h)
+        self.slots = int(slots)
+        self.boundary = tuple(str(b) for b in boundary)
+        self.masses = tuple(float(m) for m in masses)
+        self.velocity_scale = float(velocity_scale)
+        self.grid_pairs = GridPairs(cutoff, h, slots, boundary, len(self.masses), velocity_scale)
+
+    def radial(self) -> keras.layers.Dense:
+        """The learned radial function (pair features (P, F) -> (P, 1))."""
+        raise NotImplementedError
+
+    def build(self, *args):
+        self.radial().build((None, self.grid_pairs.n_features))
+
+    def get_config(self):
+        return {**super().get_config(), "cutoff": self.cutoff, "h": self.h, "slots": self.slots,
+                "boundary": list(self.boundary), "masses": list(self.masses), "velocity_scale": self.velocity_scale}

@@ -23,11 +23,11 @@ import keras
 import tensorflow as tf
 
 from sagesnet_tf.grid import VELOCITY_SCALE, slot_masses
-from sagesnet_tf.layers.grid_pairs import GridPairs
+from sagesnet_tf.layers.grid_pairs import PairTerm
 
 
 @keras.saving.register_keras_serializable(package="sagesnet")
-class PairForces(keras.layers.Layer):
+class PairForces(PairTerm):
     """(grid_shape, assignment, atom_features, spacing) -> velocity change (B, N, 3) Å/ps.
 
     Call args:
@@ -51,19 +51,12 @@ class PairForces(keras.layers.Layer):
 
     def __init__(self, cutoff: float, h: float, slots: int, boundary, masses, delta_ps: float,
                  velocity_scale: float = VELOCITY_SCALE, **kwargs):
-        super().__init__(**kwargs)
-        self.cutoff = float(cutoff)
-        self.h = float(h)
-        self.slots = int(slots)
-        self.boundary = tuple(str(b) for b in boundary)
-        self.masses = tuple(float(m) for m in masses)
+        super().__init__(cutoff, h, slots, boundary, masses, velocity_scale, **kwargs)
         self.delta_ps = float(delta_ps)
-        self.velocity_scale = float(velocity_scale)
-        self.grid_pairs = GridPairs(cutoff, h, slots, boundary, len(self.masses), velocity_scale)
         self.magnitude = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros", name="magnitude")
 
-    def build(self, *args):
-        self.magnitude.build((None, self.grid_pairs.n_features))
+    def radial(self) -> keras.layers.Dense:
+        return self.magnitude
 
     def call(self, grid_shape, assignment, atom_features, spacing):
         """See class docstring for shapes and units."""
@@ -75,6 +68,4 @@ class PairForces(keras.layers.Layer):
         return change * (self.masses[0] / tf.maximum(slot_masses(atom_features, self.masses, len(self.masses)), 1e-6))
 
     def get_config(self):
-        return {**super().get_config(), "cutoff": self.cutoff, "h": self.h, "slots": self.slots,
-                "boundary": list(self.boundary), "masses": list(self.masses), "delta_ps": self.delta_ps,
-                "velocity_scale": self.velocity_scale}
+        return {**super().get_config(), "delta_ps": self.delta_ps}

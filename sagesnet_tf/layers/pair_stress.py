@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from sagesnet_tf.grid import VELOCITY_SCALE, slot_masses, split_slot_features
-from sagesnet_tf.layers.grid_pairs import GridPairs
+from sagesnet_tf.layers.grid_pairs import PairTerm
 from sagesnet_tf.thermo import MVV2E
 
 #: 1 eV = this many bar·Å³.
@@ -38,7 +38,7 @@ VOIGT = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
 
 
 @keras.saving.register_keras_serializable(package="sagesnet")
-class PairStress(keras.layers.Layer):
+class PairStress(PairTerm):
     """(grid_shape, assignment, atom_features, spacing) -> per-atom stress × volume (B, N, 6) bar·Å³.
 
     Call args: as :class:`~sagesnet_tf.layers.PairForces` (the atoms' slot features carry their
@@ -53,18 +53,11 @@ class PairStress(keras.layers.Layer):
 
     def __init__(self, cutoff: float, h: float, slots: int, boundary, masses,
                  velocity_scale: float = VELOCITY_SCALE, **kwargs):
-        super().__init__(**kwargs)
-        self.cutoff = float(cutoff)
-        self.h = float(h)
-        self.slots = int(slots)
-        self.boundary = tuple(str(b) for b in boundary)
-        self.masses = tuple(float(m) for m in masses)
-        self.velocity_scale = float(velocity_scale)
-        self.grid_pairs = GridPairs(cutoff, h, slots, boundary, len(self.masses), velocity_scale)
+        super().__init__(cutoff, h, slots, boundary, masses, velocity_scale, **kwargs)
         self.tension = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros", name="tension")
 
-    def build(self, *args):
-        self.tension.build((None, self.grid_pairs.n_features))
+    def radial(self) -> keras.layers.Dense:
+        return self.tension
 
     def _pairs(self, grid_shape, assignment, atom_features, spacing):
         """(atom (P,2) int64, features (P,F), ½ r⊗r/r (P,6) Å, kinetic part (B,N,6) bar·Å³, output shape)."""
@@ -94,8 +87,3 @@ class PairStress(keras.layers.Layer):
         per_pair = half_outer[:, :, None] * features[:, None, :] * BAR_A3_PER_UNIT                   # (P,6,F)
         n_features = tf.cast(tf.shape(features)[1:], tf.int64)
         return tf.scatter_nd(atom, per_pair, tf.concat([shape, n_features], 0)), kinetic
-
-    def get_config(self):
-        return {**super().get_config(), "cutoff": self.cutoff, "h": self.h, "slots": self.slots,
-                "boundary": list(self.boundary), "masses": list(self.masses),
-                "velocity_scale": self.velocity_scale}
