@@ -98,9 +98,8 @@ class GridPairs:
                 relative velocity (0: the positions as given).
 
         Returns:
-            dict: ``pairs`` (P, 3) int64 (batch entry, atom i, candidate index), ``atom`` (P, 2)
-            int64 (batch entry, atom i), ``separation`` (P, 3) Å (r_j − r_i), ``distance`` (P,) Å,
-            ``features`` (P, n_features).
+            dict: ``atom`` (P, 2) int64 (batch entry, atom i), ``separation`` (P, 3) Å (r_j − r_i),
+            ``distance`` (P,) Å, ``features`` (P, n_features).
         """
         grid_shape = tf.cast(grid_shape, tf.int32)
         tf.debugging.assert_greater_equal(
@@ -126,7 +125,7 @@ class GridPairs:
         taper = 0.5 + 0.5 * tf.cos(np.pi * tf.clip_by_value((r - self.cutoff + TAPER_WIDTH) / TAPER_WIDTH, 0., 1.))
         basis = tf.exp(-tf.square((r[:, None] - self.centers) / BASIS_SPACING)) * taper[:, None]    # (P,Kb)
         features = tf.reshape(basis[:, :, None] * code[:, None, :], [-1, self.n_features])
-        return {"pairs": pairs, "atom": pairs[:, :2], "separation": tf.gather_nd(separation, pairs),
+        return {"atom": pairs[:, :2], "separation": tf.gather_nd(separation, pairs),
                 "distance": r, "features": features}
 
 

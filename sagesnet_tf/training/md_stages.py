@@ -542,15 +542,15 @@ class MDStageRunner:
 
     def pair_stress_equations(self, batch):
         """One batch's per-cell least-squares equations for the pair stress weights w (F,):
-        ``rows`` (R, F) · w ≈ ``target`` (R,), R = B·X·Y·Z·6 (empty cells give zero rows), in units
-        of :attr:`stress_unit`."""
+        ``rows`` (B, X, Y, Z, 6, F) · w ≈ ``target`` (B, X, Y, Z, 6) (empty cells give zero rows), in
+        units of :attr:`stress_unit`; the misfit of the current w is :meth:`pair_stress_loss`."""
         inp = self.inputs(batch["positions"][:, 0], batch["velocities"][:, 0], batch["species"], batch["box"][:, 0])
         grid_shape = tf.shape(inp["atom_grid"])[1:4]
         design, kinetic = self.model.pair_stress.design(grid_shape, inp["assignment"], inp["atom_features"],
                                                         inp["spacing"])
         rows = md_batches.cell_sums(inp["assignment"], design, grid_shape) / self.stress_unit         # (B,X,Y,Z,6,F)
         target = md_batches.cell_sums(inp["assignment"], batch["stress"] + kinetic, grid_shape) / self.stress_unit
-        return tf.reshape(rows, [-1, tf.shape(design)[-1]]), tf.reshape(target, [-1])
+        return rows, target
 
 
 #: Windows the oversampling buffer keeps.
@@ -671,9 +671,13 @@ def _stage_functions(runner: MDStageRunner, s: MDStageConfig, opt, variables, fi
     if s.kind == "pair_stress_fit":
         @tf.function(reduce_retracing=True)
         def accumulate_step(batch, noise):
-            fit.add(*runner.pair_stress_equations(batch))
-            per_ex, mets = runner.loss(s.kind, batch, None)
-            return {k: tf.reduce_mean(v) for k, v in mets.items()}, per_ex
+            rows, target = runner.pair_stress_equations(batch)
+            n_features = tf.shape(rows)[-1]
+            fit.add(tf.reshape(rows, [-1, n_features]), tf.reshape(target, [-1]))
+            # the current weights' misfit from the same equations (= runner.pair_stress_loss)
+            kernel = runner.model.pair_stress.radial().kernel[:, 0]
+            per_ex = mean_squared(tf.linalg.matvec(rows, kernel), target)
+            return {"loss": tf.reduce_mean(per_ex), "pair_stress": tf.reduce_mean(per_ex)}, per_ex
 
     @tf.function(reduce_retracing=True)
     def train_step(batch, noise):
@@ -785,7 +789,7 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
             bar.update(1)
             last = stage_step == s.steps
             if last and s.kind == "pair_stress_fit":
-                model.pair_stress.tension.kernel.assign(fit.solve()[:, None])
+                model.pair_stress.radial().kernel.assign(fit.solve()[:, None])
             if step % cfg.log_every == 0 or last:
                 values = {k: float(v) for k, v in means.items()}
                 metrics.record(s.name, step, stage_step, "train", values)
