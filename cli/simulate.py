@@ -29,12 +29,15 @@ from sagesnet_tf.errors import SagesnetError
 @click.option("--stop-past-peak", is_flag=True,
               help="Tension: stop once the stress has fallen 30 %% below its peak and the strain is 0.05 past "
                    "it (the MD tension protocol's early stop).")
+@click.option("--mirror-average", is_flag=True,
+              help="Average every step with the mirrored step of the structure's mirror image through the box's "
+                   "mid-plane along the open axis: exactly mirror-symmetric dynamics at twice the cost (fine scale).")
 @click.option("--every", type=click.IntRange(min=1), default=10,
               help="Model steps Δ per output frame (at --scale 1 rounded down to whole coarse steps, at least one).")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def simulate(model, structures, steps, time_ps, scale, temperature, thermostat_ps, seed, strain_rate, axis,
-             max_strain, stop_past_peak, every, overwrite, out) -> None:
+             max_strain, stop_past_peak, mirror_average, every, overwrite, out) -> None:
     """Simulate STRUCTURE with a SAGESnet SavedModel; writes trajectory.extxyz, thermo.csv, plots."""
     from pathlib import Path
 
@@ -52,7 +55,8 @@ def simulate(model, structures, steps, time_ps, scale, temperature, thermostat_p
         try:
             manifest = run(structure, target, model=model, steps=steps, time_ps=time_ps, temperature_K=temperature,
                            thermostat_ps=thermostat_ps, seed=seed, strain_rate=strain_rate, axis=axis,
-                           max_strain=max_strain, stop_past_peak=stop_past_peak, every=every, scale=scale,
+                           max_strain=max_strain, stop_past_peak=stop_past_peak, mirror_average=mirror_average,
+                           every=every, scale=scale,
                            overwrite=overwrite)
         except RolloutDiverged as err:
             if len(atoms) == 1:

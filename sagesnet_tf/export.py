@@ -14,6 +14,9 @@ keyword (N atoms, E environment fields, D latent width, B batch, T window steps)
            pair stress summed when the model has ``pair_stress``, else the latent head's per-cell
            stress summed), strain () engineering
            strain of this call along ``axis`` (box length / input box length − 1)
+    simulate_mirror_average(the inputs of serving_default) -> its outputs, but every step Δ is
+        the mean of the step of the atoms and the mirrored step of their mirror image through the
+        box's mid-plane along each open axis (exactly mirror-symmetric dynamics, twice the cost)
     encode(positions, velocities, species, box_lengths, box_origin, pbc)
         -> latent (1,X,Y,Z,D), assignment (N,4) i32, grid_origin (3,) Å, spacing (3,) Å
     step(latent (B,X,Y,Z,D), env (B,E) raw) -> latent (B,X,Y,Z,D), uncertainty (B,X,Y,Z)
@@ -180,21 +183,32 @@ class SagesnetServing(tf.Module):
             axis_mask = tf.one_hot(axis, 3, dtype=tf.float32)
         return n_steps, axis_mask, box_lengths * axis_mask * rate * self._delta_ps
 
-    def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n, readouts=False):
+    def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n, readouts=False,
+                   mirror_average=False):
         """One Δ for one structure; env_n (1,E) normalised. Returns positions, velocities and, with
         ``readouts``, also the per-atom uncertainty (N,) and the stress (6,) (the heads run only
-        on the step whose readouts are returned). Fails (InvalidArgument) when atoms escape
-        (:meth:`_check_escape`)."""
+        on the step whose readouts are returned; the uncertainty is that of the unmirrored atoms).
+        ``mirror_average``: the step is the mean of this one and the mirrored step of the atoms'
+        mirror image through the box's mid-plane along each open axis, so the dynamics are exactly
+        symmetric under that mirror (the model's own are not: its open-axis grid starts at the
+        lowest atom). Fails (InvalidArgument) when atoms escape (:meth:`_check_escape`)."""
         positions = self._check_escape(positions, box_lengths, box_origin, pbc)
         grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
         z = self.model.encode(grid.atom_grid[None])
         z_next = self.model.step(z, env_n)
         out = self.model.decode_atoms(z_next, atoms_state_from_grid(grid, positions, velocities, species))
+        pos, vel = out["positions"][0], out["velocities"][0]
+        if mirror_average:
+            # x -> flip·x + shift is the mirror through the box's mid-plane along each open axis
+            flip = tf.where(pbc, 1.0, -1.0)
+            shift = tf.where(pbc, 0.0, 2.0 * box_origin + box_lengths)
+            pos_m, vel_m = self._atom_step(positions * flip + shift, velocities * flip, species, box_lengths,
+                                           box_origin, pbc, env_n)
+            pos, vel = 0.5 * (pos + (pos_m - shift) * flip), 0.5 * (vel + vel_m * flip)
         if not readouts:
-            return out["positions"][0], out["velocities"][0]
+            return pos, vel
         cell_unc = self.model.predict_uncertainty(z, env_n)[0]
         atom_unc = tf.gather_nd(cell_unc, grid.assignment[:, :3])
-        pos, vel = out["positions"][0], out["velocities"][0]
         return pos, vel, atom_unc, self._stress(z_next, pos, vel, species, box_lengths, box_origin, pbc)
 
     def _stress(self, latent, positions, velocities, species, box_lengths, box_origin, pbc):
@@ -212,6 +226,20 @@ class SagesnetServing(tf.Module):
                                   _spec(tf.float32), _spec(tf.int32)])
     def simulate(self, positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
                  strain_rate_per_ps, axis):
+        return self._simulate(positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
+                              strain_rate_per_ps, axis, mirror_average=False)
+
+    @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
+                                  _spec(tf.float32), _spec(tf.bool), _spec(tf.float32), _spec(tf.int32),
+                                  _spec(tf.float32), _spec(tf.int32)])
+    def simulate_mirror_average(self, positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
+                                strain_rate_per_ps, axis):
+        return self._simulate(positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
+                              strain_rate_per_ps, axis, mirror_average=True)
+
+    def _simulate(self, positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
+                  strain_rate_per_ps, axis, mirror_average: bool):
+        """``n_steps`` atom steps (the body of both simulate signatures, see the module docstring)."""
         positions, velocities, species, box_lengths, box_origin, pbc = self._check_atoms(
             positions, velocities, species, box_lengths, box_origin, pbc)
         env = tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")
@@ -222,7 +250,7 @@ class SagesnetServing(tf.Module):
 
         def advance(pos, vel, box, readouts):
             pos, box = self._stretch(pos, box, growth, box_origin)
-            return (box, *self._atom_step(pos, vel, species, box, box_origin, pbc, env_n, readouts))
+            return (box, *self._atom_step(pos, vel, species, box, box_origin, pbc, env_n, readouts, mirror_average))
 
         def body(i, pos, vel, box):
             box, pos, vel = advance(pos, vel, box, readouts=False)
@@ -422,7 +450,8 @@ def export_model(source, out: str | os.PathLike, version: int | None = None,
         raise SagesnetError(f"export: {target} already exists; pick another --version or leave it out")
     metadata = build_metadata(model.config, env_mean, env_std, run_info)
     module = SagesnetServing(model, metadata)
-    signatures = {"serving_default": module.simulate, "encode": module.encode, "step": module.step,
+    signatures = {"serving_default": module.simulate, "simulate_mirror_average": module.simulate_mirror_average,
+                  "encode": module.encode, "step": module.step,
                   "decode": module.decode, "metadata": module.metadata}
     if model.config.coarse_levels:
         signatures.update(coarsen=module.coarsen, refine=module.refine, simulate_coarse=module.simulate_coarse)

@@ -160,7 +160,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
              time_ps: float | None = None, temperature_K: float | None = None, strain_rate: float = 0.0,
              axis: str = "x", max_strain: float | None = None, every: int = 10, scale: int = 0,
              thermostat_ps: float | None = None, seed: int = 0, stop_past_peak: bool = False,
-             overwrite: bool = False, progress: bool = True) -> dict:
+             mirror_average: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Run the model from ``structure`` and write the outputs; returns the manifest dict.
 
     The run ends at ``steps`` model steps, ``time_ps`` or ``max_strain`` (with ``strain_rate`` >
@@ -171,6 +171,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     ``stop_past_peak`` (tension runs): stop once the stress along the axis has fallen 30 % below its
     peak and the strain is 0.05 past it, the MD tension protocol's early stop
     (:class:`~sagesnet_tf.md.protocols.EarlyStop`; status ``completed: stopped past the stress peak``).
+    ``mirror_average`` (scale 0): every step is the mean of the model's step and the mirrored step of
+    the structure's mirror image through the box's mid-plane along the open axis (the
+    ``simulate_mirror_average`` signature: exactly mirror-symmetric dynamics at twice the cost).
     """
     import tensorflow as tf
     from tqdm import tqdm
@@ -183,6 +186,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         raise SagesnetError("simulate: give at least one of --steps, --time-ps, --max-strain")
     if thermostat_ps is not None and (thermostat_ps <= 0 or temperature_K is None):
         raise SagesnetError("simulate: --thermostat-ps needs a positive time constant and a --temperature")
+    if mirror_average and scale:
+        raise SagesnetError("simulate: --mirror-average runs the fine scale only; drop --scale or --mirror-average")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SagesnetError(f"simulate: {out} is not empty; pass --overwrite or choose another --out")
@@ -229,14 +234,17 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     lengths = lengths0.astype(np.float32)
     width, thick = nominal_width(structure, axis), nominal_thickness(structure)
     target = temperature_K
-    fn = loaded.signatures["serving_default"]
+    if mirror_average and "simulate_mirror_average" not in loaded.signatures:
+        raise SagesnetError(f"simulate: {model_dir} has no simulate_mirror_average signature (exported before it "
+                            "existed); export the model again with this version or drop --mirror-average")
+    fn = loaded.signatures["simulate_mirror_average" if mirror_average else "serving_default"]
     coarse_fn = loaded.signatures["simulate_coarse"] if scale else None
 
     rows, traj = [], out / "trajectory.extxyz"
     manifest = {"model": str(model_dir), "model_metadata": {k: meta[k] for k in ("schema_version", "delta_ps", "h", "slots", "elements")},
                 "n_atoms": len(structure), "steps_asked": steps, "time_ps_asked": time_ps, "max_strain": max_strain,
                 "strain_rate_per_ps": strain_rate, "axis": axis, "temperature_K": temperature_K, "every": every,
-                "scale": scale, "model_steps_per_scale_step": unit,
+                "scale": scale, "model_steps_per_scale_step": unit, "mirror_average": mirror_average,
                 "initial_velocities": initial_velocities,
                 "thermostat": None if thermostat_ps is None else {"kind": "berendsen", "tau_ps": thermostat_ps},
                 "units": "metal (Å, ps, Å/ps, K, GPa)", "status": "running"}

@@ -206,6 +206,9 @@ def test_bad_requests(models, tmp_path, capsys):
     assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "1",
                  "--thermostat-ps", "0.1", "--out", str(tmp_path / "d")]) == 2
     assert "--temperature" in capsys.readouterr().err
+    assert main(["simulate", "--model", str(models["coarse"]), "--structure", EXAMPLE, "--steps", "2",
+                 "--scale", "1", "--mirror-average", "--out", str(tmp_path / "m")]) == 2
+    assert "--mirror-average runs the fine scale only" in capsys.readouterr().err
     ribbon_file = tmp_path / "ribbon.extxyz"
     write_structure(ribbon(4, 3), ribbon_file)  # open along y; the test models' grid is periodic in y
     assert main(["simulate", "--model", str(models["identity"]), "--structure", str(ribbon_file), "--steps", "1",
@@ -214,6 +217,24 @@ def test_bad_requests(models, tmp_path, capsys):
     assert "pbc T F F" in err and "--periodic-y" in err
     assert main(["simulate", "--model", str(tmp_path / "nothing"), "--structure", EXAMPLE, "--steps", "1",
                  "--out", str(tmp_path / "c")]) == 2
+
+
+def test_mirror_average_leaves_constant_velocity_motion_unchanged(models, tmp_path):
+    """The identity model moves atoms at constant velocity, a mirror-symmetric motion: averaging each
+    step with the mirrored step of the mirror image (through the box's mid-plane) gives the same
+    trajectory, so the mirror and its inverse match."""
+    runs = {}
+    for flag in ([], ["--mirror-average"]):
+        out = tmp_path / ("mirror" if flag else "plain")
+        assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "4",
+                     "--every", "2", "--temperature", "300", "--out", str(out), *flag]) == 0
+        runs[bool(flag)] = read_extxyz_frames(out / "trajectory.extxyz")
+        assert json.loads((out / "manifest.json").read_text())["mirror_average"] is bool(flag)
+    assert len(runs[True]) == len(runs[False]) == 3
+    for plain, mirrored in zip(runs[False], runs[True]):
+        np.testing.assert_allclose(mirrored.positions, plain.positions, atol=1e-4)
+        np.testing.assert_allclose(mirrored.velocities, plain.velocities, atol=1e-4)
+    assert not np.allclose(runs[False][-1].positions, runs[False][0].positions)  # the atoms did move
 
 
 def test_several_structures_run_into_their_own_directories(models, tmp_path):
