@@ -89,6 +89,12 @@ def build_metadata(config: SagesnetConfig, env_mean=None, env_std=None, run_info
     }
 
 
+#: Inputs of the simulate signatures: positions/window, velocities/window, species, box_lengths,
+#: box_origin, pbc, env, n_steps, strain_rate_per_ps, axis.
+_SIMULATE_INPUTS = [_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32), _spec(tf.float32),
+                    _spec(tf.bool), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32), _spec(tf.int32)]
+
+
 class SagesnetServing(tf.Module):
     """The exported module: a SagesnetModel plus its metadata, with the signatures above."""
 
@@ -221,17 +227,13 @@ class SagesnetServing(tf.Module):
         state = atoms_state_from_grid(grid, positions, velocities, species)
         return tf.reduce_sum(self.model.atom_stress(tf.shape(grid.atom_grid)[:3], state)[0], axis=0)
 
-    @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
-                                  _spec(tf.float32), _spec(tf.bool), _spec(tf.float32), _spec(tf.int32),
-                                  _spec(tf.float32), _spec(tf.int32)])
+    @tf.function(input_signature=_SIMULATE_INPUTS)
     def simulate(self, positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
                  strain_rate_per_ps, axis):
         return self._simulate(positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
                               strain_rate_per_ps, axis, mirror_average=False)
 
-    @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
-                                  _spec(tf.float32), _spec(tf.bool), _spec(tf.float32), _spec(tf.int32),
-                                  _spec(tf.float32), _spec(tf.int32)])
+    @tf.function(input_signature=_SIMULATE_INPUTS)
     def simulate_mirror_average(self, positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
                                 strain_rate_per_ps, axis):
         return self._simulate(positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
@@ -266,9 +268,7 @@ class SagesnetServing(tf.Module):
         return {"positions": pos, "velocities": vel, "box_lengths": box, "box_origin": box_origin,
                 "uncertainty": unc, "stress": stress, "strain": strain}
 
-    @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
-                                  _spec(tf.float32), _spec(tf.bool), _spec(tf.float32), _spec(tf.int32),
-                                  _spec(tf.float32), _spec(tf.int32)])
+    @tf.function(input_signature=_SIMULATE_INPUTS)
     def simulate_coarse(self, window_positions, window_velocities, species, box_lengths, box_origin, pbc, env,
                         n_steps, strain_rate_per_ps, axis):
         """``n_steps`` steps of coarse level 0 (each T·Δ) from a window of T atom frames.
