@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean graphene-data graphene-tension-data
+.PHONY: setup demo test clean graphene-data graphene-tension-data graphene-kirigami-data
 
 setup: $(STAMP)
 
@@ -42,7 +42,7 @@ GRAPHENE_MD = $(BIN)/sagesnet-tf generate md --protocol nvt --dt-fs 1 --steps 60
 TRAIN_KIRIGAMI ?= 110000011000110 001100100000011 100001000010000
 TENSION_TEMPS ?= 4.2 300
 TENSION_RATES ?= 0.005:500 0.01:250 0.05:50
-GRAPHENE_TENSION = $(BIN)/sagesnet-tf generate md --protocol tension --dt-fs 1 --relax-ps 0.5 \
+GRAPHENE_TENSION = $(BIN)/sagesnet-tf generate md --protocol tension --dt-fs 1 \
 	--record-every 2 --burst-frames 9 --threads $(MD_THREADS) --overwrite
 graphene-data: setup
 	for SIZE in 10x6 6x4 13x8; do \
@@ -61,6 +61,7 @@ graphene-data: setup
 	    --out $(GRAPHENE_DATA)/nvt_13x8_$$T || exit 1; \
 	done
 	$(MAKE) graphene-tension-data
+	$(MAKE) graphene-kirigami-data
 
 graphene-tension-data: setup
 	for P in $(TRAIN_KIRIGAMI); do \
@@ -71,12 +72,24 @@ graphene-tension-data: setup
 	for T in $(TENSION_TEMPS); do for RB in $(TENSION_RATES); do \
 	  R=$${RB%:*}; B=$${RB#*:}; \
 	  $(GRAPHENE_TENSION) --structure $(GRAPHENE_DATA)/sheet_10x6.extxyz --temperature $$T --seed 5$${T%.*} \
-	    --strain-rate $$R --burst-every $$B --max-strain 0.3 --out $(GRAPHENE_DATA)/tension_$${T}_$$R || exit 1; \
+	    --relax-ps 0.5 --strain-rate $$R --burst-every $$B --max-strain 0.3 --out $(GRAPHENE_DATA)/tension_$${T}_$$R || exit 1; \
 	  for P in $(TRAIN_KIRIGAMI); do \
 	    $(GRAPHENE_TENSION) --structure $(GRAPHENE_DATA)/kirigami_$$P.extxyz --temperature $$T --seed 6$${T%.*} \
-	      --strain-rate $$R --burst-every $$B --max-strain 0.5 --out $(GRAPHENE_DATA)/tension_kirigami_$${P}_$${T}_$$R || exit 1; \
+	      --relax-ps 0.5 --strain-rate $$R --burst-every $$B --max-strain 0.5 --out $(GRAPHENE_DATA)/tension_kirigami_$${P}_$${T}_$$R || exit 1; \
 	  done; \
 	done; done
+
+# Benchmark-sized kirigami ribbons of the training patterns (configs/graphene_kirigami.yaml): 17x40
+# cells (about 2,600 atoms, 20-Å cuts), the benchmark protocol (4.2 K, 10 ps relaxation, 0.01 ps⁻¹
+# to failure), bursts of 9 records every 0.0025 of strain; about 7 min of LAMMPS each on 2 threads.
+graphene-kirigami-data: setup
+	for P in $(TRAIN_KIRIGAMI); do \
+	  $(BIN)/sagesnet-tf build kirigami --pattern $$P --nx 17 --ny 40 --periodic-y \
+	    --out $(GRAPHENE_DATA)/kirigami_17x40_$$P.extxyz || exit 1; \
+	  $(GRAPHENE_TENSION) --structure $(GRAPHENE_DATA)/kirigami_17x40_$$P.extxyz --temperature 4.2 --seed 74 \
+	    --relax-ps 10 --strain-rate 0.01 --burst-every 250 --max-strain 0.5 \
+	    --out $(GRAPHENE_DATA)/tension_kirigami_17x40_$${P}_4.2_0.01 || exit 1; \
+	done
 
 # SAGESnet vs LAMMPS benchmarks (docs/BENCHMARKS.md). BENCH_QUICK=--quick for the minutes-long version.
 BENCH_OUT ?= benchmark_results

@@ -60,6 +60,34 @@ def test_windows_of_different_structures_are_batched_per_structure(md_data):
     assert seen == {t.n_atoms for t in trajs}
 
 
+def test_dataset_weights_set_how_often_windows_are_drawn(md_data, tmp_path):
+    from sagesnet_tf.pipelines import reader
+    from sagesnet_tf.training.md_batches import MDWindows, Segment
+
+    big, small = (reader.read_trajectories(os.path.join(md_data, name))[0] for name in ("nvt_300", "nvt_small_600"))
+    half = big.n_frames // 2
+    # the first half of the big sheet weighs 4: its windows are drawn 4x as often as those of its second
+    # half (same structure, so same group) and its group gains against the small sheet's
+    segments = [Segment(big, 0, half, "first", 4.0), Segment(big, half, big.n_frames, "second"),
+                Segment(small, 0, small.n_frames, "small")]
+    windows = MDWindows(segments, 3, ("C", "H"))
+    n_first, n_second, n_small = half - 2, big.n_frames - half - 2, small.n_frames - 2
+    rng = np.random.default_rng(1)
+    picks = np.concatenate([windows.draw(rng, 4)[0] for _ in range(3000)])
+    first = np.mean(picks < n_first)
+    small_share = np.mean(picks >= n_first + n_second)
+    expected_first = 4 * n_first / (4 * n_first + n_second + n_small)
+    assert abs(first - expected_first) < 0.03, (first, expected_first)
+    assert abs(small_share - n_small / (4 * n_first + n_second + n_small)) < 0.03, small_share
+    cfg = _config()
+    cfg.data.dataset_weights = {"nvt_typo": 2.0}
+    with pytest.raises(SagesnetError, match="dataset_weights names 'nvt_typo'"):
+        md_stages.train_md(cfg, md_data, str(tmp_path / "run"), progress=False)
+    cfg.data.dataset_weights = {"nvt_300": 0}
+    with pytest.raises(SagesnetError, match=r"dataset_weights\[nvt_300\] is 0"):
+        md_stages.train_md(cfg, md_data, str(tmp_path / "run"), progress=False)
+
+
 def _config(**extra):
     data = {
         "kind": "md", "name": "tiny", "seed": 0, "log_every": 5,

@@ -135,7 +135,7 @@ def _check_value(where: str, f: dataclasses.Field, value: Any) -> Any:
     """Validate and coerce one scalar/list field; raise a one-line SagesnetError if bad."""
     typ = f.type  # annotations are strings (``from __future__ import annotations``)
     meta = f.metadata
-    expected = {"int": int, "float": float, "str": str, "list": list, "bool": bool}[typ]
+    expected = {"int": int, "float": float, "str": str, "list": list, "dict": dict, "bool": bool}[typ]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if expected is float and isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string

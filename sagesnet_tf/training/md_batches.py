@@ -102,6 +102,8 @@ class Segment:
     start: int
     stop: int
     name: str = ""
+    #: relative draw probability of each of its windows (``data.dataset_weights``)
+    weight: float = 1.0
 
 
 class MDWindows:
@@ -109,7 +111,9 @@ class MDWindows:
 
     Segments may hold different structures (atom counts, box sizes): windows are grouped by their
     atoms and grid shape, and a batch is drawn from one group at a time (the group chosen with
-    probability proportional to its windows), so the windows of a batch share N and the grid shape.
+    probability proportional to its windows' summed :attr:`Segment.weight`), so the windows of a
+    batch share N and the grid shape; within a group a window is drawn with probability proportional
+    to its segment's weight.
     A window never spans a gap between recorded bursts (:meth:`Trajectory.consecutive`).
 
     Args:
@@ -133,7 +137,7 @@ class MDWindows:
         self.elements = tuple(elements)
         if not segments:
             raise SagesnetError("no trajectory segments to draw windows from; check data.datasets")
-        self.segments, groups, group_of_window = [], {}, []
+        self.segments, groups, group_of_window, window_weights = [], {}, [], []
         #: per segment, whether its box changes (tension, NPT)
         self.changing_box: list[bool] = []
         #: per segment name, the windows left out because a frame does not fit the atom grid
@@ -183,12 +187,16 @@ class MDWindows:
                 self.overfull[seg.name] = int(sum(crowded))
                 keys = [None if c else k for k, c in zip(keys, crowded)]
             group_of_window.append([None if k is None else groups.setdefault(k, len(groups)) for k in keys])
+            window_weights.append(np.full(len(keys), float(seg.weight)))
             self.segments.append(seg)
             self.changing_box.append(changing)
         self._starts = np.concatenate([[0], np.cumsum([len(g) for g in group_of_window])])
         flat = np.array([-1 if g is None else g for gs in group_of_window for g in gs])
         #: per group, the global indices of its windows
         self._group_windows = [np.flatnonzero(flat == group) for group in range(len(groups))]
+        weight = np.concatenate(window_weights)
+        #: per group, the draw weights of its windows
+        self._group_weights = [weight[w] for w in self._group_windows]
 
     @property
     def n_windows(self) -> int:
@@ -229,9 +237,13 @@ class MDWindows:
     def draw(self, rng: np.random.Generator, batch_size: int, time_reversal: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Window indices (B,) of one group (see the class docstring) drawn with ``rng``, and their
         time-reversal flags (B,) bool (each True with probability 1/2 with ``time_reversal``)."""
-        sizes = np.array([len(w) for w in self._group_windows], dtype=np.float64)
-        windows = self._group_windows[int(rng.choice(len(sizes), p=sizes / sizes.sum()))]
-        picks = windows[rng.integers(0, len(windows), size=batch_size)]
+        sizes = np.array([w.sum() for w in self._group_weights], dtype=np.float64)
+        group = int(rng.choice(len(sizes), p=sizes / sizes.sum()))
+        windows, weights = self._group_windows[group], self._group_weights[group]
+        if np.all(weights == weights[0]):
+            picks = windows[rng.integers(0, len(windows), size=batch_size)]
+        else:
+            picks = rng.choice(windows, size=batch_size, p=weights / weights.sum())
         reverse = rng.random(batch_size) < 0.5 if time_reversal else np.zeros(batch_size, bool)
         segment = np.searchsorted(self._starts, picks, side="right") - 1
         return picks, reverse & ~np.asarray(self.changing_box)[segment]

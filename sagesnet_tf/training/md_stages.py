@@ -130,6 +130,8 @@ class MDDataConfig:
                                        "axes (a symmetry of periodic MD: the lattice at every offset to the voxel grid)")
     random_mirror: bool = _field(False, "reflect each training window through the mid-plane of its open axis with "
                                         "probability 1/2 (a symmetry of a free sheet, seen both ways up)")
+    dataset_weights: dict = _field({}, "dataset name -> how much more often each of its windows is drawn than one of "
+                                       "another dataset's (default 1), e.g. to oversample a few large runs")
 
 
 @dataclasses.dataclass
@@ -274,6 +276,14 @@ def load_md_data(data_dir: str, cfg: MDTrainConfig) -> MDData:
     val_name = cfg.data.validation_dataset or names[-1]
     if val_name not in names:
         raise SagesnetError(f"data.validation_dataset {val_name!r} is not among the datasets {names}; pick one of them")
+    unknown = sorted(set(cfg.data.dataset_weights) - set(names))
+    if unknown:
+        raise SagesnetError(f"data.dataset_weights names {unknown[0]!r}, which is not among the datasets {names}; "
+                            "fix the name or drop it")
+    weights = {name: cfg.data.dataset_weights.get(name, 1.0) for name in names}
+    bad = [(n, w) for n, w in weights.items() if isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0]
+    if bad:
+        raise SagesnetError(f"data.dataset_weights[{bad[0][0]}] is {bad[0][1]!r}; a weight must be a number > 0")
     length = cfg.window_length
     train_segs, val_segs, stats, strides, dts = [], [], [], set(), set()
     for d, name in zip(dirs, names):
@@ -287,10 +297,10 @@ def load_md_data(data_dir: str, cfg: MDTrainConfig) -> MDData:
             if name == val_name:
                 cut = int(round(cfg.data.validation_from * traj.n_frames))
                 if cut >= length:
-                    train_segs.append(md_batches.Segment(traj, 0, cut, f"{name}[:{cut}]"))
+                    train_segs.append(md_batches.Segment(traj, 0, cut, f"{name}[:{cut}]", weights[name]))
                 val_segs.append(md_batches.Segment(traj, cut, traj.n_frames, f"{name}[{cut}:]"))
             else:
-                train_segs.append(md_batches.Segment(traj, 0, traj.n_frames, name))
+                train_segs.append(md_batches.Segment(traj, 0, traj.n_frames, name, weights[name]))
     if len(strides) != 1 or len(dts) != 1:
         raise SagesnetError(f"datasets mix record strides {sorted(strides)} or timesteps {sorted(dts)}; train on one Δ")
     elements = cfg.model_config.elements
