@@ -7,8 +7,10 @@ steps Δ. Metrics (units Å, Å/ps, K, GPa):
 - ``one_step``: position/velocity RMSE of k model steps from every reference frame to the next,
   and the same for the constant-velocity baseline (x + v·Δt, v unchanged);
 - ``rollout``: RMSE over all frames of one rollout from frame 0 (and the baseline's), the frames
-  it completed and, when it diverged (the model's in-graph checks failed or positions went
-  non-finite), ``diverged``: the reason; the other metrics then cover the frames completed;
+  it completed and, when it diverged (the model's in-graph checks failed, or a frame failed
+  ``simulate``'s rule: NaN/Inf, a runaway temperature, two atoms under 0.5 Å apart), ``diverged``:
+  the reason; the other metrics then cover the frames completed (the rollout RMSEs are None
+  when it stopped at its first step);
 - ``temperature_mae_K``; ``bond_survival`` (fraction of the initial C–C pairs < 1.9 Å still
   < 1.9 Å at the last frame, model and reference); ``rdf_l1`` (L1 distance of normalised pair
   distance histograms up to 5 Å at the last frame);
@@ -27,7 +29,7 @@ from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.analysis.stress_strain import nominal_thickness, nominal_width, sheet_stress_gpa, yield_index_drop
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
-from sagesnet_tf.simulate import env_vector, in_graph_failure, load_exported, resolve_model_dir
+from sagesnet_tf.simulate import divergence_reason, env_vector, in_graph_failure, load_exported, resolve_model_dir
 from sagesnet_tf.thermo import temperature_k
 from sagesnet_tf.trajectory import Trajectory
 
@@ -61,6 +63,11 @@ def _rdf(positions, lengths, pbc) -> np.ndarray:
     dist = _distances(positions, lengths, pbc)[np.triu_indices(len(positions), 1)]
     hist, _ = np.histogram(dist, bins=50, range=(0.0, RDF_MAX_A))
     return hist / max(hist.sum(), 1)
+
+
+def _rms_after_start(errors: list[float]) -> float | None:
+    """RMS of a rollout's per-frame errors after frame 0; None when it stopped before frame 1."""
+    return float(np.sqrt(np.mean(np.square(errors[1:])))) if len(errors) > 1 else None
 
 
 def _rmse(a, b) -> float:
@@ -118,14 +125,18 @@ def evaluate(model: str | Path | None, reference: str | Path, out: str | Path | 
         except tf.errors.InvalidArgumentError as err:  # the model's in-graph checks
             diverged = in_graph_failure(err)
             break
-        if not np.all(np.isfinite(res["positions"])) or not np.all(np.isfinite(res["velocities"])):
-            diverged = "NaN or Inf in the atoms"
+        frame = ref.frame(t + 1)  # the model's atoms under the reference's ids, for simulate's rule
+        frame.positions, frame.velocities = res["positions"].astype(np.float64), res["velocities"].astype(np.float64)
+        frame.cell = np.diag(res["box_lengths"].astype(np.float64))
+        temperature = temperature_k(res["velocities"], masses)
+        diverged = divergence_reason(frame, temperature, float(env_of["temperature_K"][t + 1]) or None)
+        if diverged:
             break
         pos, vel, box = res["positions"], res["velocities"], res["box_lengths"]
         roll_pos.append(_rmse(pos, ref.positions[t + 1]))
         roll_vel.append(_rmse(vel, ref.velocities[t + 1]))
         cv_pos.append(_rmse(ref.positions[0] + ref.velocities[0] * frame_dt * (t + 1), ref.positions[t + 1]))
-        temps.append(temperature_k(vel, masses))
+        temps.append(temperature)
         stress.append(float(res["stress"][axis]))
         strain.append(float(box[axis] / lengths[0][axis] - 1.0))
     done = len(roll_pos)  # frames 0 .. done-1 of the rollout exist
@@ -145,9 +156,9 @@ def evaluate(model: str | Path | None, reference: str | Path, out: str | Path | 
         "one_step": {"position_rmse_A": float(np.mean(one_pos)), "velocity_rmse_A_per_ps": float(np.mean(one_vel)),
                      "baseline_position_rmse_A": float(np.mean(base_pos)),
                      "baseline_velocity_rmse_A_per_ps": float(np.mean(base_vel))},
-        "rollout": {"position_rmse_A": float(np.sqrt(np.mean(np.square(roll_pos[1:])))),
-                    "velocity_rmse_A_per_ps": float(np.sqrt(np.mean(np.square(roll_vel[1:])))),
-                    "baseline_position_rmse_A": float(np.sqrt(np.mean(np.square(cv_pos[1:])))),
+        "rollout": {"position_rmse_A": _rms_after_start(roll_pos),
+                    "velocity_rmse_A_per_ps": _rms_after_start(roll_vel),
+                    "baseline_position_rmse_A": _rms_after_start(cv_pos),
                     "final_position_rmse_A": roll_pos[-1], "frames_completed": done, "diverged": diverged},
         "temperature_mae_K": float(np.mean(np.abs(np.array(temps) - np.array(ref_temps)))),
         "bond_survival": {"model": survival_model, "reference": survival_ref, "n_initial_bonds": int(bonded0.sum())},

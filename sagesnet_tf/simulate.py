@@ -138,7 +138,7 @@ def _frame(atoms: Atoms, positions, velocities, lengths, step: int, time_ps: flo
     return frame
 
 
-def _divergence(frame: Atoms, temperature: float, target: float | None) -> str | None:
+def divergence_reason(frame: Atoms, temperature: float, target: float | None) -> str | None:
     """Why ``frame`` (a recorded frame, positions unwrapped) at ``temperature`` K shows a diverged
     rollout, or None: NaN/Inf, a runaway temperature, or two atoms closer than
     ``MIN_SEPARATION_A`` (pushed into one another; minimum image)."""
@@ -326,7 +326,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             p_last, v_last = pos.reshape(-1, len(species), 3)[-1], vel.reshape(-1, len(species), 3)[-1]
             frame, temp = record(done, p_last, v_last, lengths, strain, res["uncertainty"].numpy(),
                                  res["stress"].numpy())
-            reason = _divergence(frame, temp, target)
+            reason = divergence_reason(frame, temp, target)
             if reason:
                 raise diverged(reason)
             if stopper is not None and stopper.update(strain, rows[-1][f"stress_{axis}{axis}_GPa"]):
