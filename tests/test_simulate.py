@@ -107,7 +107,7 @@ def _two_carbons(positions, pbc=(True, True, False)):
     return Atoms(["C", "C"], positions, np.diag([10.0, 10.0, 10.0]), pbc, ids=[7, 9])
 
 
-def testdivergence_reason_limit_is_ten_times_the_target_but_never_below_the_floor():
+def test_divergence_limit_is_ten_times_the_target_but_never_below_the_floor():
     from sagesnet_tf.simulate import RUNAWAY_FLOOR_K, divergence_reason
 
     frame = _two_carbons([[1.0, 1.0, 5.0], [2.4, 1.0, 5.0]])
@@ -117,7 +117,7 @@ def testdivergence_reason_limit_is_ten_times_the_target_but_never_below_the_floo
     assert "NaN" in divergence_reason(_two_carbons(np.full((2, 3), np.nan)), 300.0, 300.0)
 
 
-def test_atoms_pushed_into_one_another_are_adivergence_reason():
+def test_atoms_pushed_into_one_another_are_a_divergence():
     """Two atoms 0.3 Å apart through the periodic boundary (unwrapped coordinates) stop the run."""
     from sagesnet_tf.simulate import divergence_reason
 
@@ -184,7 +184,7 @@ def test_tension_reaches_max_strain(models, tmp_path):
     assert (out / "stress_strain.png").is_file()
 
 
-def testdivergence_reason_keeps_partial_trajectory(models, tmp_path, capsys):
+def test_divergence_keeps_partial_trajectory(models, tmp_path, capsys):
     out = tmp_path / "diverge"
     rc = main(["simulate", "--model", str(models["huge"]), "--structure", EXAMPLE, "--steps", "50", "--every", "1",
                "--temperature", "300", "--out", str(out)])
