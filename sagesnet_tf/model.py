@@ -135,6 +135,8 @@ class SagesnetConfig(_ConfigBase):
             change and displacement (no net force from the learned decoder).
         pair_cutoff: Å; > 0 adds learned central pair forces between atoms closer than this to
             the decoded velocity change (:class:`~sagesnet_tf.layers.PairForces`), 0 for none.
+        pair_bond_neighbours: k > 0 gives the pair forces one radial function for bonded pairs
+            (each atom among the other's k nearest) and one for the rest; 0: one for all pairs.
         pair_stress: read the stress from the atoms, as their kinetic part plus the virial of
             learned bond tensions over the pairs closer than ``pair_cutoff``
             (:class:`~sagesnet_tf.layers.PairStress`; needs ``pair_cutoff`` > 0), instead of
@@ -162,6 +164,7 @@ class SagesnetConfig(_ConfigBase):
     gather_radius: tuple = (1, 1, 1)
     conserve_momentum: bool = False
     pair_cutoff: float = 0.0
+    pair_bond_neighbours: int = 0
     pair_stress: bool = False
     env_fields: tuple = ENV_FIELDS
     cell_channels: int = 0
@@ -181,6 +184,9 @@ class SagesnetConfig(_ConfigBase):
         if self.pair_cutoff < 0 or (self.pair_cutoff > 0 and "tiled" in self.boundary):
             raise SagesnetError(f"model config: pair_cutoff must be >= 0 (0: no pair forces) and needs "
                                 f"periodic or open boundaries, got {self.pair_cutoff} with {self.boundary}")
+        if self.pair_bond_neighbours < 0 or (self.pair_bond_neighbours and self.pair_cutoff <= 0):
+            raise SagesnetError(f"model config: pair_bond_neighbours must be >= 0 and needs pair_cutoff > 0, got "
+                                f"{self.pair_bond_neighbours} with pair_cutoff {self.pair_cutoff}")
         if self.pair_stress and self.pair_cutoff <= 0:
             raise SagesnetError("model config: pair_stress needs the pairs of pair_cutoff > 0; set pair_cutoff "
                                 "(e.g. 2.7 Å for carbon) or pair_stress: false")
@@ -362,7 +368,8 @@ class SagesnetModel(LatentDynamics):
                                         c.velocity_scale, n_el, masses if c.conserve_momentum else None,
                                         name="atom_decoder")
         self.pair_forces = (PairForces(c.pair_cutoff, c.h, c.slots, c.boundary, masses,
-                                       c.delta_ps, c.velocity_scale, name="pair_forces")
+                                       c.delta_ps, c.velocity_scale, bond_neighbours=c.pair_bond_neighbours,
+                                       name="pair_forces")
                             if c.pair_cutoff > 0 else None)
         self.pair_stress = (PairStress(c.pair_cutoff, c.h, c.slots, c.boundary, masses, c.velocity_scale,
                                        name="pair_stress")

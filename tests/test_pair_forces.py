@@ -114,6 +114,46 @@ def test_pair_stress_is_the_brute_force_virial_plus_the_kinetic_part(hot_sheet):
                                rtol=1e-4)
 
 
+def test_design_times_the_weights_is_each_pair_terms_output(hot_sheet):
+    # the least-squares stages (pair_force_fit, pair_stress_fit) fit w through `design`: design · w must be
+    # exactly what the layer computes with those weights
+    vg = voxelize_atoms(hot_sheet, H, SLOTS)
+    state = atoms_state_from_grid(vg, hot_sheet.positions, hot_sheet.velocities, hot_sheet.species_index)
+    args = (tf.shape(vg.atom_grid)[:3], state["assignment"], state["atom_features"], state["spacing"])
+    forces, stress = random_pair_layer(), random_stress_layer()
+    design = forces.design(*args)                                                      # (1, N, 3, F)
+    np.testing.assert_allclose(tf.linalg.matvec(design, forces.magnitude.kernel[:, 0]).numpy(), forces(*args).numpy(),
+                               rtol=1e-4, atol=1e-4)
+    design, kinetic = stress.design(*args)                                             # (1, N, 6, F), (1, N, 6)
+    np.testing.assert_allclose((tf.linalg.matvec(design, stress.tension.kernel[:, 0]) - kinetic).numpy(),
+                               stress(*args).numpy(), rtol=1e-4, atol=1e-3 * np.abs(stress(*args).numpy()).max())
+
+
+def test_bonded_pairs_get_their_own_radial_function(hot_sheet):
+    # pair_bond_neighbours = 3: a pair is bonded when each atom is among the other's 3 nearest (in a thermal
+    # sheet, its C–C bonds, all under 1.8 Å; second neighbours are beyond 2.2 Å)
+    def layer(bond_neighbours):
+        return PairForces(CUTOFF, H, SLOTS, ("periodic", "periodic", "open"), [MASSES["C"], MASSES["H"]], DELTA_PS,
+                          bond_neighbours=bond_neighbours)
+    plain = random_pair_layer()
+    split = layer(3)
+    split.build()
+    # the same function for both kinds of pair is the unsplit layer (how init_from starts a split model)
+    split.magnitude.kernel.assign(np.repeat(plain.magnitude.kernel.numpy(), 2, axis=0))
+    np.testing.assert_allclose(apply(split, hot_sheet), apply(plain, hot_sheet), rtol=1e-5, atol=1e-4)
+    # a function for bonded pairs only acts along the bonds
+    bonded_only = plain.magnitude.kernel.numpy().repeat(2, axis=0) * np.tile([[1.0], [0.0]], (36, 1))
+    split.magnitude.kernel.assign(bonded_only.astype("float32"))
+    masses = np.array([MASSES["C"], MASSES["H"]])[hot_sheet.species_index]
+    expected = np.zeros_like(hot_sheet.positions)
+    for i, j, d, g in brute_pairs(plain, plain.magnitude, hot_sheet, 0.5 * DELTA_PS):
+        if np.linalg.norm(d) < 1.8:
+            expected[i] += g * plain.velocity_scale * d / np.linalg.norm(d) * MASSES["C"] / masses[i]
+    np.testing.assert_allclose(apply(split, hot_sheet), expected, atol=2e-3 * np.abs(expected).max())
+    with pytest.raises(SagesnetError, match="pair_bond_neighbours"):
+        SagesnetConfig(pair_bond_neighbours=3)
+
+
 def test_a_box_too_small_for_the_cutoff_is_refused():
     layer = random_pair_layer()
     with pytest.raises(tf.errors.InvalidArgumentError, match="fewer than 5 voxels"):

@@ -262,6 +262,27 @@ def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tm
     assert np.ptp(md_xx) > 10 * np.std(np.diff(md_xx)), "the MD stress should rise with strain"
     # (0.98 here; the kinetic part alone, untrained bond tensions, gives −0.18)
     assert np.corrcoef(pair_xx, md_xx)[0, 1] > 0.9, (pair_xx, md_xx.tolist())
+    # a `pair_force_fit` stage sets the pair forces' radial magnitudes by least squares, nothing else (here
+    # of a model that splits them into bonded and other pairs, both starting as the run's one function): on
+    # the training windows their one-step velocity misfit is below that of the Adam-trained magnitudes
+    forces = _config(init_from=str(tmp_path / "run"), model={"pair_bond_neighbours": 3},
+                     stages=[{"kind": "pair_force_fit", "steps": 40}])
+    forces.data.datasets = ["nvt_300", "tension_300"]
+    forces.evaluation.rollout_steps = 1
+    md_stages.train_md(forces, tension_data, str(tmp_path / "forces"), progress=False)
+    fitted = keras.models.load_model(str(tmp_path / "forces" / "model.keras"))
+    moved = {v.path.split("/")[1] for v, w in zip(before.variables, fitted.variables) if not np.array_equal(v.numpy(), w.numpy())}
+    assert moved == {"pair_forces"}, moved
+    data = md_stages.load_md_data(tension_data, forces)
+    runner = md_stages.MDStageRunner(fitted, data, max(data.train.open_axis_cells(c.h), data.validation.open_axis_cells(c.h)))
+    misfit = {"adam": 0.0, "least_squares": 0.0}
+    for seed in range(6):
+        batch = {k: tf.constant(v) for k, v in data.train.sample(np.random.default_rng(seed), 2).items()}
+        rows, target = runner.pair_force_equations(batch)
+        for name, kernel in (("adam", np.repeat(before.pair_forces.magnitude.kernel.numpy(), 2, axis=0)),
+                             ("least_squares", fitted.pair_forces.magnitude.kernel.numpy())):
+            misfit[name] += float(tf.reduce_mean(tf.square(tf.linalg.matvec(rows, kernel[:, 0]) - target)))
+    assert misfit["least_squares"] < 0.9 * misfit["adam"], misfit
     coarse = _coarse_config(stages=[{"kind": "coarsener_autoencoder", "steps": 2}])
     coarse.data.datasets = ["nvt_300", "tension_300"]
     with pytest.raises(SagesnetError, match="constant boxes.*tension_300"):

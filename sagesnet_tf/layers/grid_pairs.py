@@ -45,10 +45,17 @@ class GridPairs:
             atoms of other tiles are not available).
         n_elements: element classes in the slot features.
         velocity_scale: Å/ps per unit of the slot velocity features.
+        bond_neighbours: k > 0 splits every pair's features in two: one set for bonded pairs (each
+            atom among the other's k nearest neighbours), one for the rest, so that the learned
+            function of a stretched bond and that of a non-bonded pair at the same distance differ
+            (for sp² carbon k = 3: a bond stretched to 1.9 Å pulls hard, a second neighbour squeezed
+            to 1.9 Å does not). 0: one set for all pairs.
     """
 
-    def __init__(self, cutoff: float, h: float, slots: int, boundary, n_elements: int, velocity_scale: float):
+    def __init__(self, cutoff: float, h: float, slots: int, boundary, n_elements: int, velocity_scale: float,
+                 bond_neighbours: int = 0):
         self.cutoff, self.h, self.slots = float(cutoff), float(h), int(slots)
+        self.bond_neighbours = int(bond_neighbours)
         self.boundary = tuple(str(b) for b in boundary)
         self.n_elements, self.velocity_scale = int(n_elements), float(velocity_scale)
         if "tiled" in self.boundary:
@@ -61,8 +68,8 @@ class GridPairs:
 
     @property
     def n_features(self) -> int:
-        """Features per pair: radial functions × elements."""
-        return len(self.centers) * self.n_elements
+        """Features per pair: radial functions × elements (× 2, bonded or not, with ``bond_neighbours``)."""
+        return len(self.centers) * self.n_elements * (2 if self.bond_neighbours else 1)
 
     def _slot_table(self, grid_shape, assignment):
         """(B, X+2r, Y+2r, Z+2r, S) int32: 1 + index of the atom in each slot, 0 for an empty one,
@@ -124,7 +131,18 @@ class GridPairs:
         code = tf.gather_nd(other["species_onehot"], pairs) + tf.gather_nd(own["species_onehot"], pairs[:, :2])
         taper = 0.5 + 0.5 * tf.cos(np.pi * tf.clip_by_value((r - self.cutoff + TAPER_WIDTH) / TAPER_WIDTH, 0., 1.))
         basis = tf.exp(-tf.square((r[:, None] - self.centers) / BASIS_SPACING)) * taper[:, None]    # (P,Kb)
-        features = tf.reshape(basis[:, :, None] * code[:, None, :], [-1, self.n_features])
+        features = basis[:, :, None] * code[:, None, :]                                             # (P,Kb,n_el)
+        if self.bond_neighbours:
+            # the k-th nearest neighbour's distance of every atom; a pair is bonded if it is within both
+            valid = (candidates > 0) & (candidates != own_atom) & (distance < self.cutoff)
+            nearest = -tf.math.top_k(tf.where(valid, -distance, -np.inf), k=self.bond_neighbours).values
+            kth = nearest[..., -1]                                                                  # (B,N)
+            other_atom = tf.stack([pairs[:, 0], tf.cast(tf.gather_nd(candidates, pairs), tf.int64) - 1], -1)
+            # (j's own k-th distance is computed from j's side: equal to r_ij up to rounding, hence the 1e-4 Å)
+            bonded = (r <= tf.gather_nd(kth, pairs[:, :2]) + 1e-4) & (r <= tf.gather_nd(kth, other_atom) + 1e-4)
+            split = tf.cast(tf.stack([bonded, ~bonded], -1), tf.float32)                            # (P,2)
+            features = features[..., None] * split[:, None, None, :]
+        features = tf.reshape(features, [-1, self.n_features])
         return {"atom": pairs[:, :2], "separation": tf.gather_nd(separation, pairs),
                 "distance": r, "features": features}
 
@@ -144,7 +162,7 @@ class PairTerm(keras.layers.Layer):
     """
 
     def __init__(self, cutoff: float, h: float, slots: int, boundary, masses,
-                 velocity_scale: float = VELOCITY_SCALE, **kwargs):
+                 velocity_scale: float = VELOCITY_SCALE, bond_neighbours: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.cutoff = float(cutoff)
         self.h = float(h)
@@ -152,7 +170,8 @@ class PairTerm(keras.layers.Layer):
         self.boundary = tuple(str(b) for b in boundary)
         self.masses = tuple(float(m) for m in masses)
         self.velocity_scale = float(velocity_scale)
-        self.grid_pairs = GridPairs(cutoff, h, slots, boundary, len(self.masses), velocity_scale)
+        self.bond_neighbours = int(bond_neighbours)
+        self.grid_pairs = GridPairs(cutoff, h, slots, boundary, len(self.masses), velocity_scale, self.bond_neighbours)
 
     def radial(self) -> keras.layers.Dense:
         """The learned radial function (pair features (P, F) -> (P, 1))."""
@@ -163,4 +182,5 @@ class PairTerm(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "cutoff": self.cutoff, "h": self.h, "slots": self.slots,
-                "boundary": list(self.boundary), "masses": list(self.masses), "velocity_scale": self.velocity_scale}
+                "boundary": list(self.boundary), "masses": list(self.masses), "velocity_scale": self.velocity_scale,
+                "bond_neighbours": self.bond_neighbours}

@@ -58,14 +58,32 @@ class PairForces(PairTerm):
     def radial(self) -> keras.layers.Dense:
         return self.magnitude
 
+    def _pairs(self, grid_shape, assignment, atom_features, spacing):
+        """(atom (P,2) int64, features (P,F), unit separation r̂_ij (P,3), m_ref/m_i (B,N,1),
+        output shape (B,N,3) int64), pairs taken at the step's midpoint."""
+        found = self.grid_pairs(grid_shape, assignment, atom_features, spacing, lookahead_ps=0.5 * self.delta_ps)
+        unit = found["separation"] / found["distance"][:, None]
+        mass_ratio = self.masses[0] / tf.maximum(slot_masses(atom_features, self.masses, len(self.masses)), 1e-6)
+        shape = tf.shape(assignment, out_type=tf.int64)
+        return found["atom"], found["features"], unit, mass_ratio, tf.stack([shape[0], shape[1], 3])
+
     def call(self, grid_shape, assignment, atom_features, spacing):
         """See class docstring for shapes and units."""
-        found = self.grid_pairs(grid_shape, assignment, atom_features, spacing, lookahead_ps=0.5 * self.delta_ps)
-        magnitude = self.magnitude(found["features"])[:, 0] * self.velocity_scale                   # (P,) Å/ps
-        push = magnitude[:, None] * found["separation"] / found["distance"][:, None]               # (P,3)
-        shape = tf.shape(assignment, out_type=tf.int64)
-        change = tf.scatter_nd(found["atom"], push, tf.stack([shape[0], shape[1], 3]))
-        return change * (self.masses[0] / tf.maximum(slot_masses(atom_features, self.masses, len(self.masses)), 1e-6))
+        atom, features, unit, mass_ratio, shape = self._pairs(grid_shape, assignment, atom_features, spacing)
+        magnitude = self.magnitude(features)[:, 0] * self.velocity_scale                             # (P,) Å/ps
+        return tf.scatter_nd(atom, magnitude[:, None] * unit, shape) * mass_ratio
+
+    def design(self, grid_shape, assignment, atom_features, spacing):
+        """The velocity change as a linear function of the learned weights w (F,): change = design · w.
+
+        Returns:
+            (B, N, 3, F) Å/ps per unit of each weight (for fitting w by least squares, the
+            ``pair_force_fit`` training stage).
+        """
+        atom, features, unit, mass_ratio, shape = self._pairs(grid_shape, assignment, atom_features, spacing)
+        per_pair = unit[:, :, None] * features[:, None, :] * self.velocity_scale                      # (P,3,F)
+        n_features = tf.cast(tf.shape(features)[1:], tf.int64)
+        return tf.scatter_nd(atom, per_pair, tf.concat([shape, n_features], 0)) * mass_ratio[..., None]
 
     def get_config(self):
         return {**super().get_config(), "delta_ps": self.delta_ps}

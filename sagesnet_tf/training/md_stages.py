@@ -21,12 +21,21 @@ Stages (``kind``), run in file order:
   squares instead of gradient steps. Each step adds one batch's per-cell equations (the per-cell
   sums of :meth:`~sagesnet_tf.layers.PairStress.design` against the MD per-cell stress plus the
   kinetic part, all components in one unit, σ_stress pooled over them) to the normal equations
-  (:class:`PairStressFit`, checkpointed); the last step solves them (ridge
-  :data:`PAIR_STRESS_RIDGE` × the mean diagonal, so radial functions no pair reaches stay 0) and
-  sets the weights. ``learning_rate`` is unused. Reports the ``pair_stress`` loss of the current
-  weights. Adam on the same loss stalls far from this optimum: the per-cell stresses of thermal
+  (:class:`NormalEquations`, checkpointed); the last step solves them (ridge
+  :data:`LEAST_SQUARES_RIDGE` × the mean diagonal towards the weights the stage started from, so
+  radial functions no pair reaches keep their values) and sets the weights. ``learning_rate`` is
+  unused. Reports the ``pair_stress`` loss of the current weights. Adam on the same loss stalls far from this optimum: the per-cell stresses of thermal
   frames are noisy, the radial features overlap (fitted on the tension data it read 65 % of the
   held-out peak stress, the least-squares weights 105 %).
+- ``pair_force_fit`` (models with ``pair_cutoff`` > 0): the pair forces' magnitudes g(r) by linear
+  least squares, as ``pair_stress_fit``: each step adds one batch's equations — every atom's three
+  velocity components after one step, :meth:`~sagesnet_tf.layers.PairForces.design` · w against
+  the MD velocity at t+Δ minus the rest of the model's prediction (the grid decoder's, which stays
+  as it is), in units of σ_v — and the last step solves them. Reports the predictor's loss. Why:
+  Adam fits g where the data is dense (bonds of 1.3–1.5 Å in thermal frames) and leaves the rare
+  stretched bonds of the tension runs (1.5–1.9 Å, where AIREBO's bond force keeps rising until the
+  bond breaks) near where the thermal data put them; weighting the tension data
+  (``data.dataset_weights``) and solving exactly gives them their share.
 - ``predictor``: one step Δ (one record stride): encode(t) -> step -> decode_atoms; MSE of the
   displacement (units σ_d) and of the new velocity (units σ_v) against frame t+Δ. The atom
   decoder reads each atom's own velocity, so the constant-velocity guess v·Δ is a linear function
@@ -110,8 +119,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 #: Stage kinds of the MD trainer, in their usual order.
-MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "heads", "pair_stress_fit", "predictor", "unrolled",
-                                   "coarsener_autoencoder", "coarse_joint", "uncertainty", "coarse_uncertainty")
+MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "heads", "pair_stress_fit", "predictor", "pair_force_fit",
+                                   "unrolled", "coarsener_autoencoder", "coarse_joint", "uncertainty",
+                                   "coarse_uncertainty")
+#: Stages that set a pair term's weights by linear least squares, and the model attribute of that term.
+LEAST_SQUARES_KINDS: dict[str, str] = {"pair_stress_fit": "pair_stress", "pair_force_fit": "pair_forces"}
 #: Stages that train coarse level 0 (the model needs ``coarse_levels``).
 MD_COARSE_KINDS: tuple[str, ...] = ("coarsener_autoencoder", "coarse_joint", "coarse_uncertainty")
 
@@ -229,6 +241,8 @@ def md_config_from_dict(data: dict) -> MDTrainConfig:
         raise SagesnetError(f"stage '{bad[0]}': oversample applies to coarsener_autoencoder and coarse_joint only; remove it")
     if "pair_stress_fit" in kinds and not cfg.model_config.pair_stress:
         raise SagesnetError("stage 'pair_stress_fit' fits the pair stress; set model.pair_stress: true (needs pair_cutoff)")
+    if "pair_force_fit" in kinds and not cfg.model_config.pair_cutoff > 0:
+        raise SagesnetError("stage 'pair_force_fit' fits the pair forces; set model.pair_cutoff (Å, e.g. 2.7)")
     if "uncertainty" in kinds and "predictor" not in kinds[:kinds.index("uncertainty")]:
         raise SagesnetError("stage 'uncertainty' needs a 'predictor' stage before it; add one")
     return cfg
@@ -332,8 +346,8 @@ def stage_layers(model: SagesnetModel, kind: str) -> list:
         return [model.encoder, model.decoder, model.heads]
     if kind == "heads":
         return [model.heads]
-    if kind == "pair_stress_fit":
-        return [model.pair_stress]  # set by least squares (PairStressFit), not by the optimizer
+    if kind in LEAST_SQUARES_KINDS:  # set by least squares (NormalEquations), not by the optimizer
+        return [getattr(model, LEAST_SQUARES_KINDS[kind])]
     if kind == "uncertainty":
         return [model.uncertainty]
     if kind == "coarsener_autoencoder":
@@ -416,7 +430,7 @@ class MDStageRunner:
             p0, v0 = p[:, 0] + noise[..., :3] * self.sigma_d, v[:, 0] + noise[..., 3:] * self.sigma_v
         else:
             p0, v0 = p[:, 0], v[:, 0]
-        steps = 1 if kind == "predictor" else unroll
+        steps = unroll if kind == "unrolled" else 1
         masses = md_batches.atom_masses(sp, self.model.config.elements)[..., None]  # (B,N,1)
         total_pos, total_vel = 0.0, 0.0
         first_rmse = None
@@ -562,6 +576,21 @@ class MDStageRunner:
         target = md_batches.cell_sums(inp["assignment"], batch["stress"] + kinetic, grid_shape) / self.stress_unit
         return rows, target
 
+    def pair_force_equations(self, batch):
+        """One batch's per-atom least-squares equations for the pair force weights w (F,): ``rows``
+        (B, N, 3, F) · w ≈ ``target`` (B, N, 3), in units of σ_v: the MD velocity at t+Δ minus the
+        model's predicted one without its pair forces (one step, as the ``predictor`` stage)."""
+        p, v, box = batch["positions"], batch["velocities"], batch["box"]
+        out, _, inp = self.one_step(p[:, 0], v[:, 0], batch["species"], box[:, 0], batch["env"], next_box=box[:, 1])
+        rows = self.model.pair_forces.design(tf.shape(inp["atom_grid"])[1:4], inp["assignment"], inp["atom_features"],
+                                             inp["spacing"]) / self.sigma_v
+        with_pairs = tf.linalg.matvec(rows, self.model.pair_forces.radial().kernel[:, 0])
+        return rows, (v[:, 1] - out["velocities"]) / self.sigma_v + with_pairs
+
+    def least_squares_equations(self, kind: str, batch):
+        """(rows (..., F), target (...)) of least-squares stage ``kind`` (see :data:`LEAST_SQUARES_KINDS`)."""
+        return self.pair_stress_equations(batch) if kind == "pair_stress_fit" else self.pair_force_equations(batch)
+
 
 #: Windows the oversampling buffer keeps.
 HARD_WINDOWS_CAPACITY = 64
@@ -604,16 +633,17 @@ class HardWindows(tf.Module):
         self.loss.assign(np.array([l for l, _ in best] + [-np.inf] * pad, np.float32))
 
 
-#: Ridge of the pair-stress least-squares fit, relative to the mean diagonal of the normal equations.
-PAIR_STRESS_RIDGE = 1e-4
+#: Ridge of the least-squares stages, relative to the mean diagonal of the normal equations.
+LEAST_SQUARES_RIDGE = 1e-4
 
 
-class PairStressFit(tf.Module):
-    """Normal equations of the ``pair_stress_fit`` stage, summed over its batches (checkpointed, so a
-    resumed stage continues the same sums): Gram matrix (F, F) and moment (F,), float64."""
+class NormalEquations(tf.Module):
+    """Normal equations of a least-squares stage (:data:`LEAST_SQUARES_KINDS`), summed over its
+    batches (checkpointed, so a resumed stage continues the same sums): Gram matrix (F, F) and
+    moment (F,), float64."""
 
-    def __init__(self, n_features: int):
-        super().__init__(name="pair_stress_fit")
+    def __init__(self, n_features: int, name: str):
+        super().__init__(name=name)
         self.gram = tf.Variable(tf.zeros([n_features, n_features], tf.float64), trainable=False, name="gram")
         self.moment = tf.Variable(tf.zeros([n_features], tf.float64), trainable=False, name="moment")
 
@@ -627,11 +657,13 @@ class PairStressFit(tf.Module):
         self.gram.assign_add(tf.matmul(rows, rows, transpose_a=True))
         self.moment.assign_add(tf.linalg.matvec(rows, target, transpose_a=True))
 
-    def solve(self) -> np.ndarray:
-        """(F,) float32 least-squares weights (ridge PAIR_STRESS_RIDGE × mean diagonal)."""
+    def solve(self, prior) -> np.ndarray:
+        """(F,) float32 least-squares weights, ridge LEAST_SQUARES_RIDGE × mean diagonal towards
+        ``prior`` (F,) (weights no equation reaches stay there)."""
         gram = self.gram.numpy()
-        ridge = PAIR_STRESS_RIDGE * max(float(np.mean(np.diag(gram))), 1e-30)
-        return np.linalg.solve(gram + ridge * np.eye(len(gram)), self.moment.numpy()).astype(np.float32)
+        ridge = LEAST_SQUARES_RIDGE * max(float(np.mean(np.diag(gram))), 1e-30)
+        rhs = self.moment.numpy() + ridge * np.asarray(prior, np.float64)
+        return np.linalg.solve(gram + ridge * np.eye(len(gram)), rhs).astype(np.float32)
 
 
 def _latent_variance(z):
@@ -647,7 +679,9 @@ def _rmse(a, b):
 
 def initialise_from_run(model: SagesnetModel, run_dir: str) -> int:
     """Copy into ``model`` every variable of ``RUN/model.keras`` with the same path (below the model's
-    own name) and shape; returns how many were copied (at least one, else a SagesnetError)."""
+    own name) and shape; returns how many were copied (at least one, else a SagesnetError). A model
+    that splits its pair forces into bonded and other pairs (``pair_bond_neighbours``) where the
+    run's did not starts both radial functions as the run's one."""
     path = os.path.join(run_dir, "model.keras")
     if not os.path.isfile(path):
         raise SagesnetError(f"init_from: {path} does not exist; point init_from at a finished training run directory")
@@ -658,9 +692,14 @@ def initialise_from_run(model: SagesnetModel, run_dir: str) -> int:
 
     by_key = {key(v, source): v for v in source.variables}
     copied = 0
+    split = (model.pair_forces is not None and model.config.pair_bond_neighbours
+             and source.pair_forces is not None and not source.config.pair_bond_neighbours)
     for v in model.variables:
         match = by_key.get(key(v, model))
-        if match is not None and tuple(match.shape) == tuple(v.shape):
+        if split and match is not None and match is source.pair_forces.magnitude.kernel:
+            v.assign(np.repeat(match.numpy(), 2, axis=0))  # features are (radial, element, bonded|other)
+            copied += 1
+        elif match is not None and tuple(match.shape) == tuple(v.shape):
             v.assign(match.value)
             copied += 1
     if copied == 0:
@@ -673,17 +712,19 @@ def _to_tensors(batch: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------- loop
-def _stage_functions(runner: MDStageRunner, s: MDStageConfig, opt, variables, fit: PairStressFit | None = None):
+def _stage_functions(runner: MDStageRunner, s: MDStageConfig, opt, variables, fit: NormalEquations | None = None):
     """tf.functions (train_step(batch, noise), eval_step(batch)) of stage ``s``; both return batch means
-    (train_step also the per-example loss). For ``pair_stress_fit`` the train step adds the batch to
-    ``fit``'s normal equations instead of taking an optimizer step."""
+    (train_step also the per-example loss). For a least-squares stage (:data:`LEAST_SQUARES_KINDS`)
+    the train step adds the batch to ``fit``'s normal equations instead of taking an optimizer step."""
 
-    if s.kind == "pair_stress_fit":
+    if s.kind in LEAST_SQUARES_KINDS:
         @tf.function(reduce_retracing=True)
         def accumulate_step(batch, noise):
-            rows, target = runner.pair_stress_equations(batch)
+            rows, target = runner.least_squares_equations(s.kind, batch)
             n_features = tf.shape(rows)[-1]
             fit.add(tf.reshape(rows, [-1, n_features]), tf.reshape(target, [-1]))
+            if s.kind == "pair_force_fit":  # the predictor's figures, as before the fit
+                return {k: tf.reduce_mean(v) for k, v in runner.loss(s.kind, batch, None)[1].items()}, None
             # the current weights' misfit from the same equations (= runner.pair_stress_loss)
             kernel = runner.model.pair_stress.radial().kernel[:, 0]
             per_ex = mean_squared(tf.linalg.matvec(rows, kernel), target)
@@ -702,7 +743,7 @@ def _stage_functions(runner: MDStageRunner, s: MDStageConfig, opt, variables, fi
     def eval_step(batch):
         return {k: tf.reduce_mean(v) for k, v in runner.loss(s.kind, batch, None, s.unroll)[1].items()}
 
-    return (accumulate_step if s.kind == "pair_stress_fit" else train_step), eval_step
+    return (accumulate_step if s.kind in LEAST_SQUARES_KINDS else train_step), eval_step
 
 
 def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = False, progress: bool = True) -> dict:
@@ -751,9 +792,9 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     state = RunState()
     # the oversampling buffer is checkpointed only by runs that use it (older checkpoints lack it)
     hard = HardWindows(HARD_WINDOWS_CAPACITY) if any(s.oversample > 0 for s in cfg.stages) else None
-    fit = (PairStressFit(model.pair_stress.grid_pairs.n_features)
-           if any(s.kind == "pair_stress_fit" for s in cfg.stages) else None)
-    extra = {name: obj for name, obj in (("hard_windows", hard), ("pair_stress_fit", fit)) if obj is not None}
+    fits = {kind: NormalEquations(getattr(model, layer).grid_pairs.n_features, kind)
+            for kind, layer in LEAST_SQUARES_KINDS.items() if any(s.kind == kind for s in cfg.stages)}
+    extra = {name: obj for name, obj in (("hard_windows", hard), *fits.items()) if obj is not None}
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), cfg.checkpoint.keep, state,
                                 model=model, optimizers=optimizers, **extra)
     metrics = MetricsLog(run_dir, cfg.name, [s.name for s in cfg.stages])
@@ -770,9 +811,10 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     for index, s in enumerate(cfg.stages):
         if index < int(state.stage_index.numpy()):
             continue
+        fit = fits.get(s.kind)
         train_step, eval_step = _stage_functions(runner, s, optimizers[s.name], stage_variables[s.name], fit)
         bar.set_description(f"{cfg.name}:{s.name}")
-        if s.kind == "pair_stress_fit" and int(state.stage_step.numpy()) == 0:
+        if fit is not None and int(state.stage_step.numpy()) == 0:
             fit.reset()
         while int(state.stage_step.numpy()) < s.steps:
             step = int(state.step.numpy())
@@ -798,8 +840,9 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
             step, stage_step = step + 1, int(state.stage_step.numpy())
             bar.update(1)
             last = stage_step == s.steps
-            if last and s.kind == "pair_stress_fit":
-                model.pair_stress.radial().kernel.assign(fit.solve()[:, None])
+            if last and fit is not None:
+                kernel = getattr(model, LEAST_SQUARES_KINDS[s.kind]).radial().kernel
+                kernel.assign(fit.solve(kernel.numpy()[:, 0])[:, None])
             if step % cfg.log_every == 0 or last:
                 values = {k: float(v) for k, v in means.items()}
                 metrics.record(s.name, step, stage_step, "train", values)
