@@ -159,6 +159,7 @@ class PairTerm(keras.layers.Layer):
         boundary: per axis ``'periodic'`` or ``'open'``.
         masses: (n_elements,) atomic masses, g/mol.
         velocity_scale: Å/ps per unit of the slot velocity features.
+        bond_neighbours: see :class:`GridPairs` (0: one radial function for all pairs).
     """
 
     def __init__(self, cutoff: float, h: float, slots: int, boundary, masses,
