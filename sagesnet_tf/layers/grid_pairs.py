@@ -126,7 +126,8 @@ class GridPairs:
             separation += (other["velocities"] - own["velocities"][:, :, None]) * (self.velocity_scale * lookahead_ps)
         distance = tf.norm(separation, axis=-1)
         own_atom = tf.range(1, shape[1] + 1)[None, :, None]
-        pairs = tf.where((candidates > 0) & (candidates != own_atom) & (distance < self.cutoff))     # (P,3)
+        valid = (candidates > 0) & (candidates != own_atom) & (distance < self.cutoff)             # (B,N,M)
+        pairs = tf.where(valid)                                                                      # (P,3)
         r = tf.gather_nd(distance, pairs)                                                            # (P,)
         code = tf.gather_nd(other["species_onehot"], pairs) + tf.gather_nd(own["species_onehot"], pairs[:, :2])
         taper = 0.5 + 0.5 * tf.cos(np.pi * tf.clip_by_value((r - self.cutoff + TAPER_WIDTH) / TAPER_WIDTH, 0., 1.))
@@ -134,7 +135,6 @@ class GridPairs:
         features = basis[:, :, None] * code[:, None, :]                                             # (P,Kb,n_el)
         if self.bond_neighbours:
             # the k-th nearest neighbour's distance of every atom; a pair is bonded if it is within both
-            valid = (candidates > 0) & (candidates != own_atom) & (distance < self.cutoff)
             nearest = -tf.math.top_k(tf.where(valid, -distance, -np.inf), k=self.bond_neighbours).values
             kth = nearest[..., -1]                                                                  # (B,N)
             other_atom = tf.stack([pairs[:, 0], tf.cast(tf.gather_nd(candidates, pairs), tf.int64) - 1], -1)
@@ -177,6 +177,12 @@ class PairTerm(keras.layers.Layer):
     def radial(self) -> keras.layers.Dense:
         """The learned radial function (pair features (P, F) -> (P, 1))."""
         raise NotImplementedError
+
+    @staticmethod
+    def split_kernel(kernel: np.ndarray) -> np.ndarray:
+        """The radial kernel (F, 1) of a term without ``bond_neighbours`` as that of one with it (2F, 1):
+        the same function for bonded and other pairs (features are radial × element × {bonded, other})."""
+        return np.repeat(kernel, 2, axis=0)
 
     def build(self, *args):
         self.radial().build((None, self.grid_pairs.n_features))

@@ -24,9 +24,10 @@ Stages (``kind``), run in file order:
   (:class:`NormalEquations`, checkpointed); the last step solves them (ridge
   :data:`LEAST_SQUARES_RIDGE` × the mean diagonal towards the weights the stage started from, so
   radial functions no pair reaches keep their values) and sets the weights. ``learning_rate`` is
-  unused. Reports the ``pair_stress`` loss of the current weights. Adam on the same loss stalls far from this optimum: the per-cell stresses of thermal
-  frames are noisy, the radial features overlap (fitted on the tension data it read 65 % of the
-  held-out peak stress, the least-squares weights 105 %).
+  unused. Reports the ``pair_stress`` loss of the current weights. Adam on the same loss stalls far
+  from this optimum: the per-cell stresses of thermal frames are noisy, the radial features overlap
+  (fitted on the tension data it read 65 % of the held-out peak stress, the least-squares weights
+  105 %).
 - ``pair_force_fit`` (models with ``pair_cutoff`` > 0): the pair forces' magnitudes g(r) by linear
   least squares, as ``pair_stress_fit``: each step adds one batch's equations — every atom's three
   velocity components after one step, :meth:`~sagesnet_tf.layers.PairForces.design` · w against
@@ -403,8 +404,9 @@ class MDStageRunner:
         vel = mean_squared(out["velocities"], velocities_next, self.sigma_v)
         return pos, vel
 
-    def loss(self, kind: str, batch: dict, noise: tf.Tensor | None, unroll: int = 1):
-        """(per-example loss (B,), dict of per-example metrics (B,)) of stage ``kind``."""
+    def loss(self, kind: str, batch: dict, noise: tf.Tensor | None, unroll: int = 1, first_step: dict | None = None):
+        """(per-example loss (B,), dict of per-example metrics (B,)) of stage ``kind``. ``first_step``:
+        the :meth:`one_step` output from the batch's first frame, when the caller already has it (no noise)."""
         p, v, sp, box, env = (batch["positions"], batch["velocities"], batch["species"], batch["box"], batch["env"])
         if kind in ("autoencoder", "heads"):
             return self._autoencoder(p[:, 0], v[:, 0], sp, box[:, 0], batch["stress"])
@@ -435,7 +437,10 @@ class MDStageRunner:
         total_pos, total_vel = 0.0, 0.0
         first_rmse = None
         for k in range(1, steps + 1):
-            out, _, _ = self.one_step(p0, v0, sp, box[:, k - 1], env, next_box=box[:, k])
+            if k == 1 and first_step is not None:
+                out = first_step
+            else:
+                out, _, _ = self.one_step(p0, v0, sp, box[:, k - 1], env, next_box=box[:, k])
             pos_err, vel_err = self.step_errors(out, p[:, k], v[:, k])
             total_pos, total_vel = total_pos + pos_err, total_vel + vel_err
             if first_rmse is None:
@@ -579,17 +584,14 @@ class MDStageRunner:
     def pair_force_equations(self, batch):
         """One batch's per-atom least-squares equations for the pair force weights w (F,): ``rows``
         (B, N, 3, F) · w ≈ ``target`` (B, N, 3), in units of σ_v: the MD velocity at t+Δ minus the
-        model's predicted one without its pair forces (one step, as the ``predictor`` stage)."""
+        model's predicted one without its pair forces (one step, as the ``predictor`` stage); and that
+        step's :meth:`one_step` output."""
         p, v, box = batch["positions"], batch["velocities"], batch["box"]
         out, _, inp = self.one_step(p[:, 0], v[:, 0], batch["species"], box[:, 0], batch["env"], next_box=box[:, 1])
         rows = self.model.pair_forces.design(tf.shape(inp["atom_grid"])[1:4], inp["assignment"], inp["atom_features"],
                                              inp["spacing"]) / self.sigma_v
         with_pairs = tf.linalg.matvec(rows, self.model.pair_forces.radial().kernel[:, 0])
-        return rows, (v[:, 1] - out["velocities"]) / self.sigma_v + with_pairs
-
-    def least_squares_equations(self, kind: str, batch):
-        """(rows (..., F), target (...)) of least-squares stage ``kind`` (see :data:`LEAST_SQUARES_KINDS`)."""
-        return self.pair_stress_equations(batch) if kind == "pair_stress_fit" else self.pair_force_equations(batch)
+        return rows, (v[:, 1] - out["velocities"]) / self.sigma_v + with_pairs, out
 
 
 #: Windows the oversampling buffer keeps.
@@ -697,7 +699,7 @@ def initialise_from_run(model: SagesnetModel, run_dir: str) -> int:
     for v in model.variables:
         match = by_key.get(key(v, model))
         if split and match is not None and match is source.pair_forces.magnitude.kernel:
-            v.assign(np.repeat(match.numpy(), 2, axis=0))  # features are (radial, element, bonded|other)
+            v.assign(model.pair_forces.split_kernel(match.numpy()))
             copied += 1
         elif match is not None and tuple(match.shape) == tuple(v.shape):
             v.assign(match.value)
@@ -720,15 +722,18 @@ def _stage_functions(runner: MDStageRunner, s: MDStageConfig, opt, variables, fi
     if s.kind in LEAST_SQUARES_KINDS:
         @tf.function(reduce_retracing=True)
         def accumulate_step(batch, noise):
-            rows, target = runner.least_squares_equations(s.kind, batch)
+            if s.kind == "pair_force_fit":
+                rows, target, out = runner.pair_force_equations(batch)
+                # the predictor's figures of the same step, as before the fit
+                metrics = runner.loss(s.kind, batch, None, first_step=out)[1]
+            else:
+                rows, target = runner.pair_stress_equations(batch)
+                # the current weights' misfit from the same equations (= runner.pair_stress_loss)
+                per_ex = mean_squared(tf.linalg.matvec(rows, runner.model.pair_stress.radial().kernel[:, 0]), target)
+                metrics = {"loss": per_ex, "pair_stress": per_ex}
             n_features = tf.shape(rows)[-1]
             fit.add(tf.reshape(rows, [-1, n_features]), tf.reshape(target, [-1]))
-            if s.kind == "pair_force_fit":  # the predictor's figures, as before the fit
-                return {k: tf.reduce_mean(v) for k, v in runner.loss(s.kind, batch, None)[1].items()}, None
-            # the current weights' misfit from the same equations (= runner.pair_stress_loss)
-            kernel = runner.model.pair_stress.radial().kernel[:, 0]
-            per_ex = mean_squared(tf.linalg.matvec(rows, kernel), target)
-            return {"loss": tf.reduce_mean(per_ex), "pair_stress": tf.reduce_mean(per_ex)}, per_ex
+            return {k: tf.reduce_mean(v) for k, v in metrics.items()}, metrics["loss"]
 
     @tf.function(reduce_retracing=True)
     def train_step(batch, noise):
