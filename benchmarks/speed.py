@@ -5,7 +5,8 @@ at 300 K. LAMMPS runs ``fix nvt`` with 1 fs steps on ``threads`` OpenMP threads;
 from the last LAMMPS frame (equilibrated, with velocities) and rolls out its model steps (Δ from
 the model metadata) at every scale of :data:`SCALES` the model supports (scale 0 the fine level,
 scale 1 its coarse level 0; others are skipped with the reason recorded). Speed =
-simulated ps / wall s (a rollout that diverges counts the steps it completed); both timings
+simulated ps / wall s (a rollout that diverges counts the steps it completed; SAGESnet runs free,
+``--ensemble nve``, so the figure is the learned step's alone); both timings
 include set-up (LAMMPS initialisation; SavedModel loading and tracing for SAGESnet), which dominates the quick run
 and any SAGESnet rollout that diverges early; a second row per scale gives SAGESnet's speed from its first step on
 (``simulate``'s ``wall_s``: model calls, thermo and trajectory writing, no loading).
@@ -61,7 +62,8 @@ def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progre
         t0 = time.perf_counter()
         try:
             manifest = simulate(equilibrated, out_dir / "speed" / f"sagesnet_scale{scale}", model=model,
-                                time_ps=cfg["model_ps"], temperature_K=TEMPERATURE_K, every=10, scale=scale,
+                                time_ps=cfg["model_ps"], temperature_K=TEMPERATURE_K, ensemble="nve", every=10,
+                                scale=scale,
                                 overwrite=True, progress=progress)
         except RolloutDiverged as err:  # the speed of the steps it did run still counts
             manifest = err.manifest

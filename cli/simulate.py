@@ -17,12 +17,20 @@ from sagesnet_tf.errors import SagesnetError
 @click.option("--scale", type=click.IntRange(min=0), default=0,
               help="0 = fine grid; 1 = coarse level 0 (each step T·Δ on the coarse grid, atoms decoded from its "
                    "refined frames; the run ends at the last whole coarse step). Needs a model with a coarse level.")
-@click.option("--temperature", type=float, default=None, help="Target temperature, K (environment input).")
+@click.option("--temperature", type=float, default=None,
+              help="Target temperature, K (environment input; the NVT thermostat's target).")
+@click.option("--ensemble", type=click.Choice(["nvt", "nve"]), default=None,
+              help="nvt: thermostatted (the default with --temperature); nve: the learned dynamics run free "
+                   "(the default without).")
+@click.option("--thermostat", type=click.Choice(["langevin", "csvr", "berendsen"]), default=None,
+              help="NVT thermostat: langevin (default; per degree of freedom, canonical), csvr (Bussi's stochastic "
+                   "velocity rescaling, global, canonical) or berendsen (global weak coupling, not canonical).")
 @click.option("--thermostat-ps", type=float, default=None,
-              help="Rescale velocities towards --temperature at least every tenth of this time constant "
-                   "(Berendsen, ps, e.g. 0.1). Default: off, the learned dynamics run free.")
+              help="NVT thermostat time constant τ, ps (default 0.1); the velocities are updated between model "
+                   "calls at least every τ/10.")
 @click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the initial velocities drawn at --temperature when the structure has none.")
+              help="Seed of the initial velocities drawn at --temperature when the structure has none, and of "
+                   "the thermostat's random numbers.")
 @click.option("--strain-rate", type=float, default=0.0, help="Engineering strain rate, 1/ps (affine tension).")
 @click.option("--axis", type=click.Choice(["x", "y", "z"]), default="x", help="Tension axis.")
 @click.option("--max-strain", type=float, default=None, help="Stop at this engineering strain.")
@@ -35,9 +43,10 @@ from sagesnet_tf.errors import SagesnetError
 @click.option("--every", type=click.IntRange(min=1), default=10,
               help="Model steps Δ per output frame (at --scale 1 rounded down to whole coarse steps, at least one).")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-def simulate(model, structures, steps, time_ps, scale, temperature, thermostat_ps, seed, strain_rate, axis,
-             max_strain, stop_past_peak, mirror_average, every, overwrite, out) -> None:
+def simulate(model, structures, steps, time_ps, scale, temperature, ensemble, thermostat, thermostat_ps, seed,
+             strain_rate, axis, max_strain, stop_past_peak, mirror_average, every, overwrite, no_progress, out) -> None:
     """Simulate STRUCTURE with a SAGESnet SavedModel; writes trajectory.extxyz, thermo.csv, plots."""
     from pathlib import Path
 
@@ -54,10 +63,11 @@ def simulate(model, structures, steps, time_ps, scale, temperature, thermostat_p
         target = out if len(atoms) == 1 else str(Path(out) / name)
         try:
             manifest = run(structure, target, model=model, steps=steps, time_ps=time_ps, temperature_K=temperature,
-                           thermostat_ps=thermostat_ps, seed=seed, strain_rate=strain_rate, axis=axis,
+                           ensemble=ensemble, thermostat=thermostat, thermostat_ps=thermostat_ps, seed=seed,
+                           strain_rate=strain_rate, axis=axis,
                            max_strain=max_strain, stop_past_peak=stop_past_peak, mirror_average=mirror_average,
                            every=every, scale=scale,
-                           overwrite=overwrite)
+                           overwrite=overwrite, progress=not no_progress)
         except RolloutDiverged as err:
             if len(atoms) == 1:
                 raise

@@ -11,16 +11,17 @@ Outputs in ``out_dir`` (units LAMMPS metal):
 
 - ``trajectory.extxyz``: the initial frame and one frame per chunk; positions Å, velocities Å/ps,
   per-atom ``uncertainty`` (predicted one-step loss of the atom's cell); ids kept.
-- ``thermo.csv``: step (model steps), time_ps, temperature_K, strain, stress_*_GPa (sheet
-  convention, DESIGN.md §4), n_atoms, mean_uncertainty.
+- ``thermo.csv``: :data:`THERMO_COLUMNS`: step (model steps), time_ps, temperature_K, its
+  in-plane / out-of-plane parts, strain, stress_*_GPa (sheet convention, DESIGN.md §4), n_atoms,
+  mean_uncertainty, scale, ensemble.
 - ``thermo.png``, ``stress_strain.png`` (tension runs), ``manifest.json``.
 
-With a target temperature and ``thermostat_ps`` > 0 the velocities are rescaled between calls
-towards the target (Berendsen weak coupling of the motion relative to the centre of mass,
-:func:`~sagesnet_tf.thermo.berendsen_rescale`, time constant τ = ``thermostat_ps``, one rescaling
-for the call's span), the way the NVT MD the model learned from held its temperature; a call then
-spans at most :data:`THERMOSTAT_CALL_FRACTION` of τ (one step when a step is longer).
-``thermostat_ps=None`` leaves the learned dynamics free (the kinetic temperature is then the
+Ensembles (:func:`resolve_ensemble`): ``nvt`` (the default with a target temperature) updates
+the velocities between model calls with a thermostat of :data:`~sagesnet_tf.thermo.THERMOSTATS`
+(default Langevin, per degree of freedom; :func:`~sagesnet_tf.thermo.apply_thermostat`, time
+constant τ, one update for the call's span, random numbers from the run's seed and the step the
+update ends at); a call then spans at most :data:`THERMOSTAT_CALL_FRACTION` of τ (one step when a
+step is longer). ``nve`` leaves the learned dynamics free (the kinetic temperature is then the
 model's own).
 
 A diverging rollout (NaN, runaway temperature, atoms pushed into one another, or a failed
@@ -48,12 +49,13 @@ from sagesnet_tf.io.extxyz import write_extxyz_frames
 from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A
 from sagesnet_tf.md.protocols import EarlyStop
 from sagesnet_tf.structures import bond_pairs
-from sagesnet_tf.thermo import berendsen_rescale, maxwell_boltzmann_velocities, temperature_k
+from sagesnet_tf.thermo import (THERMOSTATS, apply_thermostat, component_temperatures_k, maxwell_boltzmann_velocities,
+                                plane_axes, temperature_k)
 
 DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
-THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "strain", "stress_xx_GPa", "stress_yy_GPa",
-                  "stress_zz_GPa", "stress_xy_GPa", "stress_xz_GPa", "stress_yz_GPa", "n_atoms",
-                  "mean_uncertainty")
+THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "temperature_inplane_K", "temperature_outofplane_K",
+                  "strain", "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_xy_GPa", "stress_xz_GPa",
+                  "stress_yz_GPa", "n_atoms", "mean_uncertainty", "scale", "ensemble")
 #: Divergence limit: temperature above min(max(10 × target, RUNAWAY_FLOOR_K), this) K. (Atoms
 #: escaping the box along a non-periodic axis are caught inside the model step:
 #: ``export.MAX_ESCAPE_FRACTION``.)
@@ -61,9 +63,11 @@ MAX_TEMPERATURE_K = 10000.0
 #: The limit never falls below this, K: a 4.2 K run at 50 K is inaccurate, not diverged (carbon
 #: sheets stay bonded far above it); the limit is for rollouts that blow up.
 RUNAWAY_FLOOR_K = 1000.0
-#: With the thermostat, one call (one rescaling) spans at most this fraction of its time constant τ:
-#: a weak coupling applied every τ/10 relaxes like one applied every step, at a fraction of the calls.
+#: With the thermostat, one call (one thermostat update) spans at most this fraction of its time
+#: constant τ: a coupling applied every τ/10 relaxes like one applied every step, at a fraction of the calls.
 THERMOSTAT_CALL_FRACTION = 0.1
+#: Time constant τ (ps) of the NVT thermostat when none is given.
+DEFAULT_THERMOSTAT_PS = 0.1
 
 
 class RolloutDiverged(SagesnetError):
@@ -110,6 +114,29 @@ def env_vector(metadata: dict, temperature_K: float, strain_rate: float, strain:
     """Raw env (E,) in the model's field order; fields this run does not set are 0."""
     values = {"temperature_K": temperature_K, "pressure_bar": 0.0, "strain_rate_per_ps": strain_rate, "strain": strain}
     return np.array([values.get(name, 0.0) for name in metadata["env_fields"]], dtype=np.float32)
+
+
+def resolve_ensemble(temperature_K: float | None, ensemble: str | None, thermostat: str | None,
+                     thermostat_ps: float | None) -> tuple[str, dict | None]:
+    """(ensemble, thermostat) of a run: ``nvt`` (the default with a ``temperature_K``) with
+    ``{"kind": thermostat or "langevin", "tau_ps": thermostat_ps or DEFAULT_THERMOSTAT_PS}``, or
+    ``nve`` (the default without one) with None. Conflicting options are a :class:`SagesnetError`."""
+    if ensemble not in (None, "nvt", "nve"):
+        raise SagesnetError(f"simulate: --ensemble must be nvt or nve, got {ensemble!r}")
+    if thermostat not in (None, *THERMOSTATS):
+        raise SagesnetError(f"simulate: --thermostat must be one of {', '.join(THERMOSTATS)}, got {thermostat!r}")
+    if ensemble == "nve" and (thermostat_ps is not None or thermostat is not None):
+        raise SagesnetError("simulate: --thermostat/--thermostat-ps set the NVT thermostat; drop them with "
+                            "--ensemble nve")
+    ensemble = ensemble or ("nve" if temperature_K is None and thermostat_ps is None and thermostat is None else "nvt")
+    if ensemble == "nve":
+        return "nve", None
+    if temperature_K is None:
+        raise SagesnetError("simulate: --ensemble nvt (and --thermostat/--thermostat-ps) needs a --temperature, "
+                            "the thermostat's target")
+    if thermostat_ps is not None and thermostat_ps <= 0:
+        raise SagesnetError(f"simulate: --thermostat-ps must be a positive time constant (ps), got {thermostat_ps}")
+    return "nvt", {"kind": thermostat or "langevin", "tau_ps": thermostat_ps or DEFAULT_THERMOSTAT_PS}
 
 
 def _orthorhombic(atoms: Atoms) -> np.ndarray:
@@ -159,13 +186,16 @@ def divergence_reason(frame: Atoms, temperature: float, target: float | None) ->
 def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = None, steps: int | None = None,
              time_ps: float | None = None, temperature_K: float | None = None, strain_rate: float = 0.0,
              axis: str = "x", max_strain: float | None = None, every: int = 10, scale: int = 0,
-             thermostat_ps: float | None = None, seed: int = 0, stop_past_peak: bool = False,
+             ensemble: str | None = None, thermostat: str | None = None, thermostat_ps: float | None = None,
+             seed: int = 0, stop_past_peak: bool = False,
              mirror_average: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Run the model from ``structure`` and write the outputs; returns the manifest dict.
 
     The run ends at ``steps`` model steps, ``time_ps`` or ``max_strain`` (with ``strain_rate`` >
-    0), whichever comes first; at least one is required. ``thermostat_ps`` (ps, needs
-    ``temperature_K``) turns on the Berendsen rescaling of the module docstring. A structure
+    0), whichever comes first; at least one is required. ``ensemble``, ``thermostat`` (kind) and
+    ``thermostat_ps`` (τ, ps) as :func:`resolve_ensemble` resolves them (default: NVT with a
+    Langevin thermostat, τ = 0.1 ps, when ``temperature_K`` is given; NVE without); the
+    thermostat's random numbers come from ``seed`` and the step. A structure
     without velocities (none, or all zero) starts from Maxwell–Boltzmann velocities at
     ``temperature_K`` drawn with ``seed``. ``scale``: 0 fine, 1 the model's coarse level 0.
     ``stop_past_peak`` (tension runs): stop once the stress along the axis has fallen 30 % below its
@@ -184,8 +214,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         raise SagesnetError("simulate: --max-strain and --stop-past-peak need a positive --strain-rate")
     if steps is None and time_ps is None and max_strain is None:
         raise SagesnetError("simulate: give at least one of --steps, --time-ps, --max-strain")
-    if thermostat_ps is not None and (thermostat_ps <= 0 or temperature_K is None):
-        raise SagesnetError("simulate: --thermostat-ps needs a positive time constant and a --temperature")
+    ensemble, thermostat = resolve_ensemble(temperature_K, ensemble, thermostat, thermostat_ps)
     if mirror_average and scale:
         raise SagesnetError("simulate: --mirror-average runs the fine scale only; drop --scale or --mirror-average")
     out = Path(out_dir)
@@ -233,6 +262,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         initial_velocities = f"Maxwell-Boltzmann at {temperature_K} K, seed {seed}"
     lengths = lengths0.astype(np.float32)
     width, thick = nominal_width(structure, axis), nominal_thickness(structure)
+    plane = plane_axes(structure.positions, structure.pbc)  # in-plane axes of temperature_inplane_K
     target = temperature_K
     if mirror_average and "simulate_mirror_average" not in loaded.signatures:
         raise SagesnetError(f"simulate: {model_dir} has no simulate_mirror_average signature (exported before it "
@@ -246,15 +276,16 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                 "strain_rate_per_ps": strain_rate, "axis": axis, "temperature_K": temperature_K, "every": every,
                 "scale": scale, "model_steps_per_scale_step": unit, "mirror_average": mirror_average,
                 "initial_velocities": initial_velocities,
-                "thermostat": None if thermostat_ps is None else {"kind": "berendsen", "tau_ps": thermostat_ps},
+                "ensemble": ensemble, "thermostat": thermostat and {**thermostat, "seed": seed},
                 "units": "metal (Å, ps, Å/ps, K, GPa)", "status": "running"}
 
     def record(step, p, v, box, strain, unc, stress):
         """Append one frame to the outputs; returns (the frame, its temperature K)."""
         t = temperature_k(v, masses)
         gpa = sheet_stress_gpa(np.asarray(stress, np.float64), box[a], width, thick)
-        rows.append(dict(zip(THERMO_COLUMNS, [step, step * delta, t, strain, *[float(x) for x in gpa],
-                                              len(p), float(np.mean(unc))])))
+        rows.append(dict(zip(THERMO_COLUMNS, [step, step * delta, t, *component_temperatures_k(v, masses, plane),
+                                              strain, *[float(x) for x in gpa], len(p), float(np.mean(unc)),
+                                              scale, ensemble])))
         frame = _frame(structure, p, v, box, step, step * delta, strain)
         write_extxyz_frames(traj, [frame], per_atom_extra={"uncertainty": [np.asarray(unc, np.float64)]}, append=True)
         _write_thermo(out / "thermo.csv", rows)
@@ -276,8 +307,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         return RolloutDiverged(f"simulate: rollout diverged at step {done} ({reason}); "
                                f"the trajectory so far is in {out}", manifest)
 
-    def advance(positions, velocities, lengths, n: int, coarse: bool):
-        """n fine steps, or n coarse steps (a window of ``unit`` frames in and out)."""
+    def advance(positions, velocities, lengths, n: int, coarse: bool, end_step: int):
+        """n fine steps, or n coarse steps (a window of ``unit`` frames in and out), ending at
+        model step ``end_step``; then one thermostat update for their span (NVT)."""
         strain = float(lengths[a] / lengths0[a] - 1.0)
         kwargs = dict(species=species, box_lengths=lengths, box_origin=origin, pbc=pbc,
                       env=env_vector(meta, temperature_K or 0.0, strain_rate, strain), n_steps=np.int32(n),
@@ -291,9 +323,10 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         except tf.errors.InvalidArgumentError as err:  # the in-graph grid checks
             raise diverged(in_graph_failure(err)) from None
         velocities = res["velocities"].numpy()
-        if thermostat_ps:
+        if thermostat:
             span = n * (unit if coarse else 1) * delta
-            velocities = berendsen_rescale(velocities, masses, target, span, thermostat_ps)
+            velocities = apply_thermostat(thermostat["kind"], velocities, masses, target, span, thermostat["tau_ps"],
+                                          seed, end_step)
         return res["positions"].numpy(), velocities, res["box_lengths"].numpy(), res
 
     start = time.time()
@@ -305,7 +338,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             # warm-up: the first window of `unit` frames comes from fine steps
             frames_p, frames_v = [pos], [vel]
             for _ in range(unit - 1):
-                p_next, v_next, lengths, _ = advance(frames_p[-1], frames_v[-1], lengths, 1, coarse=False)
+                p_next, v_next, lengths, _ = advance(frames_p[-1], frames_v[-1], lengths, 1, coarse=False,
+                                                     end_step=len(frames_p))
                 frames_p.append(p_next)
                 frames_v.append(v_next)
             pos, vel = np.stack(frames_p), np.stack(frames_v)
@@ -313,13 +347,13 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             bar.update(done)
         # scale steps per call: a frame's worth, or at most THERMOSTAT_CALL_FRACTION·τ with the thermostat
         per_call = total
-        if thermostat_ps:
-            per_call = max(1, int(THERMOSTAT_CALL_FRACTION * thermostat_ps / (unit * delta) + 1e-9))
+        if thermostat:
+            per_call = max(1, int(THERMOSTAT_CALL_FRACTION * thermostat["tau_ps"] / (unit * delta) + 1e-9))
         while total - done >= unit:
             per_frame = max(1, every // unit)
             n_frame = min(per_frame, (total - done) // unit)
             for n in [min(per_call, n_frame - k) for k in range(0, n_frame, per_call)]:
-                pos, vel, lengths, res = advance(pos, vel, lengths, n, coarse=bool(scale))
+                pos, vel, lengths, res = advance(pos, vel, lengths, n, coarse=bool(scale), end_step=done + n * unit)
                 done += n * unit
                 bar.update(n * unit)
             strain = float(lengths[a] / lengths0[a] - 1.0)

@@ -60,7 +60,7 @@ def read_thermo(path):
 def test_simulate_steps_writes_outputs(models, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["simulate", "--model", str(models["identity"].parent), "--structure", EXAMPLE, "--steps", "20",
-               "--every", "5", "--temperature", "300", "--out", str(out)])
+               "--every", "5", "--temperature", "300", "--ensemble", "nve", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     rows = read_thermo(out / "thermo.csv")
     assert tuple(rows[0]) == THERMO_COLUMNS
@@ -83,6 +83,8 @@ def test_simulate_steps_writes_outputs(models, tmp_path, capsys):
     assert (out / "thermo.png").stat().st_size > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "completed" and manifest["steps_done"] == 20
+    assert manifest["ensemble"] == "nve" and manifest["thermostat"] is None
+    assert {r["ensemble"] for r in rows} == {"nve"} and {r["scale"] for r in rows} == {"0"}
 
     # a non-empty --out is refused without --overwrite, accepted with it
     assert main(["simulate", "--model", str(models["identity"].parent), "--structure", EXAMPLE, "--steps", "2",
@@ -133,7 +135,8 @@ def test_thermostat_pulls_temperature_to_target(models, tmp_path):
     """The untrained model keeps velocities; the thermostat alone takes 300 K to 600 K."""
     out = tmp_path / "thermostat"
     rc = main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "40",
-               "--every", "10", "--temperature", "600", "--thermostat-ps", "0.01", "--seed", "3", "--out", str(out)])
+               "--every", "10", "--temperature", "600", "--thermostat", "berendsen", "--thermostat-ps", "0.01",
+               "--seed", "3", "--out", str(out)])
     assert rc == 0
     temps = [float(r["temperature_K"]) for r in read_thermo(out / "thermo.csv")]
     assert temps[0] == pytest.approx(600.0, rel=1e-4)  # drawn at the target
@@ -143,12 +146,13 @@ def test_thermostat_pulls_temperature_to_target(models, tmp_path):
     hot = tmp_path / "start300.extxyz"
     write_structure(start, hot)
     assert main(["simulate", "--model", str(models["identity"]), "--structure", str(hot), "--steps", "40",
-                 "--every", "10", "--temperature", "600", "--thermostat-ps", "0.01", "--out", str(out2)]) == 0
+                 "--every", "10", "--temperature", "600", "--thermostat", "berendsen", "--thermostat-ps", "0.01",
+                 "--out", str(out2)]) == 0
     temps = [float(r["temperature_K"]) for r in read_thermo(out2 / "thermo.csv")]
     assert temps[0] == pytest.approx(300.0, rel=1e-4)
     assert all(b > a for a, b in zip(temps, temps[1:])) and 550.0 < temps[-1] < 620.0
     manifest = json.loads((out2 / "manifest.json").read_text())
-    assert manifest["thermostat"] == {"kind": "berendsen", "tau_ps": 0.01}
+    assert manifest["ensemble"] == "nvt" and manifest["thermostat"] == {"kind": "berendsen", "tau_ps": 0.01, "seed": 0}
     assert manifest["initial_velocities"] == "from the structure"
 
 
@@ -160,7 +164,8 @@ def test_thermostat_rescales_once_per_tenth_of_tau(models, tmp_path):
     write_structure(start, warm)
     out = tmp_path / "chunked"
     assert main(["simulate", "--model", str(models["identity"]), "--structure", str(warm), "--steps", "10",
-                 "--every", "10", "--temperature", "600", "--thermostat-ps", "0.05", "--out", str(out)]) == 0
+                 "--every", "10", "--temperature", "600", "--thermostat", "berendsen", "--thermostat-ps", "0.05",
+                 "--out", str(out)]) == 0
     temps = [float(r["temperature_K"]) for r in read_thermo(out / "thermo.csv")]
     expected = 300.0
     for _ in range(2):  # two calls of 5 steps (the untrained model keeps the velocities)
@@ -187,7 +192,7 @@ def test_tension_reaches_max_strain(models, tmp_path):
 def test_divergence_keeps_partial_trajectory(models, tmp_path, capsys):
     out = tmp_path / "diverge"
     rc = main(["simulate", "--model", str(models["huge"]), "--structure", EXAMPLE, "--steps", "50", "--every", "1",
-               "--temperature", "300", "--out", str(out)])
+               "--temperature", "300", "--ensemble", "nve", "--out", str(out)])
     err = capsys.readouterr().err
     errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("Error:")]
     assert rc == 2 and len(errors) == 1 and "diverged" in errors[0] and "trajectory so far" in errors[0]
@@ -206,6 +211,11 @@ def test_bad_requests(models, tmp_path, capsys):
     assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "1",
                  "--thermostat-ps", "0.1", "--out", str(tmp_path / "d")]) == 2
     assert "--temperature" in capsys.readouterr().err
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "1",
+                 "--temperature", "300", "--ensemble", "nve", "--thermostat-ps", "0.1",
+                 "--out", str(tmp_path / "f")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "--ensemble nve" in errors[0]
     assert main(["simulate", "--model", str(models["coarse"]), "--structure", EXAMPLE, "--steps", "2",
                  "--scale", "1", "--mirror-average", "--out", str(tmp_path / "m")]) == 2
     assert "--mirror-average runs the fine scale only" in capsys.readouterr().err
@@ -227,7 +237,7 @@ def test_mirror_average_leaves_constant_velocity_motion_unchanged(models, tmp_pa
     for flag in ([], ["--mirror-average"]):
         out = tmp_path / ("mirror" if flag else "plain")
         assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "4",
-                     "--every", "2", "--temperature", "300", "--out", str(out), *flag]) == 0
+                     "--every", "2", "--temperature", "300", "--ensemble", "nve", "--out", str(out), *flag]) == 0
         runs[bool(flag)] = read_extxyz_frames(out / "trajectory.extxyz")
         assert json.loads((out / "manifest.json").read_text())["mirror_average"] is bool(flag)
     assert len(runs[True]) == len(runs[False]) == 3
@@ -270,7 +280,8 @@ def test_a_pair_model_reports_the_stress_of_its_atoms_at_both_scales(models, tmp
     for scale in ("0", "1"):
         out = tmp_path / f"scale{scale}"
         assert main(["simulate", "--model", str(models["pair"]), "--structure", EXAMPLE, "--temperature", "300",
-                     "--strain-rate", "1.0", "--axis", "x", "--steps", "8", "--every", "2", "--scale", scale,
+                     "--ensemble", "nve", "--strain-rate", "1.0", "--axis", "x", "--steps", "8", "--every", "2",
+                     "--scale", scale,
                      "--out", str(out)]) == 0, capsys.readouterr().err
         rows, frames = read_thermo(out / "thermo.csv"), read_extxyz_frames(out / "trajectory.extxyz")
         assert len(rows) == len(frames) >= 4
@@ -283,7 +294,8 @@ def test_a_pair_model_reports_the_stress_of_its_atoms_at_both_scales(models, tmp
 
 def test_coarse_scale_runs_whole_coarse_steps_and_decodes_every_atom(models, tmp_path, capsys):
     fine, coarse = tmp_path / "fine", tmp_path / "coarse"
-    common = ["--structure", EXAMPLE, "--temperature", "300", "--model", str(models["coarse"].parent)]
+    common = ["--structure", EXAMPLE, "--temperature", "300", "--ensemble", "nve",
+              "--model", str(models["coarse"].parent)]
     assert main(["simulate", *common, "--steps", "19", "--every", "19", "--out", str(fine)]) == 0
     assert main(["simulate", *common, "--scale", "1", "--steps", "20", "--every", "4", "--out", str(coarse)]) == 0, \
         capsys.readouterr().err
