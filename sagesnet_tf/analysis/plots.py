@@ -64,7 +64,7 @@ def plot_stress_strain(strain: Sequence[float], stress_gpa: Sequence[float], pat
 
 #: Thermo columns plotted by :func:`plot_thermo` (panel title, column names), when present.
 _THERMO_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("temperature (K)", ("temperature_K",)),
+    ("temperature (K)", ("temperature_K", "temperature_inplane_K", "temperature_outofplane_K")),
     ("energy (eV)", ("potential_energy_eV", "total_energy_eV")),
     ("pressure (bar)", ("pxx_bar", "pyy_bar", "pzz_bar")),
     ("sheet stress (GPa)", ("stress_xx_GPa", "stress_yy_GPa")),
