@@ -93,12 +93,15 @@ class Atoms:
         out.positions = frac @ self.cell
         return out
 
-    def validate(self, source: str = "structure") -> "Atoms":
+    def validate(self, source: str = "structure", inside: bool = True) -> "Atoms":
         """Refuse structures no simulation should start from; returns ``self`` when valid.
 
         Raises :class:`SagesnetError` naming ``source`` for: no atoms, unknown element, NaN or
-        infinite values, a singular cell, atoms outside the cell along a non-periodic axis, and
-        overlapping atoms (closer than :data:`MIN_SEPARATION_A`).
+        infinite values, a singular cell, atoms spanning more than the cell along a non-periodic axis,
+        with ``inside`` atoms outside the cell along a non-periodic axis (``inside=False`` lets a
+        sheet centred on z = 0 through, as files hold it, for a consumer that places the atoms
+        itself: :func:`sagesnet_tf.io.model_frame.to_model_frame`), and overlapping atoms (closer than
+        :data:`MIN_SEPARATION_A`).
         """
         if len(self) == 0:
             raise SagesnetError(f"{source}: the structure has no atoms; give a file with at least one atom")
@@ -117,11 +120,18 @@ class Atoms:
         frac = self.fractional()
         tol = 1e-6
         for axis in np.flatnonzero(~self.pbc):
+            span = float(np.ptp(frac[:, axis]))
+            if span > 1 + tol:
+                height = 1.0 / np.linalg.norm(np.linalg.inv(self.cell)[:, axis])
+                raise SagesnetError(
+                    f"{source}: the atoms span {span * height:.2f} Å along non-periodic axis {'xyz'[axis]}, more "
+                    f"than the cell's {height:.2f} Å; enlarge the cell along {'xyz'[axis]} or make that axis periodic")
             outside = np.flatnonzero((frac[:, axis] < -tol) | (frac[:, axis] > 1 + tol))
-            if outside.size:
+            if inside and outside.size:
                 raise SagesnetError(
                     f"{source}: {outside.size} atom(s) (first id {self.ids[outside[0]]}) lie outside the "
-                    f"non-periodic cell along axis {'xyz'[axis]}; enlarge the cell or make that axis periodic")
+                    f"non-periodic cell along axis {'xyz'[axis]}; shift them into it, enlarge the cell or make "
+                    "that axis periodic")
         i, j, d = self.closest_pair()
         if d < MIN_SEPARATION_A:
             raise SagesnetError(

@@ -9,7 +9,9 @@ steps; the run ends at the last whole coarse step); docs/SIMULATE.md.
 
 Outputs in ``out_dir`` (units LAMMPS metal):
 
-- ``trajectory.extxyz``: the initial frame and one frame per chunk; positions Å, velocities Å/ps,
+- ``trajectory.extxyz``: the initial frame and one frame per chunk; positions Å (in the structure
+  file's frame: the structure is placed in the model's grid by
+  :func:`~sagesnet_tf.io.model_frame.to_model_frame` and frames are moved back), velocities Å/ps,
   per-atom ``uncertainty`` (predicted one-step loss of the atom's cell); ids kept.
 - ``thermo.csv``: :data:`THERMO_COLUMNS`: step (model steps), time_ps, temperature_K, its
   in-plane / out-of-plane parts, strain, stress_*_GPa (sheet convention, DESIGN.md §4), n_atoms,
@@ -38,6 +40,7 @@ import re
 import time
 from pathlib import Path
 
+import click
 import numpy as np
 
 from sagesnet_tf.analysis.plots import plot_stress_strain, plot_thermo
@@ -45,8 +48,8 @@ from sagesnet_tf.analysis.stress_strain import axis_index, nominal_thickness, no
 from sagesnet_tf.atoms import MIN_SEPARATION_A, Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
-from sagesnet_tf.io.extxyz import write_extxyz_frames
-from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A
+from sagesnet_tf.io.extxyz import PER_ATOM_KEY, VELOCITY_SOURCE_KEY, write_extxyz_frames
+from sagesnet_tf.io.model_frame import ModelFrame, to_model_frame
 from sagesnet_tf.md.protocols import EarlyStop
 from sagesnet_tf.structures import bond_pairs
 from sagesnet_tf.thermo import (THERMOSTATS, apply_thermostat, component_temperatures_k, maxwell_boltzmann_velocities,
@@ -155,12 +158,17 @@ def _write_thermo(path: Path, rows: list[dict]) -> None:
         handle.write(buf.getvalue())
 
 
-def _frame(atoms: Atoms, positions, velocities, lengths, step: int, time_ps: float, strain: float) -> Atoms:
-    frame = atoms.copy()
-    frame.positions = np.asarray(positions, dtype=np.float64)
+def _frame(placed: ModelFrame, positions, velocities, lengths, step: int, time_ps: float, strain: float) -> Atoms:
+    """An output frame from the model's (N, 3) positions Å and velocities Å/ps and its box lengths
+    (3,) Å: positions and pbc back in the input file's frame (:meth:`ModelFrame.to_input`), and only
+    the model's own per-atom columns (the input's extra columns, e.g. a stale ``vel``, are dropped)."""
+    frame = placed.atoms.copy()
+    frame.positions = placed.to_input(positions)
+    frame.pbc = placed.input_pbc.copy()
     frame.velocities = np.asarray(velocities, dtype=np.float64)
     frame.cell = np.diag(np.asarray(lengths, dtype=np.float64))
-    frame.info = {**atoms.info, "units": "metal", "step": step, "time_ps": round(time_ps, 9), "strain": strain,
+    info = {k: v for k, v in placed.atoms.info.items() if k not in (PER_ATOM_KEY, VELOCITY_SOURCE_KEY)}
+    frame.info = {**info, "units": "metal", "step": step, "time_ps": round(time_ps, 9), "strain": strain,
                   "uncertainty_units": "predicted one-step loss (normalised)"}
     return frame
 
@@ -234,13 +242,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     unknown = sorted(set(structure.symbols) - set(meta["elements"]))
     if unknown:
         raise SagesnetError(f"simulate: element(s) {', '.join(unknown)} not known to the model ({', '.join(meta['elements'])})")
-    grid_periodic = [b != "open" for b in meta["boundary"]]
-    if [bool(p) for p in structure.pbc] != grid_periodic:
-        flags = " ".join("T" if p else "F" for p in structure.pbc)
-        raise SagesnetError(f"simulate: the structure's periodic axes (pbc {flags}) differ from the model's grid "
-                            f"({', '.join(meta['boundary'])}); make them match (a ribbon in a y-periodic model: "
-                            f"`build kirigami/ribbon --periodic-y`, which keeps ≥ {AIREBO_LJ_CUTOFF_A:.1f} Å of vacuum "
-                            "between images)")
+    placed = to_model_frame(structure, meta["boundary"])  # vacuum axes opened, atoms shifted into the cell
+    velocity_source = structure.info.get(VELOCITY_SOURCE_KEY, "the structure's velocities")
+    structure = placed.atoms  # from here on the structure as the model sees it; outputs go back via _frame
     delta = float(meta["delta_ps"])
     a = axis_index(axis)
     limits = [s for s in (steps,
@@ -260,6 +264,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     if temperature_K and not np.any(vel):
         vel = maxwell_boltzmann_velocities(masses, temperature_K, seed).astype(np.float32)
         initial_velocities = f"Maxwell-Boltzmann at {temperature_K} K, seed {seed}"
+    click.echo(f"simulate: input adaptation: {placed.describe()}; initial velocities: {initial_velocities} "
+               f"(structure's velocities: {velocity_source})", err=True)
     lengths = lengths0.astype(np.float32)
     width, thick = nominal_width(structure, axis), nominal_thickness(structure)
     plane = plane_axes(structure.positions, structure.pbc)  # in-plane axes of temperature_inplane_K
@@ -275,7 +281,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                 "n_atoms": len(structure), "steps_asked": steps, "time_ps_asked": time_ps, "max_strain": max_strain,
                 "strain_rate_per_ps": strain_rate, "axis": axis, "temperature_K": temperature_K, "every": every,
                 "scale": scale, "model_steps_per_scale_step": unit, "mirror_average": mirror_average,
-                "initial_velocities": initial_velocities,
+                "initial_velocities": initial_velocities, "velocity_source": velocity_source,
+                "input_adaptation": placed.describe(),
                 "ensemble": ensemble, "thermostat": thermostat and {**thermostat, "seed": seed},
                 "units": "metal (Å, ps, Å/ps, K, GPa)", "status": "running"}
 
@@ -286,7 +293,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         rows.append(dict(zip(THERMO_COLUMNS, [step, step * delta, t, *component_temperatures_k(v, masses, plane),
                                               strain, *[float(x) for x in gpa], len(p), float(np.mean(unc)),
                                               scale, ensemble])))
-        frame = _frame(structure, p, v, box, step, step * delta, strain)
+        frame = _frame(placed, p, v, box, step, step * delta, strain)
         write_extxyz_frames(traj, [frame], per_atom_extra={"uncertainty": [np.asarray(unc, np.float64)]}, append=True)
         _write_thermo(out / "thermo.csv", rows)
         return frame, t

@@ -224,7 +224,7 @@ def test_bad_requests(models, tmp_path, capsys):
     assert main(["simulate", "--model", str(models["identity"]), "--structure", str(ribbon_file), "--steps", "1",
                  "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
-    assert "pbc T F F" in err and "--periodic-y" in err
+    assert "periodic along y but the structure is open along y" in err and "--periodic-y" in err
     assert main(["simulate", "--model", str(tmp_path / "nothing"), "--structure", EXAMPLE, "--steps", "1",
                  "--out", str(tmp_path / "c")]) == 2
 

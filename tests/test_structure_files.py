@@ -173,7 +173,7 @@ def test_writer_creates_parent_directories(tmp_path):
 GOOD_HEADER = 'Lattice="10 0 0 0 10 0 0 0 10" Properties=species:S:1:pos:R:3 pbc="F F F"'
 BAD_FILES = {
     "unknown_element.extxyz": (f"2\n{GOOD_HEADER}\nC 1 1 1\nO 3 3 3\n", "unknown element"),
-    "outside.extxyz": (f"2\n{GOOD_HEADER}\nC 1 1 1\nC 11 3 3\n", "outside the non-periodic cell"),
+    "outside.extxyz": (f"2\n{GOOD_HEADER}\nC 1 1 1\nC 11.5 3 3\n", "span 10.50 Å along non-periodic axis x"),
     "overlap.extxyz": (f"2\n{GOOD_HEADER}\nC 1 1 1\nC 1.1 1 1\n", "overlap"),
     "empty.extxyz": ("", "no frames"),
     "zero_atoms.extxyz": (f"0\n{GOOD_HEADER}\n", "no atoms"),
@@ -189,8 +189,8 @@ BAD_FILES = {
     "empty.cif": ("\n\n", "empty"),
     "truncated.data": ("title\n\n3 atoms\n1 atom types\n0 10 xlo xhi\n0 10 ylo yhi\n0 10 zlo zhi\n\n"
                        "Atoms # atomic\n\n1 1 1 1 1\n2 1 3 3 3\n", "truncated"),
-    "full_style.data": ("title\n\n1 atoms\n1 atom types\n0 10 xlo xhi\n0 10 ylo yhi\n0 10 zlo zhi\n\n"
-                        "Atoms # full\n\n1 1 1 0.0 1 1 1\n", "atom_style full"),
+    "sphere_style.data": ("title\n\n1 atoms\n1 atom types\n0 10 xlo xhi\n0 10 ylo yhi\n0 10 zlo zhi\n\n"
+                        "Atoms # sphere\n\n1 1 1.0 2.0 1 1 1\n", "atom_style sphere"),
     "oxygen.data": ("title\n\n1 atoms\n1 atom types\n0 10 xlo xhi\n0 10 ylo yhi\n0 10 zlo zhi\n\n"
                     "Masses\n\n1 15.999\n\nAtoms # atomic\n\n1 1 1 1 1\n", "mass 15.999"),
     "garbled.data": ("title\n\n1 atoms\n1 atom types\n0 10 xlo xhi\n0 10 ylo yhi\n0 10 zlo zhi\n\n"

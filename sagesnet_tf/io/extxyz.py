@@ -12,7 +12,11 @@ Units are LAMMPS ``metal`` (positions Å, velocities Å/ps) and every file writt
 ``pos`` (3), ``velo`` (3), ``id``, ``flags``, then any extra per-atom columns (``name:R:k``, floats).
 
 Reading is lenient about what other programs write: only ``species`` and ``pos`` are required
-(missing ``velo`` → zeros, ``id`` → 1..N, ``flags`` → 0); other columns are kept as extra per-atom
+(``id`` → 1..N, ``flags`` → 0 when missing). Velocities come from the first of these columns
+(:data:`VELOCITY_COLUMNS`): ``velo``, ``velocities`` or ``vel`` (Å/ps, as the file's ``units=metal``
+says or implies), or ASE's ``momenta`` (amu·Å per ASE time unit, divided by the masses and converted
+with :data:`ASE_VELOCITY_TO_A_PER_PS`); none → zeros. ``atoms.info["velocity_source"]`` says which
+was used. Other columns are kept as extra per-atom
 arrays in ``atoms.info["per_atom"][name]`` ((N,) for one column, (N, k) for k); without
 ``Lattice`` the frame gets a non-periodic box with :data:`PLAIN_XYZ_VACUUM_A` of vacuum around the
 atoms (atoms shifted into it); with ``Lattice`` but no ``pbc``, all axes are periodic. Other
@@ -22,13 +26,14 @@ read as int, float or T/F when they look like one); scalar ``atoms.info`` entrie
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from sagesnet_tf.atoms import Atoms
+from sagesnet_tf.atoms import MASSES, Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
 
@@ -36,6 +41,17 @@ from sagesnet_tf.io import atomic_output
 STANDARD_PROPERTIES = "species:S:1:pos:R:3:velo:R:3:id:I:1:flags:I:1"
 #: Vacuum (Å) on each side of the atoms when a plain XYZ frame has no Lattice.
 PLAIN_XYZ_VACUUM_A = 10.0
+#: ASE's time unit is Å·√(amu/eV) = 10.1805 fs (CODATA 2014, ASE's default constants), so an ASE
+#: velocity (Å per that unit; ASE momenta are amu × that) is this many Å/ps: 1 ps / 10.1805 fs.
+ASE_VELOCITY_TO_A_PER_PS = 1e-12 / (1e-10 * math.sqrt(1.660539040e-27 / 1.6021766208e-19))
+#: Velocity columns in the order they are looked for, each -> (factor to Å/ps, divide by the mass?).
+#: ``velo`` is what this module writes; ``velocities`` and ``vel`` are other programs' names for the
+#: same thing, taken in the file's units (metal: Å/ps); ``momenta`` is what ASE writes.
+VELOCITY_COLUMNS: dict[str, tuple[float, bool]] = {
+    "velo": (1.0, False), "velocities": (1.0, False), "vel": (1.0, False),
+    "momenta": (ASE_VELOCITY_TO_A_PER_PS, True)}
+#: ``atoms.info`` key naming where the velocities were read from (one line, for logs and manifests).
+VELOCITY_SOURCE_KEY = "velocity_source"
 #: Comment-line keys handled by the format itself (not copied into ``atoms.info``).
 RESERVED_KEYS = ("Lattice", "Properties", "pbc", "units")
 #: ``atoms.info`` key holding extra per-atom arrays read from or written to extra columns.
@@ -126,10 +142,11 @@ def _format_float(value: float) -> str:
 
 
 def _format_info(info: dict[str, Any]) -> str:
-    """Scalar ``info`` entries as ``key=value`` pairs; non-scalar entries are not written."""
+    """Scalar ``info`` entries as ``key=value`` pairs; non-scalar entries are not written, nor
+    :data:`VELOCITY_SOURCE_KEY` (it describes a file read, not the atoms)."""
     parts = []
     for key, value in info.items():
-        if key in RESERVED_KEYS or key == PER_ATOM_KEY or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", key):
+        if key in RESERVED_KEYS or key in (PER_ATOM_KEY, VELOCITY_SOURCE_KEY) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", key):
             continue
         if isinstance(value, (bool, np.bool_)):
             parts.append(f"{key}={'T' if value else 'F'}")
@@ -326,17 +343,33 @@ def _parse_frame(path: str, n: int, comment: tuple[int, str], atom_lines: list[t
         cell = np.diag(hi - lo + 2.0 * PLAIN_XYZ_VACUUM_A)
         positions = positions - lo + PLAIN_XYZ_VACUUM_A
     symbols = data.pop("species")
-    velocities = data.pop("velo", None)
+    velocities, velocity_source = _velocities(path, lineno, spec, data, symbols, units)
     ids = data.pop("id", None)
     flags = data.pop("flags", None)
-    if velocities is not None and np.shape(velocities) != (n, 3):
-        raise SagesnetError(f"{path}:{lineno}: velo must be R:3 (got {spec!r})")
     if ids is not None and len(np.unique(ids)) != n:
         raise SagesnetError(f"{path}:{lineno}: atom ids in column 'id' are not unique; renumber them")
-    info = dict(meta)
+    info = {**meta, VELOCITY_SOURCE_KEY: velocity_source}
     if data:
         info[PER_ATOM_KEY] = data
     return Atoms(symbols, positions, cell, pbc, velocities, ids, flags, info)
+
+
+def _velocities(path: str, lineno: int, spec: str, data: dict[str, np.ndarray], symbols: np.ndarray,
+                units: str) -> tuple[np.ndarray | None, str]:
+    """(N, 3) Å/ps velocities from the first :data:`VELOCITY_COLUMNS` column in ``data`` (popped
+    from it), or None, and a one-line description of the source."""
+    name = next((column for column in VELOCITY_COLUMNS if column in data), None)
+    if name is None:
+        return None, "none (the file has no velocity column)"
+    values = data.pop(name)
+    if np.shape(values) != (len(symbols), 3) or values.dtype.kind != "f":
+        raise SagesnetError(f"{path}:{lineno}: {name} must be R:3 (got {spec!r})")
+    factor, per_mass = VELOCITY_COLUMNS[name]
+    if not per_mass:
+        return values * factor, f"extxyz column {name} (Å/ps, units={units})"
+    masses = np.array([MASSES.get(str(s), np.nan) for s in symbols])  # unknown elements: validate says so
+    return values * factor / masses[:, None], (f"extxyz column {name} (ASE momenta, amu·Å/{1e3 / ASE_VELOCITY_TO_A_PER_PS:.4f} fs, "
+                                               "divided by the masses -> Å/ps)")
 
 
 def _row_parses(row: list[str], dtype: type) -> bool:

@@ -6,13 +6,18 @@ format         file names                             stores
 extxyz         ``*.extxyz``, ``*.xyz``                everything: cell, pbc, ids, velocities,
                                                       flags, scalar info, extra per-atom columns
 poscar         ``POSCAR*``, ``CONTCAR*``, ``*.vasp``,  cell, positions, pbc (in the comment line);
-               ``*.poscar``                           no velocities, ids 1..N on reading
+               ``*.poscar``                           velocities read from VASP's block (Å/fs),
+                                                      not written; ids 1..N on reading
 cif            ``*.cif``                              cell, positions (fractional, 8 decimals,
                                                       wrapped into the cell), pbc (in a comment)
-lammps-data    ``*.data``, ``*.lmp``                  atom_style atomic: cell (restricted
-                                                      triclinic), ids, positions with image
-                                                      flags, velocities, pbc (in the title line)
+lammps-data    ``*.data``, ``*.lmp``                  cell (restricted triclinic), ids, positions
+                                                      with image flags, velocities, pbc (in the
+                                                      title line); written atom_style atomic, read
+                                                      atomic, charge, full, molecular, bond, angle
 =============  =====================================  =====================================
+
+Every reader sets ``atoms.info["velocity_source"]`` (:data:`~sagesnet_tf.io.extxyz.VELOCITY_SOURCE_KEY`):
+one line saying where the velocities came from and in which units they were read.
 
 POSCAR and CIF go through pymatgen's ``Structure``; extended XYZ and LAMMPS data have their own
 readers and writers here and in :mod:`sagesnet_tf.io.extxyz`. Units are LAMMPS ``metal``
@@ -33,7 +38,7 @@ import numpy as np
 from sagesnet_tf.atoms import ELEMENTS, MASSES, Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
-from sagesnet_tf.io.extxyz import PER_ATOM_KEY, format_frame, iter_extxyz_frames
+from sagesnet_tf.io.extxyz import PER_ATOM_KEY, VELOCITY_SOURCE_KEY, format_frame, iter_extxyz_frames
 
 #: Format name -> file-name suffixes (lower case) that select it.
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -42,6 +47,18 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "cif": (".cif",),
     "lammps-data": (".data", ".lmp"),
 }
+#: Columns of a LAMMPS data ``Atoms`` line per atom style read here (then optionally ix iy iz);
+#: velocities (``Velocities`` section, ``id vx vy vz``) are the same for all of them.
+LAMMPS_ATOM_COLUMNS: dict[str, tuple[str, ...]] = {
+    "atomic": ("id", "type", "x", "y", "z"),
+    "charge": ("id", "type", "q", "x", "y", "z"),
+    "full": ("id", "mol", "type", "q", "x", "y", "z"),
+    "molecular": ("id", "mol", "type", "x", "y", "z"),
+    "bond": ("id", "mol", "type", "x", "y", "z"),
+    "angle": ("id", "mol", "type", "x", "y", "z"),
+}
+#: VASP writes POSCAR velocities in Å/fs; this turns them into Å/ps.
+VASP_VELOCITY_TO_A_PER_PS = 1000.0
 #: File-name prefixes that select POSCAR whatever the suffix (VASP's own names).
 POSCAR_PREFIXES = ("POSCAR", "CONTCAR")
 #: LAMMPS atom type of each element: type k + 1 is ``ELEMENTS[k]`` (``pair_coeff * * CH.airebo C H``).
@@ -82,8 +99,10 @@ def read_structure(path: str | os.PathLike, fmt: str | None = None) -> Atoms:
 
     Raises:
         SagesnetError naming the file: missing/unreadable/garbled file, unknown format, or a
-        structure :meth:`Atoms.validate` refuses (empty, unknown element, NaN, atoms outside a
-        non-periodic box, overlapping atoms).
+        structure :meth:`Atoms.validate` refuses (empty, unknown element, NaN, atoms spanning more
+        than a non-periodic box, overlapping atoms). Atoms outside a non-periodic box but fitting
+        in it (a sheet centred on z = 0) are accepted; ``simulate`` shifts them into the grid, and
+        the LAMMPS engine refuses them (``md input``).
     """
     path = os.fspath(path)
     fmt = detect_format(path, fmt)
@@ -102,7 +121,7 @@ def read_structure(path: str | os.PathLike, fmt: str | None = None) -> Atoms:
             raise SagesnetError(f"{path}: the file is empty; give a structure file with atoms")
         atoms = _lammps_data_from_text(path, text) if fmt == "lammps-data" else _pymatgen_read(path, fmt, text)
     atoms.info["source"] = path
-    return atoms.validate(source=path)
+    return atoms.validate(source=path, inside=False)
 
 
 def write_structure(atoms: Atoms, path: str | os.PathLike, fmt: str | None = None) -> None:
@@ -158,11 +177,13 @@ def _pymatgen_read(path: str, fmt: str, text: str) -> Atoms:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            velocities = None
             if fmt == "poscar":
                 poscar = Poscar.from_str(text)
-                structure, comment = poscar.structure, poscar.comment
+                structure, comment, velocities = poscar.structure, poscar.comment, poscar.velocities
             else:
-                structures = CifParser.from_str(text).parse_structures(primitive=False)
+                # frac_tolerance=0: keep coordinates as written (the default snaps them to 1/3, 1/2, … within 1e-4)
+                structures = CifParser.from_str(text, frac_tolerance=0.0).parse_structures(primitive=False)
                 if len(structures) != 1:
                     raise ValueError(f"{len(structures)} structures in the file, expected 1")
                 structure, comment = structures[0], "\n".join(
@@ -177,7 +198,13 @@ def _pymatgen_read(path: str, fmt: str, text: str) -> Atoms:
     positions = structure.cart_coords
     if order is not None:
         symbols, positions = [symbols[k] for k in order], positions[order]
-    return Atoms(symbols, positions, structure.lattice.matrix, _pbc_from_text(comment))
+    if velocities is None:
+        source = f"none ({fmt.upper()} file without velocities)"
+    else:
+        velocities = np.asarray(velocities, dtype=np.float64) * VASP_VELOCITY_TO_A_PER_PS
+        source = "POSCAR velocity block (VASP Å/fs -> Å/ps)"
+    return Atoms(symbols, positions, structure.lattice.matrix, _pbc_from_text(comment), velocities,
+                 info={VELOCITY_SOURCE_KEY: source})
 
 
 def _cif_label_order(structure: Any) -> np.ndarray | None:
@@ -198,7 +225,7 @@ def _cif_label_order(structure: Any) -> np.ndarray | None:
 
 
 # --------------------------------------------------------------------------------------------
-# LAMMPS data (atom_style atomic)
+# LAMMPS data (written atom_style atomic; read the styles of LAMMPS_ATOM_COLUMNS)
 
 
 def _lammps_cell(cell: np.ndarray) -> np.ndarray:
@@ -263,7 +290,9 @@ def _is_number(word: str) -> bool:
 
 
 def _lammps_data_from_text(path: str, text: str) -> Atoms:
-    """Parse a LAMMPS data file (atom_style atomic). Positions are shifted so the box starts at 0."""
+    """Parse a LAMMPS data file (units metal; an atom style of :data:`LAMMPS_ATOM_COLUMNS`, from the
+    ``Atoms # style`` comment, else atomic or full by the number of fields). Positions are shifted so
+    the box starts at 0; charges and molecule ids are not kept."""
     lines = text.splitlines()
     header: dict[str, list[float]] = {}
     sections: dict[str, list[tuple[int, list[str], str]]] = {}  # name -> (line number, words, comment)
@@ -291,13 +320,17 @@ def _lammps_data_from_text(path: str, text: str) -> Atoms:
             sections[current].append((lineno, words, comment.strip()))
     if "atoms" not in header or "Atoms" not in sections:
         raise SagesnetError(f"{path}: no 'N atoms' header or Atoms section; not a LAMMPS data file")
-    style = styles["Atoms"]
-    if style and style != "atomic":
-        raise SagesnetError(f"{path}: Atoms section is atom_style {style}; only atom_style atomic is supported")
     n = int(header["atoms"][0])
     rows = sections["Atoms"]
     if len(rows) != n:
         raise SagesnetError(f"{path}: header says {n} atoms but the Atoms section has {len(rows)} lines; the file is truncated or garbled")
+    style = styles["Atoms"] or {5: "atomic", 8: "atomic", 7: "full", 10: "full"}.get(len(rows[0][1]) if rows else 5, "")
+    if style not in LAMMPS_ATOM_COLUMNS:
+        raise SagesnetError(
+            f"{path}: Atoms section is atom_style {style or '(not named, ' + str(len(rows[0][1])) + ' fields)'}; "
+            f"name one of {', '.join(LAMMPS_ATOM_COLUMNS)} after it ('Atoms # full') or convert the file")
+    columns = LAMMPS_ATOM_COLUMNS[style]
+    at_type, at_x = columns.index("type"), columns.index("x")
 
     try:
         lo = np.array([header[f"{a}lo {a}hi"][0] for a in "xyz"])
@@ -313,17 +346,18 @@ def _lammps_data_from_text(path: str, text: str) -> Atoms:
     positions = np.empty((n, 3))
     image = np.zeros((n, 3))
     for k, (lineno, words, _) in enumerate(rows):
-        if len(words) not in (5, 8):
+        layout = " ".join(columns)
+        if len(words) not in (len(columns), len(columns) + 3):
             raise SagesnetError(
-                f"{path}:{lineno}: an atomic-style atom line has 5 or 8 fields (id type x y z [ix iy iz]), "
-                f"found {len(words)}")
+                f"{path}:{lineno}: a {style}-style atom line has {len(columns)} or {len(columns) + 3} fields "
+                f"({layout} [ix iy iz]), found {len(words)}")
         try:
-            ids[k], atom_type = int(words[0]), int(words[1])
-            positions[k] = [float(w) for w in words[2:5]]
-            image[k] = [int(w) for w in words[5:8]] if len(words) == 8 else 0
+            ids[k], atom_type = int(words[0]), int(words[at_type])
+            positions[k] = [float(w) for w in words[at_x:at_x + 3]]
+            image[k] = [int(w) for w in words[len(columns):]] if len(words) > len(columns) else 0
         except ValueError:
             raise SagesnetError(
-                f"{path}:{lineno}: bad atom line {' '.join(words)!r} (id type x y z [ix iy iz]: integers and "
+                f"{path}:{lineno}: bad atom line {' '.join(words)!r} ({layout} [ix iy iz]: integers and "
                 "numbers); the file is garbled") from None
         if atom_type not in type_symbol:
             raise SagesnetError(f"{path}:{lineno}: atom type {atom_type} has no element; give it a mass in Masses")
@@ -343,7 +377,10 @@ def _lammps_data_from_text(path: str, text: str) -> Atoms:
                 velocities[row_of[int(words[0])]] = [float(w) for w in words[1:4]]
             except (KeyError, ValueError, IndexError):
                 raise SagesnetError(f"{path}:{lineno}: bad Velocities line (id vx vy vz, id must exist)") from None
-    return Atoms(symbols, positions, cell, _pbc_from_text(lines[0] if lines else ""), velocities, ids)
+    source = ("LAMMPS data Velocities section (units metal: Å/ps)" if vel_rows
+              else "none (LAMMPS data file without a Velocities section)")
+    return Atoms(symbols, positions, cell, _pbc_from_text(lines[0] if lines else ""), velocities, ids,
+                 info={VELOCITY_SOURCE_KEY: source})
 
 
 def _lammps_type_symbols(path: str, rows: list[tuple[int, list[str], str]]) -> dict[int, str]:
