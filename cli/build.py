@@ -34,7 +34,7 @@ def _output_options(func: Callable) -> Callable:
 
 def _a_cc_option(func: Callable) -> Callable:
     return click.option("--a-cc", type=float, default=structures.A_CC, show_default=True,
-                        help="C–C bond length, Å.")(func)
+                        help=f"C–C bond length, Å ({structures.A_CC_RANGE_A[0]}–{structures.A_CC_RANGE_A[1]}).")(func)
 
 
 def _orientation_option(func: Callable) -> Callable:
@@ -120,8 +120,8 @@ def ribbon(nx: int, ny: int, orientation: str, a_cc: float, vacuum_y: float, vac
 @build.command()
 @click.option("--pattern", required=True,
               help="15 digits 0/1; digit k cuts block column k//5 (x), row k%5 (y).")
-@click.option("--nx", type=int, default=17, show_default=True, help="4-atom cells along x (loading direction).")
-@click.option("--ny", type=int, default=40, show_default=True, help="4-atom cells along y.")
+@click.option("--nx", type=click.IntRange(min=1), default=17, show_default=True, help="4-atom cells along x (loading direction).")
+@click.option("--ny", type=click.IntRange(min=1), default=40, show_default=True, help="4-atom cells along y.")
 @click.option("--cut", type=click.Choice(["orthogonal", "parallel"]), default="orthogonal", show_default=True,
               help="Cut across (orthogonal) or along (parallel) the loading direction x.")
 @_a_cc_option
@@ -138,7 +138,7 @@ def kirigami(pattern: str, nx: int, ny: int, cut: str, a_cc: float, vacuum_y: fl
 @build.command()
 @click.option("--n", "n", type=int, required=True, help="Chiral index n (≥ 1).")
 @click.option("--m", "m", type=int, required=True, help="Chiral index m (0 ≤ m ≤ n).")
-@click.option("--length-cells", type=int, default=1, show_default=True, help="Translational cells along z.")
+@click.option("--length-cells", type=click.IntRange(min=1), default=1, show_default=True, help="Translational cells along z.")
 @_a_cc_option
 @click.option("--vacuum", type=float, default=20.0, show_default=True,
               help="Vacuum across the tube (x and y), Å, both sides together.")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
 
 import click
 import numpy as np
 
 from sagesnet_tf import cellular_automata
+from sagesnet_tf.cli.options import SEED, FiniteFloat
 from sagesnet_tf.errors import SagesnetError
+
+#: Most cells (one byte each) of all rollouts together: they are held in memory before writing.
+MAX_CELLS = 2_000_000_000
 
 
 def _size(first: str, extra: list[str]) -> tuple[int, ...]:
@@ -20,6 +25,8 @@ def _size(first: str, extra: list[str]) -> tuple[int, ...]:
         raise SagesnetError(f"--size takes two or three whole numbers X Y [Z] (got {' '.join(words)})") from None
     if len(size) not in (2, 3):
         raise SagesnetError(f"--size takes two or three lengths X Y [Z] (got {len(size)}: {' '.join(words)})")
+    if min(size) < 1:
+        raise SagesnetError(f"--size lengths must be at least 1 cell (got {' '.join(words)})")
     return size
 
 
@@ -53,13 +60,13 @@ def plot_rollouts(boards: np.ndarray, rule: str) -> bytes:
               help="life: Conway B3/S23 on (X, Y, 1) boards; life3d: B6/S5678 on 3D boards.")
 @click.option("--size", "size_x", required=True, metavar="X Y [Z]",
               help="Board size in cells; two lengths for a 2D board (stored as X Y 1).")
-@click.option("--density", type=click.FloatRange(0.0, 1.0), default=0.3, show_default=True,
+@click.option("--density", type=FiniteFloat(0.0, 1.0), default=0.3, show_default=True,
               help="Probability that a cell of the seed board is alive.")
 @click.option("--boards", "n_boards", type=click.IntRange(min=1), default=8, show_default=True,
               help="Number of independent random rollouts.")
 @click.option("--steps", type=click.IntRange(min=1), default=64, show_default=True,
               help="Generations per rollout (each rollout stores steps + 1 boards, the seed first).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the seed boards.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed of the seed boards.")
 @click.option("--out", "out_dir", required=True, help="Output dataset directory (local path or gs://, s3:// …).")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
 @click.pass_context
@@ -72,6 +79,13 @@ def ca(ctx: click.Context, rule: str, size_x: str, density: float, n_boards: int
     from sagesnet_tf.pipelines.writer import check_writable, write_ca_dataset, write_file_atomic  # TensorFlow
 
     size = _size(size_x, ctx.args)
+    if "://" not in out_dir and os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise SagesnetError(f"--out {out_dir} is a file; give a directory")
+    cells = int(np.prod(size, dtype=object)) * n_boards * (steps + 1)
+    if cells > MAX_CELLS:
+        raise SagesnetError(f"{n_boards} rollouts of {steps + 1} boards of {'×'.join(map(str, size))} cells are "
+                            f"{cells:,} cells, more than the {MAX_CELLS:,} generate ca holds in memory; use fewer or "
+                            "smaller boards, or fewer --steps")
     check_writable(out_dir, overwrite)
     boards = cellular_automata.generate(rule, size, density, n_boards, steps, seed)
     source = {"generator": "sagesnet-tf generate ca", "rule": rule,

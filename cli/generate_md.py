@@ -11,6 +11,7 @@ import os
 
 import click
 
+from sagesnet_tf.cli.options import TEMPERATURE_K, FiniteFloat
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.md.protocols import PROTOCOLS, TENSION_AXES, make_protocol
 
@@ -34,27 +35,27 @@ def _prepare_out(out: str, overwrite: bool) -> None:
 @click.option("--structure", "structure", required=True, type=click.Path(dir_okay=False),
               help="Input structure (extxyz, POSCAR, CIF or LAMMPS data).")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), required=True, help="MD protocol.")
-@click.option("--temperature", type=float, required=True, help="Thermostat target / initial temperature, K.")
-@click.option("--strain-rate", type=float, default=None, help="tension: engineering strain rate, 1/ps [0.01].")
+@click.option("--temperature", type=TEMPERATURE_K, required=True, help="Thermostat target / initial temperature, K.")
+@click.option("--strain-rate", type=FiniteFloat(unit="1/ps"), default=None, help="tension: engineering strain rate, 1/ps [0.01].")
 @click.option("--axis", type=click.Choice(TENSION_AXES), default=None, help="tension: loading axis [x].")
-@click.option("--max-strain", type=float, default=None, help="tension: final strain [0.8].")
-@click.option("--relax-ps", type=float, default=None, help="tension: relaxation before stretching, ps [10].")
+@click.option("--max-strain", type=FiniteFloat(min=0.0, min_open=True), default=None, help="tension: final strain [0.8].")
+@click.option("--relax-ps", type=FiniteFloat(min=0.0, unit="ps"), default=None, help="tension: relaxation before stretching, ps [10].")
 @click.option("--no-early-stop", is_flag=True,
               help="tension: run to --max-strain even after failure (default: stop 0.05 strain past the "
                    "peak once stress is 30 % below it).")
-@click.option("--pressure", type=float, default=None, help="npt: target pressure, bar [0].")
+@click.option("--pressure", type=FiniteFloat(unit="bar"), default=None, help="npt: target pressure, bar [0].")
 @click.option("--release", default=None, help="npt: stress components to release, comma-separated "
                                               "(x,y,z,xy,xz,yz) [x].")
-@click.option("--dt-fs", type=float, default=1.0, show_default=True, help="MD timestep, fs.")
-@click.option("--record-every", type=int, default=100, show_default=True, help="Record stride, steps.")
-@click.option("--burst-frames", type=int, default=None,
+@click.option("--dt-fs", type=FiniteFloat(min=0.0, min_open=True, unit="fs"), default=1.0, show_default=True, help="MD timestep, fs.")
+@click.option("--record-every", type=click.IntRange(min=1), default=100, show_default=True, help="Record stride, steps.")
+@click.option("--burst-frames", type=click.IntRange(min=1), default=None,
               help="Record sparsely: keep only this many consecutive records (--record-every apart) at the "
                    "start of every --burst-every steps (training windows of up to this many frames).")
-@click.option("--burst-every", type=int, default=None, help="Steps between the starts of recorded bursts.")
-@click.option("--steps", type=int, default=None,
+@click.option("--burst-every", type=click.IntRange(min=1), default=None, help="Steps between the starts of recorded bursts.")
+@click.option("--steps", type=click.IntRange(1, 2**31 - 1), default=None,
               help="MD steps (required except for tension, where it caps relax + stretch).")
-@click.option("--threads", type=int, default=None, help="OpenMP threads [all cores].")
-@click.option("--seed", type=int, default=12345, show_default=True, help="Velocity seed.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="OpenMP threads [all cores].")
+@click.option("--seed", type=click.IntRange(1, 2**31 - 1), default=12345, show_default=True, help="Velocity seed.")
 @click.option("--dump", is_flag=True, help="Also write a LAMMPS text dump (dump.lammpstrj) at the record stride.")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs in a non-empty --out.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory.")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from sagesnet_tf.cli.options import POSITIVE_PS, SEED, TEMPERATURE_K, FiniteFloat
 from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LIMIT_WHY
 
 
 @click.command()
@@ -12,12 +14,12 @@ from sagesnet_tf.errors import SagesnetError
 @click.option("--structure", "structures", required=True, multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Structure file (extxyz, POSCAR, CIF, LAMMPS data). Repeat for several: each runs in "
                    "turn into OUT/NAME (NAME = the file name without its extension).")
-@click.option("--steps", type=click.IntRange(min=0), default=None, help="Model steps (each Δ of the model).")
-@click.option("--time-ps", type=float, default=None, help="Simulated time, ps.")
+@click.option("--steps", type=click.IntRange(0, MAX_STEPS), default=None, help="Model steps (each Δ of the model).")
+@click.option("--time-ps", type=POSITIVE_PS, default=None, help="Simulated time, ps.")
 @click.option("--scale", type=click.IntRange(min=0), default=0,
               help="0 = fine grid; 1 = coarse level 0 (each step T·Δ on the coarse grid, atoms decoded from its "
                    "refined frames; the run ends at the last whole coarse step). Needs a model with a coarse level.")
-@click.option("--temperature", type=float, default=None,
+@click.option("--temperature", type=TEMPERATURE_K, default=None,
               help="Target temperature, K (environment input; the NVT thermostat's target).")
 @click.option("--ensemble", type=click.Choice(["nvt", "nve"]), default=None,
               help="nvt: thermostatted (the default with --temperature); nve: the learned dynamics run free "
@@ -28,19 +30,22 @@ from sagesnet_tf.errors import SagesnetError
 @click.option("--thermostat-ps", type=float, default=None,
               help="NVT thermostat time constant τ, ps (default 0.1); the velocities are updated between model "
                    "calls at least every τ/10.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the initial velocities drawn at --temperature when the structure has none, and of "
                    "the thermostat's random numbers.")
-@click.option("--strain-rate", type=float, default=0.0, help="Engineering strain rate, 1/ps (affine tension).")
+@click.option("--strain-rate", type=FiniteFloat(-MAX_STRAIN_RATE_PER_PS, MAX_STRAIN_RATE_PER_PS, unit="1/ps",
+                                                why=STRAIN_RATE_LIMIT_WHY), default=0.0,
+              help="Engineering strain rate, 1/ps (affine tension; |rate| <= 1).")
 @click.option("--axis", type=click.Choice(["x", "y", "z"]), default="x", help="Tension axis.")
-@click.option("--max-strain", type=float, default=None, help="Stop at this engineering strain.")
+@click.option("--max-strain", type=FiniteFloat(min=0.0, min_open=True), default=None,
+              help="Stop at this engineering strain.")
 @click.option("--stop-past-peak", is_flag=True,
-              help="Tension: stop once the stress has fallen 30 %% below its peak and the strain is 0.05 past "
+              help="Tension: stop once the stress has fallen 30 % below its peak and the strain is 0.05 past "
                    "it (the MD tension protocol's early stop).")
 @click.option("--mirror-average", is_flag=True,
               help="Average every step with the mirrored step of the structure's mirror image through the box's "
                    "mid-plane along the open axis: exactly mirror-symmetric dynamics at twice the cost (fine scale).")
-@click.option("--every", type=click.IntRange(min=1), default=10,
+@click.option("--every", type=click.IntRange(1, MAX_STEPS), default=10,
               help="Model steps Δ per output frame (at --scale 1 rounded down to whole coarse steps, at least one).")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")

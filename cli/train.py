@@ -23,7 +23,7 @@ from sagesnet_tf.errors import SagesnetError
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start afresh.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
               show_default=True, help="tf.distribute strategy (multiworker reads TF_CONFIG).")
-@click.option("--cpu-devices", type=int, default=0,
+@click.option("--cpu-devices", type=click.IntRange(0, 1024), default=0,
               help="Split the CPU into N logical devices (MirroredStrategy without GPUs); 0 keeps one.")
 @click.option("--print-schema", is_flag=True, help="Print every config key with its default and description, then exit.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
@@ -39,9 +39,17 @@ def train(config_path, data_dir, run_dir, resume, overwrite, strategy, cpu_devic
         raise SagesnetError(f"missing {', '.join(missing)}; usage: sagesnet-tf train --config FILE --data DIR --out RUN")
     if resume and overwrite:
         raise SagesnetError("--resume and --overwrite contradict each other; pass one of them")
-    from sagesnet_tf.training import md_stages
+    from sagesnet_tf.pipelines import reader
+    from sagesnet_tf.training import md_batches, md_stages
     md = md_stages.is_md_config(config_path)  # `kind: md` configs train the atom model (engineer G)
     cfg = md_stages.load_md_config(config_path) if md else load_config(config_path)
+    # the data must be a dataset before anything in --out is created or replaced
+    if md:
+        md_batches.dataset_dirs(data_dir, cfg.data.datasets or None)
+    else:
+        reader.load_metadata(data_dir)
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise SagesnetError(f"--out {run_dir} is a file; give a run directory")
     if os.path.exists(run_dir) and os.listdir(run_dir) and not resume:
         if not overwrite:
             raise SagesnetError(f"run directory {run_dir} already exists; pass --resume to continue it, "

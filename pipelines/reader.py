@@ -61,6 +61,8 @@ def load_metadata(path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError, tf.errors.OpError) as exc:
         raise SagesnetError(f"{meta_path} is unreadable ({type(exc).__name__}: {exc}); "
                             "regenerate the dataset") from None
+    if not isinstance(meta, dict):
+        raise SagesnetError(f"{meta_path} holds a {type(meta).__name__}, not a metadata mapping; regenerate the dataset")
     version = meta.get("schema_version")
     if not isinstance(version, int) or version > schema.SCHEMA_VERSION:
         raise SagesnetError(f"{meta_path} has schema version {version!r}; this sagesnet-tf reads up to "

@@ -38,18 +38,29 @@ RDF_MAX_A = 5.0
 
 
 def load_reference(path: str | Path, dt_fs: float = 1.0) -> Trajectory:
-    """First trajectory of a dataset directory, or a LAMMPS dump file."""
+    """First trajectory of a dataset directory, or a LAMMPS dump file; a one-line SagesnetError
+    when it is neither, or holds NaN/Inf positions or velocities."""
     path = Path(path)
     if path.is_dir():
         from sagesnet_tf.pipelines.reader import read_trajectories
         trajectories = read_trajectories(str(path))
         if not trajectories:
             raise SagesnetError(f"evaluate: {path} holds no trajectories")
-        return trajectories[0]
-    if path.is_file():
+        reference = trajectories[0]
+    elif path.is_file():
         from sagesnet_tf.pipelines.lammps_dump import read_lammps_dump
-        return read_lammps_dump(str(path), ["C", "H"], dt_fs=dt_fs)
-    raise SagesnetError(f"evaluate: reference {path} not found; give a dataset directory or a LAMMPS dump")
+        try:
+            reference = read_lammps_dump(str(path), ["C", "H"], dt_fs=dt_fs)
+        except UnicodeDecodeError:
+            raise SagesnetError(f"evaluate: reference {path} is not a text file; give a LAMMPS text dump or a "
+                                "dataset directory") from None
+    else:
+        raise SagesnetError(f"evaluate: reference {path} not found; give a dataset directory or a LAMMPS dump")
+    for name in ("positions", "velocities"):
+        if not np.all(np.isfinite(getattr(reference, name))):
+            raise SagesnetError(f"evaluate: reference {path} has NaN or infinite {name}; give a trajectory of "
+                                "finite values")
+    return reference
 
 
 def _distances(positions: np.ndarray, lengths: np.ndarray, pbc: np.ndarray) -> np.ndarray:

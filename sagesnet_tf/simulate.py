@@ -50,6 +50,7 @@ from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
 from sagesnet_tf.io.extxyz import PER_ATOM_KEY, VELOCITY_SOURCE_KEY, write_extxyz_frames
 from sagesnet_tf.io.model_frame import ModelFrame, to_model_frame
+from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LIMIT_WHY
 from sagesnet_tf.md.protocols import EarlyStop
 from sagesnet_tf.structures import bond_pairs
 from sagesnet_tf.thermo import (THERMOSTATS, apply_thermostat, component_temperatures_k, maxwell_boltzmann_velocities,
@@ -108,8 +109,13 @@ def resolve_model_dir(model: str | Path | None) -> Path:
 def load_exported(model_dir: Path):
     """(loaded SavedModel, metadata dict)."""
     import tensorflow as tf
-    loaded = tf.saved_model.load(str(model_dir))
-    metadata = json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode("utf-8"))
+    try:
+        loaded = tf.saved_model.load(str(model_dir))
+        metadata = json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode("utf-8"))
+    except Exception as exc:  # corrupt protobuf, missing or truncated variables, no metadata signature
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise SagesnetError(f"{model_dir} is not a readable SAGESnet SavedModel ({type(exc).__name__}: {first}); "
+                            "export the model again with `sagesnet-tf export` or check --model") from None
     return loaded, metadata
 
 
@@ -216,8 +222,26 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     import tensorflow as tf
     from tqdm import tqdm
 
-    if every < 1:
-        raise SagesnetError(f"simulate: --every must be >= 1, got {every}")
+    if not 1 <= every <= MAX_STEPS:
+        raise SagesnetError(f"simulate: --every must be between 1 and {MAX_STEPS} model steps, got {every}")
+    for name, value in (("--time-ps", time_ps), ("--max-strain", max_strain), ("--thermostat-ps", thermostat_ps)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise SagesnetError(f"simulate: {name} must be a positive finite number, got {value}")
+    if steps is not None and not 0 <= steps <= MAX_STEPS:
+        raise SagesnetError(f"simulate: --steps must be between 0 and {MAX_STEPS} (the model counts steps in an "
+                            f"int32), got {steps}")
+    if not (math.isfinite(strain_rate) and abs(strain_rate) <= MAX_STRAIN_RATE_PER_PS):
+        raise SagesnetError(f"simulate: --strain-rate {strain_rate} 1/ps is outside ±{MAX_STRAIN_RATE_PER_PS:g} 1/ps "
+                            f"({STRAIN_RATE_LIMIT_WHY}); give a slower rate")
+    if temperature_K is not None and not (math.isfinite(temperature_K) and 0 <= temperature_K < MAX_TEMPERATURE_K):
+        raise SagesnetError(f"simulate: --temperature must be in [0, {MAX_TEMPERATURE_K:g}) K (absolute zero up to "
+                            f"the rollout's runaway limit), got {temperature_K}")
+    if seed < 0:
+        raise SagesnetError(f"simulate: --seed must be a non-negative integer, got {seed}")
+    if temperature_K and len(structure) < 2 and (structure.velocities is None or not np.any(structure.velocities)):
+        raise SagesnetError(f"simulate: a structure of {len(structure)} atom(s) has no temperature (its motion "
+                            "relative to the centre of mass is zero), so --temperature cannot draw velocities; "
+                            "give at least 2 atoms or drop --temperature")
     if (max_strain is not None or stop_past_peak) and strain_rate <= 0:
         raise SagesnetError("simulate: --max-strain and --stop-past-peak need a positive --strain-rate")
     if steps is None and time_ps is None and max_strain is None:
@@ -252,6 +276,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                           None if max_strain is None else math.ceil(max_strain / (strain_rate * delta) - 1e-9))
               if s is not None]
     total = max(0, min(limits))
+    if total > MAX_STEPS:
+        raise SagesnetError(f"simulate: the run would take {total} model steps of {delta} ps, more than the "
+                            f"{MAX_STEPS} the model's int32 step count holds; ask for a shorter --time-ps/--max-strain")
 
     lengths0 = _orthorhombic(structure)
     origin = np.zeros(3, np.float32)

@@ -37,6 +37,14 @@ C_C_AROMATIC_A = 1.40
 C_H_A = 1.09
 TETRAHEDRAL_DEG = math.degrees(math.acos(-1.0 / 3.0))  # 109.47°
 MOLECULE_VACUUM_A = 10.0
+#: Most atoms a builder makes (arrays of about 1 GB); bigger requests are refused before anything
+#: is allocated.
+MAX_ATOMS = 10_000_000
+#: C–C bond lengths a builder accepts, Å: from a triple bond (1.20 Å) to a single bond stretched
+#: to breaking (1.80 Å).
+A_CC_RANGE_A = (1.2, 1.8)
+#: Longest vacuum a builder accepts, Å (far beyond any interaction range; keeps boxes finite).
+MAX_VACUUM_A = 1000.0
 _ALKANE_NAMES = {"methane": 1, "ethane": 2, "propane": 3, "butane": 4}
 MOLECULES = ("benzene", *_ALKANE_NAMES, "alkane-N")
 
@@ -144,7 +152,8 @@ def graphene_sheet(nx: int, ny: int, orientation: str = "armchair", a_cc: float 
     """
     if nx < 1 or ny < 1:
         raise SagesnetError(f"graphene needs at least one cell along x and y (got nx={nx}, ny={ny})")
-    _check_positive(a_cc=a_cc, vacuum=vacuum)
+    _check_size(4 * nx * ny, f"a {nx} × {ny}-cell sheet")
+    _check_lengths(a_cc, vacuum=vacuum)
     lengths, basis = _rect_cell_basis(a_cc, orientation)
     ii, jj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
     shifts = np.stack([ii.ravel() * lengths[0], jj.ravel() * lengths[1]], axis=1)
@@ -172,8 +181,9 @@ def ribbon(nx: int, ny: int, orientation: str = "armchair", a_cc: float = A_CC,
         Atoms with pbc (True, ``periodic_y``, False); ``info["nominal_width_A"]`` is W = ny · (cell y
         length) in Å and ``info["nominal_thickness_A"]`` is 3.35 Å (stress per cross-section W·3.35).
     """
-    if vacuum_y <= 0:
+    if not vacuum_y > 0:
         raise SagesnetError(f"a ribbon needs vacuum along y (got vacuum_y={vacuum_y}); give a positive value in Å")
+    _check_lengths(a_cc, vacuum_y=vacuum_y)
     from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A  # here: md imports this module
 
     if periodic_y and vacuum_y < AIREBO_LJ_CUTOFF_A:
@@ -312,11 +322,12 @@ def nanotube(n: int, m: int, length_cells: int = 1, a_cc: float = A_CC, vacuum: 
     if not (n >= 1 and 0 <= m <= n) or length_cells < 1:
         raise SagesnetError(
             f"bad nanotube ({n}, {m}) × {length_cells} cells; use n ≥ 1, 0 ≤ m ≤ n and length_cells ≥ 1")
-    _check_positive(a_cc=a_cc, vacuum=vacuum)
+    _check_lengths(a_cc, vacuum=vacuum)
+    d_r = math.gcd(2 * m + n, 2 * n + m)
+    _check_size(4 * (n * n + n * m + m * m) // d_r * length_cells, f"a ({n}, {m}) tube of {length_cells} cells")
     a = math.sqrt(3.0) * a_cc
     a1 = a * np.array([1.0, 0.0])
     a2 = a * np.array([0.5, math.sqrt(3.0) / 2.0])
-    d_r = math.gcd(2 * m + n, 2 * n + m)
     t1, t2 = (2 * m + n) // d_r, -(2 * n + m) // d_r
     chiral = n * a1 + m * a2
     trans = t1 * a1 + t2 * a2
@@ -324,6 +335,8 @@ def nanotube(n: int, m: int, length_cells: int = 1, a_cc: float = A_CC, vacuum: 
     # Lattice points covering the C × T rectangle.
     corners = np.array([[0, 0], [n, m], [t1, t2], [n + t1, m + t2]])
     lo, hi = corners.min(axis=0) - 1, corners.max(axis=0) + 1
+    _check_size(2 * int(np.prod(hi - lo + 1, dtype=object)), f"the flat sheet a ({n}, {m}) tube is cut from",
+                "use smaller chiral indices")
     ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
     points = ii.reshape(-1, 1) * a1 + jj.reshape(-1, 1) * a2
     sheet = np.concatenate([points, points + (a1 + a2) / 3.0])
@@ -423,10 +436,11 @@ def molecule(name: str, vacuum: float = MOLECULE_VACUUM_A) -> Atoms:
         symbols, positions = _benzene()
     elif key in _ALKANE_NAMES or (match and int(match.group(1)) >= 1):
         n_carbon = _ALKANE_NAMES.get(key) or int(match.group(1))
+        _check_size(3 * n_carbon + 2, f"alkane-{n_carbon}", "use a smaller N")
         symbols, positions = _alkane(n_carbon)
     else:
         raise SagesnetError(f"unknown molecule {name!r}; use one of {', '.join(MOLECULES)} (N ≥ 1)")
-    _check_positive(vacuum=vacuum)
+    _check_lengths(None, vacuum=vacuum)
     lo, hi = positions.min(axis=0), positions.max(axis=0)
     box = hi - lo + 2.0 * vacuum
     positions = positions - (lo + hi) / 2.0 + box / 2.0
@@ -435,7 +449,20 @@ def molecule(name: str, vacuum: float = MOLECULE_VACUUM_A) -> Atoms:
                  info={"structure": "molecule", "name": key, "formula": formula})
 
 
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:
-            raise SagesnetError(f"{name} must be positive (got {value}); give a length in Å")
+def _check_size(n_atoms: int, what: str, fix: str = "use fewer cells") -> None:
+    """Refuse a structure of more than :data:`MAX_ATOMS` atoms before it is allocated."""
+    if n_atoms > MAX_ATOMS:
+        raise SagesnetError(f"{what} would hold {n_atoms:,} atoms, more than the {MAX_ATOMS:,} a builder makes; {fix}")
+
+
+def _check_lengths(a_cc: float | None, **vacuum: float) -> None:
+    """``a_cc`` (Å, None: not used) inside :data:`A_CC_RANGE_A`; each vacuum length (Å) positive
+    and at most :data:`MAX_VACUUM_A`."""
+    lo, hi = A_CC_RANGE_A
+    if a_cc is not None and not lo <= a_cc <= hi:
+        raise SagesnetError(f"a_cc {a_cc} Å is not a C–C bond length; give one between {lo} and {hi} Å "
+                            f"(graphene: {A_CC})")
+    for name, value in vacuum.items():
+        if not 0 < value <= MAX_VACUUM_A:
+            raise SagesnetError(f"{name} must be positive and at most {MAX_VACUUM_A:g} Å (got {value}); give a "
+                                "length in Å")

@@ -22,7 +22,9 @@ Layout of the file (every section optional except ``stages``)::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import os
 import typing
 from typing import Any
@@ -145,6 +147,8 @@ def _check_value(where: str, f: dataclasses.Field, value: Any) -> Any:
             pass
     if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
         raise SagesnetError(f"config key '{where}' must be a {typ}, got {value!r}; fix the value in the config file")
+    if expected is float and not math.isfinite(value):
+        raise SagesnetError(f"config key '{where}' is {value!r}; it must be a finite number")
     if "choices" in meta and value not in meta["choices"]:
         raise SagesnetError(f"config key '{where}' is {value!r}; allowed: {', '.join(meta['choices'])}")
     if "min" in meta:
@@ -164,11 +168,13 @@ def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise SagesnetError(f"config section '{where or 'top level'}' must be a mapping of keys to values, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         prefix = f"{where}." if where else ""
+        nearest = difflib.get_close_matches(str(unknown[0]).lower().replace("-", "_"), list(fields), n=1)
+        hint = f"did you mean '{prefix}{nearest[0]}'? " if nearest else ""
         raise SagesnetError(
-            f"unknown config key '{prefix}{unknown[0]}'; allowed keys here: {', '.join(fields)} "
+            f"unknown config key '{prefix}{unknown[0]}'; {hint}allowed keys here: {', '.join(fields)} "
             "(run `sagesnet-tf train --print-schema`)")
     kwargs = {}
     for name, value in data.items():
@@ -222,19 +228,34 @@ def from_dict(data: dict) -> TrainConfig:
     return cfg
 
 
-def load_config(path: str | os.PathLike) -> TrainConfig:
-    """Read a YAML (``.yaml``/``.yml``) or JSON (``.json``) run config and validate it."""
+def read_config_file(path: str | os.PathLike) -> dict:
+    """The mapping in a YAML (``.yaml``/``.yml``) or JSON (``.json``) config file; a one-line
+    SagesnetError when it is missing, not UTF-8 text, not valid YAML/JSON or not a mapping."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise SagesnetError(f"config file {path} does not exist; pass an existing YAML or JSON file with --config")
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise SagesnetError(f"config file {path} {what}; pass an existing YAML or JSON file with --config")
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
+    except UnicodeDecodeError:
+        raise SagesnetError(f"config file {path} is not a text file (not UTF-8); pass a YAML or JSON config") from None
+    try:
         data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        first = str(exc).splitlines()[0]
+        first = " ".join(str(exc).split())
         raise SagesnetError(f"config file {path} is not valid YAML/JSON ({first}); fix its syntax") from None
-    return from_dict(data or {})
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SagesnetError(f"config file {path} holds a {type(data).__name__}, not a mapping of keys to values; "
+                            "see `sagesnet-tf train --print-schema`")
+    return data
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a YAML (``.yaml``/``.yml``) or JSON (``.json``) run config and validate it."""
+    return from_dict(read_config_file(path))
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:

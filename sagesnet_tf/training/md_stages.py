@@ -111,7 +111,7 @@ from sagesnet_tf.model import SagesnetConfig, SagesnetModel
 from sagesnet_tf.pipelines import reader
 from sagesnet_tf.training import md_batches
 from sagesnet_tf.training.checkpoints import Checkpointer, RunState
-from sagesnet_tf.training.config import CheckpointConfig, ValidationConfig, _build, _field
+from sagesnet_tf.training.config import CheckpointConfig, ValidationConfig, _build, _field, read_config_file
 from sagesnet_tf.training.losses import mean_squared
 from sagesnet_tf.training.reports import MetricsLog
 from sagesnet_tf.thermo import MVV2E, berendsen_rescale, temperature_k
@@ -208,11 +208,9 @@ class MDTrainConfig:
 def is_md_config(path: str) -> bool:
     """True when the config file at ``path`` selects this trainer (top-level ``kind: md``)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except (OSError, yaml.YAMLError):
+        return read_config_file(path).get("kind") == "md"
+    except SagesnetError:
         return False  # the regular loader reports the problem
-    return isinstance(data, dict) and data.get("kind") == "md"
 
 
 def md_config_from_dict(data: dict) -> MDTrainConfig:
@@ -260,14 +258,7 @@ def _run_model_config(run_dir: str) -> dict:
 
 def load_md_config(path: str) -> MDTrainConfig:
     """Read and validate a YAML/JSON MD run config."""
-    if not os.path.isfile(path):
-        raise SagesnetError(f"config file {path} does not exist; pass an existing YAML file with --config")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise SagesnetError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
-    return md_config_from_dict(data or {})
+    return md_config_from_dict(read_config_file(path))
 
 
 # ------------------------------------------------------------------------------------- data
