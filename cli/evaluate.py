@@ -13,7 +13,7 @@ from sagesnet_tf.cli.options import FiniteFloat
 @click.option("--model", default=None, help="exported_models/NAME[/VERSION] (default: newest exported_models/sagesnet_graphene).")
 @click.option("--reference", required=True, type=click.Path(exists=True),
               help="MD dataset directory (metadata.json + shards) or a LAMMPS text dump.")
-@click.option("--dt-fs", type=FiniteFloat(min=0.0, min_open=True, unit="fs"), default=1.0, help="MD timestep of a LAMMPS dump reference, fs.")
+@click.option("--dt-fs", type=FiniteFloat(min=0.0, min_open=True, unit="fs"), default=1.0, show_default=True, help="MD timestep of a LAMMPS dump reference, fs.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Metrics JSON (a PNG is written beside it).")
 def evaluate(model, reference, dt_fs, out) -> None:
     """One-step and rollout errors, baseline, temperature, bonds, RDF, stress–strain vs MD."""

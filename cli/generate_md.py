@@ -66,6 +66,7 @@ def md(structure: str, protocol: str, temperature: float, strain_rate: float | N
        seed: int, dump: bool, overwrite: bool, out: str) -> None:
     """Run LAMMPS/AIREBO MD on a structure and write a TFRecord dataset, thermo and plots."""
     from sagesnet_tf.io.structure_files import read_structure
+    from sagesnet_tf.md.engine import check_input
     from sagesnet_tf.md.recorder import check_burst
     from sagesnet_tf.md.run import run_md, write_md_outputs
 
@@ -78,6 +79,10 @@ def md(structure: str, protocol: str, temperature: float, strain_rate: float | N
         raise SagesnetError("give --burst-frames and --burst-every together (or neither)")
     burst = check_burst(None if burst_frames is None else (burst_frames, burst_every), record_every)
     atoms = read_structure(structure)
+    try:
+        check_input(atoms)  # what LAMMPS would refuse, before --out is touched
+    except SagesnetError as err:
+        raise SagesnetError(f"--structure {structure}: {err}") from None
     _prepare_out(out, overwrite)
     result = run_md(atoms, chosen, out, dt_fs=dt_fs, record_every=record_every, threads=threads, seed=seed,
                     dump=dump, burst=burst)

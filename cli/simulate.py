@@ -15,7 +15,7 @@ from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LI
               help="Structure file (extxyz, POSCAR, CIF, LAMMPS data). Repeat for several: each runs in "
                    "turn into OUT/NAME (NAME = the file name without its extension).")
 @click.option("--steps", type=click.IntRange(0, MAX_STEPS), default=None, help="Model steps (each Δ of the model).")
-@click.option("--time-ps", type=POSITIVE_PS, default=None, help="Simulated time, ps.")
+@click.option("--time-ps", type=POSITIVE_PS, default=None, help="Simulated time, ps (> 0).")
 @click.option("--scale", type=click.IntRange(min=0), default=0,
               help="0 = fine grid; 1 = coarse level 0 (each step T·Δ on the coarse grid, atoms decoded from its "
                    "refined frames; the run ends at the last whole coarse step). Needs a model with a coarse level.")
@@ -35,12 +35,12 @@ from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LI
                    "the thermostat's random numbers.")
 @click.option("--strain-rate", type=FiniteFloat(-MAX_STRAIN_RATE_PER_PS, MAX_STRAIN_RATE_PER_PS, unit="1/ps",
                                                 why=STRAIN_RATE_LIMIT_WHY), default=0.0,
-              help="Engineering strain rate, 1/ps (affine tension; |rate| <= 1).")
+              help="Engineering strain rate, 1/ps (affine tension; |rate| ≤ 1).")
 @click.option("--axis", type=click.Choice(["x", "y", "z"]), default="x", help="Tension axis.")
 @click.option("--max-strain", type=FiniteFloat(min=0.0, min_open=True), default=None,
-              help="Stop at this engineering strain.")
+              help="Stop at this engineering strain (> 0; needs a positive --strain-rate).")
 @click.option("--stop-past-peak", is_flag=True,
-              help="Tension: stop once the stress has fallen 30 % below its peak and the strain is 0.05 past "
+              help="Tension: stop once the stress has fallen 30 % below its peak and the strain is 0.05 past "
                    "it (the MD tension protocol's early stop).")
 @click.option("--mirror-average", is_flag=True,
               help="Average every step with the mirrored step of the structure's mirror image through the box's "
@@ -52,7 +52,7 @@ from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LI
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def simulate(model, structures, steps, time_ps, scale, temperature, ensemble, thermostat, thermostat_ps, seed,
              strain_rate, axis, max_strain, stop_past_peak, mirror_average, every, overwrite, no_progress, out) -> None:
-    """Simulate STRUCTURE with a SAGESnet SavedModel; writes trajectory.extxyz, thermo.csv, plots."""
+    """Run a SAGESnet SavedModel from each --structure; writes trajectory.extxyz, thermo.csv, plots, manifest.json."""
     from pathlib import Path
 
     from sagesnet_tf.io import read_structure

@@ -238,6 +238,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                             f"the rollout's runaway limit), got {temperature_K}")
     if seed < 0:
         raise SagesnetError(f"simulate: --seed must be a non-negative integer, got {seed}")
+    if np.any(np.diag(np.asarray(structure.cell)) <= 0):
+        raise SagesnetError(f"simulate: the cell's lengths {np.diag(structure.cell).round(3).tolist()} Å must be positive "
+                            "(a right-handed cell); fix the cell of the structure file")
     if temperature_K and len(structure) < 2 and (structure.velocities is None or not np.any(structure.velocities)):
         raise SagesnetError(f"simulate: a structure of {len(structure)} atom(s) has no temperature (its motion "
                             "relative to the centre of mass is zero), so --temperature cannot draw velocities; "

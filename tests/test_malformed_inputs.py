@@ -208,7 +208,8 @@ def _structure_mutations(kind: str) -> dict[str, object]:
     length = f"{_cell_length(kind):.6f}"
     for name, lengths in (("zero", ("0.0", "0.0", "0.0")), ("zero_z", (length, "4.839", "0.0")),
                           ("nan", ("nan", "4.839", "20.0")), ("inf", (length, "inf", "20.0")),
-                          ("tiny", ("0.1", "0.1", "20.0"))):
+                          ("tiny", ("0.1", "0.1", "20.0")), ("negative_x", (f"-{length}", "4.839", "20.0")),
+                          ("negative_z", (length, "4.839", "-20.0"))):
         if kind == "cif" and name in ("zero", "zero_z"):
             continue  # pymatgen reads a zero CIF length as a degenerate lattice too; kept below as "zero_cif"
         out[f"cell_{name}"] = _cell(kind, text, lengths)

@@ -81,6 +81,30 @@ def _one_line(message: str) -> str:
     return "unknown LAMMPS error"
 
 
+def check_input(atoms: Atoms) -> None:
+    """Refuse a structure LAMMPS cannot start from, before any LAMMPS instance or output exists:
+    :meth:`Atoms.validate`, a cell not in LAMMPS form (lower-triangular with a positive diagonal),
+    or a non-periodic axis whose vacuum gap is thinner than the AIREBO cutoff."""
+    atoms.validate("md input")
+    cell = atoms.cell
+    if abs(cell[0, 1]) > 1e-9 or abs(cell[0, 2]) > 1e-9 or abs(cell[1, 2]) > 1e-9:
+        raise SagesnetError(
+            "the cell is not in LAMMPS form (a along x, b in the xy plane); rotate the structure "
+            "so its cell matrix is lower-triangular")
+    if np.any(np.diag(cell) <= 0):
+        raise SagesnetError("the cell must be right-handed with positive diagonal lengths; fix the cell")
+    frac = atoms.fractional()
+    lengths = np.linalg.norm(atoms.cell, axis=1)
+    for axis in np.flatnonzero(~atoms.pbc):
+        extent = (frac[:, axis].max() - frac[:, axis].min()) * lengths[axis]
+        gap = lengths[axis] - extent
+        if gap < AIREBO_LJ_CUTOFF_A:
+            raise SagesnetError(
+                f"the vacuum along non-periodic axis {'xyz'[axis]} is {gap:.1f} Å, less than the AIREBO "
+                f"cutoff {AIREBO_LJ_CUTOFF_A:.1f} Å; enlarge the cell along {'xyz'[axis]} "
+                f"(at least {extent + AIREBO_LJ_CUTOFF_A:.1f} Å)")
+
+
 class LammpsEngine:
     """A LAMMPS instance with AIREBO, driven command by command.
 
@@ -122,17 +146,10 @@ class LammpsEngine:
 
         Positions are wrapped into the box along periodic axes with image flags, so unwrapped
         coordinates reported later equal the Atoms positions. Raises SagesnetError for a cell LAMMPS
-        cannot represent or a vacuum gap too thin for a non-periodic axis.
+        cannot represent or a vacuum gap too thin for a non-periodic axis (:func:`check_input`).
         """
-        atoms.validate("md input")
+        check_input(atoms)
         cell = atoms.cell
-        if abs(cell[0, 1]) > 1e-9 or abs(cell[0, 2]) > 1e-9 or abs(cell[1, 2]) > 1e-9:
-            raise SagesnetError(
-                "the cell is not in LAMMPS form (a along x, b in the xy plane); rotate the structure "
-                "so its cell matrix is lower-triangular")
-        if np.any(np.diag(cell) <= 0):
-            raise SagesnetError("the cell must be right-handed with positive diagonal lengths; fix the cell")
-        self._check_vacuum(atoms)
         lx, ly, lz = np.diag(cell)
         xy, xz, yz = cell[1, 0], cell[2, 0], cell[2, 1]
         self.command("boundary p p p")
@@ -158,20 +175,6 @@ class LammpsEngine:
         style = "airebo/omp" if self.threads > 1 else "airebo"
         self.command(f"pair_style {style} {PAIR_STYLE_ARGS}")
         self.command(f"pair_coeff * * {potential_file()} {' '.join(ELEMENTS)}")
-
-    @staticmethod
-    def _check_vacuum(atoms: Atoms) -> None:
-        """Refuse a non-periodic axis whose vacuum gap is thinner than the AIREBO cutoff."""
-        frac = atoms.fractional()
-        lengths = np.linalg.norm(atoms.cell, axis=1)
-        for axis in np.flatnonzero(~atoms.pbc):
-            extent = (frac[:, axis].max() - frac[:, axis].min()) * lengths[axis]
-            gap = lengths[axis] - extent
-            if gap < AIREBO_LJ_CUTOFF_A:
-                raise SagesnetError(
-                    f"the vacuum along non-periodic axis {'xyz'[axis]} is {gap:.1f} Å, less than the AIREBO "
-                    f"cutoff {AIREBO_LJ_CUTOFF_A:.1f} Å; enlarge the cell along {'xyz'[axis]} "
-                    f"(at least {extent + AIREBO_LJ_CUTOFF_A:.1f} Å)")
 
     def box(self) -> tuple[np.ndarray, np.ndarray]:
         """Current box: (origin (3,) Å, cell (3, 3) Å with rows a, b, c)."""
