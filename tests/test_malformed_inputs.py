@@ -260,6 +260,8 @@ def corpus_dir(tmp_path_factory) -> Path:
     (base / "emptydir").mkdir()
     ca = {"name": "c", "stages": [{"kind": "predictor", "steps": 2}]}
     (base / "ca.yaml").write_text(json.dumps(ca))
+    one = structures.graphene_sheet(1, 1)
+    write_structure(one.__class__(["C"], one.positions[:1], one.cell, one.pbc), base / "one_atom.extxyz")
     return base
 
 
@@ -333,6 +335,8 @@ def _option_cases() -> list:
         add(f"simulate--axis={value}", [*s, "--steps", "1", "--axis", value])
     # simulate: impossible combinations and bad paths
     add("simulate-no-stop", [*s])
+    add("simulate-one-atom-at-a-temperature", ["simulate", "--structure", "{ONE}", "--steps", "1", "--temperature", "300"])
+    add("simulate-time-past-int32-steps", [*s, "--time-ps", "1e12"])  # checked once Δ is known (model loaded)
     add("simulate-max-strain-no-rate", [*s, "--max-strain", "0.1"])
     add("simulate-max-strain-negative-rate", [*s, "--max-strain", "0.1", "--strain-rate", "-0.01"])
     add("simulate-stop-past-peak-no-rate", [*s, "--steps", "5", "--stop-past-peak"])
@@ -473,7 +477,7 @@ OPTION_CASES = _option_cases()
 def _fill(argv: list[str], tmp_path: Path, corpus_dir: Path) -> list[str]:
     values = {"{OUT}": str(tmp_path / "o"), "{FILE}": str(tmp_path / "file.txt"), "{FULL}": str(tmp_path / "full"),
               "{CA}": str(corpus_dir / "ca.yaml"), "{EMPTY}": str(corpus_dir / "emptydir"),
-              "{DUMP}": str(corpus_dir / "junk.bin")}
+              "{DUMP}": str(corpus_dir / "junk.bin"), "{ONE}": str(corpus_dir / "one_atom.extxyz")}
     filled = []
     for word in argv:
         for key, value in values.items():
