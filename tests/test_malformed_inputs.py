@@ -755,3 +755,11 @@ def test_corpus_holds_at_least_1000_cases():
     n = len(STRUCTURE_CASES) + len(OPTION_CASES) + len(CONFIG_CASES) + len(DIR_CASES) + len(REFERENCE_CASES) + \
         len(MODEL_CASES) + len(ENTRY_CASES)
     assert n >= 1000, n
+
+
+def test_debug_adds_the_traceback_before_the_error_line(tmp_path, capfd):
+    rc = main(["--debug", "simulate", "--structure", EXAMPLE, "--steps", "1", "--temperature", "-50",
+               "--out", str(tmp_path / "o")])
+    err = capfd.readouterr().err
+    assert rc == 2 and "Traceback" in err
+    assert err.strip().splitlines()[-1].startswith("Error: Invalid value for '--temperature'")
