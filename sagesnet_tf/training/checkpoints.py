@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import tensorflow as tf
+from tqdm import tqdm
 
 from sagesnet_tf.errors import SagesnetError
 
@@ -47,19 +48,32 @@ class Checkpointer:
         """Path prefix of the newest checkpoint, or None."""
         return self.manager.latest_checkpoint
 
-    def restore_latest(self) -> bool:
-        """Restore the newest checkpoint; False when there is none (a fresh start)."""
-        path = self.manager.latest_checkpoint
-        if path is None:
-            return False
-        try:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (AssertionError, tf.errors.OpError, ValueError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise SagesnetError(
-                f"checkpoint {path} does not match this run's model/config ({first}); "
-                "resume with the same config or start a new run directory") from None
-        return True
+    def restore_latest(self) -> str | None:
+        """Restore the newest readable checkpoint and return its path prefix; None when there is none.
+
+        A checkpoint that cannot be read (truncated or missing files: a save torn by a storage fault,
+        or files damaged since) is skipped with a log line, and the one before it is restored; a
+        ``kill -9`` never leaves one, since TensorFlow records a checkpoint as the latest only after
+        its files are complete. A checkpoint that reads but does not fit this run's objects (another
+        config) is an error, not skipped.
+        """
+        for path in reversed(self.manager.checkpoints):
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (tf.errors.OpError, IndexError) as exc:  # IndexError: a truncated data file
+                first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                tqdm.write(f"checkpoint {path} is unreadable ({first}); trying the one before it")
+                continue
+            except (AssertionError, ValueError) as exc:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise SagesnetError(
+                    f"checkpoint {path} does not match this run's model/config ({first}); "
+                    "resume with the same config or start a new run directory") from None
+            return path
+        if self.manager.checkpoints:
+            raise SagesnetError(f"no readable checkpoint in {self.manager.directory} (all "
+                                f"{len(self.manager.checkpoints)} are damaged); start a new run with --overwrite")
+        return None
 
     def save(self) -> str:
         """Write a checkpoint numbered by the global step; returns its path prefix."""

@@ -794,8 +794,10 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), cfg.checkpoint.keep, state,
                                 model=model, optimizers=optimizers, **extra)
     metrics = MetricsLog(run_dir, cfg.name, [s.name for s in cfg.stages])
-    if resume and checkpointer.restore_latest():
+    restored = checkpointer.restore_latest() if resume else None
+    if restored:
         metrics.load(int(state.step.numpy()))
+        tqdm.write(f"resumed from {restored} at step {int(state.step.numpy())}")
     with atomic_output(os.path.join(run_dir, "config.yaml")) as fh:
         yaml.safe_dump({**dataclasses.asdict(cfg), "model": mcfg.to_dict()}, fh, sort_keys=False)
 
@@ -852,6 +854,7 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
                 state.stage_index.assign_add(1)
                 state.stage_step.assign(0)
             if step % cfg.checkpoint.every_steps == 0 or last:
+                metrics.write()  # before the checkpoint: a resumed run trims rows past it, leaving no gap
                 checkpointer.save()
             if last:
                 break

@@ -90,6 +90,9 @@ class Trainer:
             raise SagesnetError(f"training windows have shape {spec.shape}; the stages need (L>={length}, X, Y, Z) "
                                 "cell states — regenerate the data with longer windows")
         batch = cfg.data.batch_size
+        # Seeded before the datasets: the shuffle's seeds pair the global seed with its own, so the data
+        # order is the same in a fresh process and after another run in the same process.
+        keras.utils.set_random_seed(cfg.seed)
         options = tf.data.Options()
         # The readers' window ops are stateless in effect but TF cannot tell; let the iterator
         # position be checkpointed anyway.
@@ -98,7 +101,6 @@ class Trainer:
                           .shuffle(cfg.data.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
                           .repeat().batch(batch, drop_remainder=True).prefetch(2).with_options(options))
         self._val_ds = val_windows.map(lambda w: tf.cast(w[:length], tf.int32)).repeat().batch(batch, drop_remainder=True)
-        keras.utils.set_random_seed(cfg.seed)
         example = next(iter(self._train_ds.take(1)))
         with self.strategy.scope():
             self.models = stages_mod.CAModels(cfg.cell_config)
@@ -110,7 +112,6 @@ class Trainer:
         self.rng = tf.random.Generator.from_seed(cfg.seed)
         self.hard = stages_mod.HardExampleBuffer(capacity=4 * batch, window_shape=example.shape[1:])
         self._iterator = iter(self._train_ds)
-        self._val_iterator = iter(self._val_ds)
         ckpt_dir = os.path.join(run_dir, "checkpoints") if self.chief else scratch_dir(run_dir, task_index)
         self.checkpointer = Checkpointer(
             ckpt_dir, cfg.checkpoint.keep, self.state, models=self.models.tracked(),
@@ -182,12 +183,14 @@ class Trainer:
         return windows, noise, picked
 
     def validate(self, index: int) -> dict[str, float]:
-        """Mean metrics of stage ``index`` over ``validation.batches`` validation batches."""
+        """Mean metrics of stage ``index`` over the first ``validation.batches`` validation batches
+        (the same batches every time, so curves compare and a resumed run validates as an
+        uninterrupted one)."""
         fn = self._eval_fn(index)
         totals: dict[str, float] = {}
         n = self.cfg.validation.batches
-        for _ in range(n):
-            for k, v in fn(next(self._val_iterator)).items():
+        for windows in self._val_ds.take(n):
+            for k, v in fn(windows).items():
                 totals[k] = totals.get(k, 0.0) + float(v) / n
         return totals
 
@@ -198,9 +201,11 @@ class Trainer:
                 tf.summary.scalar(f"{stage}/{split}/{k}", v)
 
     def _save(self) -> None:
-        self.checkpointer.save()
+        """Write ``metrics.json`` then the checkpoint: killed between the two, the resumed run trims the
+        metrics rows past its checkpoint (:meth:`MetricsLog.load`), so its history has no gap."""
         if self.chief:
             self.metrics.write()
+        self.checkpointer.save()
 
     def run(self, resume: bool = False) -> dict:
         """Run (or, with ``resume``, continue) the schedule; returns the metrics dict.
@@ -211,9 +216,10 @@ class Trainer:
         cfg = self.cfg
         if self.chief:
             save_config(cfg, os.path.join(self.run_dir, "config.yaml"))
-        if resume and self.checkpointer.restore_latest():
+        restored = self.checkpointer.restore_latest() if resume else None
+        if restored:
             self.metrics.load(int(self.state.step.numpy()))
-            tqdm.write(f"resumed from {self.checkpointer.latest} at step {int(self.state.step.numpy())} "
+            tqdm.write(f"resumed from {restored} at step {int(self.state.step.numpy())} "
                        f"(stage {cfg.stages[int(self.state.stage_index.numpy())].name if int(self.state.stage_index.numpy()) < len(cfg.stages) else 'done'})")
         total = cfg.total_steps
         bar = tqdm(total=total, initial=int(self.state.step.numpy()), desc=cfg.name, unit="step",
