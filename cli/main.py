@@ -48,6 +48,10 @@ def _register() -> None:
 _register()
 
 
+#: Raised (Click ≥ 8.2) when a group is called without a verb.
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def _one_line(text: str) -> str:
     """``text`` with its line breaks and runs of blanks folded into single spaces."""
     return " ".join(str(text).split())
@@ -78,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1
+    except NO_ARGS_IS_HELP as exc:  # a group called without a verb: its help, not an error
+        click.echo(exc.ctx.get_help())
+        return 0
     except click.ClickException as exc:
         if debug:
             traceback.print_exc()

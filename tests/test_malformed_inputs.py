@@ -763,3 +763,10 @@ def test_debug_adds_the_traceback_before_the_error_line(tmp_path, capfd):
     err = capfd.readouterr().err
     assert rc == 2 and "Traceback" in err
     assert err.strip().splitlines()[-1].startswith("Error: Invalid value for '--temperature'")
+
+
+@pytest.mark.parametrize("argv", [[], ["build"], ["generate"]])
+def test_a_group_without_a_verb_prints_its_help(capfd, argv):
+    assert main(argv) == 0
+    captured = capfd.readouterr()
+    assert captured.out.startswith("Usage: sagesnet-tf") and "Commands:" in captured.out and not captured.err
