@@ -69,14 +69,20 @@ def plot_rollouts(boards: np.ndarray, rule: str) -> bytes:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed of the seed boards.")
 @click.option("--out", "out_dir", required=True, help="Output dataset directory (local path or gs://, s3:// …).")
 @click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
+@click.option("--resume", is_flag=True,
+              help="Finish a write that was interrupted (killed): give the same options; the boards are "
+                   "regenerated from --seed and only the missing shards are written (same bytes).")
 @click.pass_context
 def ca(ctx: click.Context, rule: str, size_x: str, density: float, n_boards: int, steps: int, seed: int,
-       out_dir: str, overwrite: bool) -> None:
+       out_dir: str, overwrite: bool, resume: bool) -> None:
     """Roll out random boards of a cellular automaton and write them as a TFRecord dataset.
 
-    Writes DIR/data-*.tfrecord.gz, DIR/metadata.json and DIR/ca_rollouts.png.
+    Writes DIR/ca_rollouts.png, DIR/data-*.tfrecord.gz and, last, DIR/metadata.json.
     """
-    from sagesnet_tf.pipelines.writer import check_writable, write_ca_dataset, write_file_atomic  # TensorFlow
+    import tensorflow as tf
+
+    from sagesnet_tf.pipelines.reader import load_metadata
+    from sagesnet_tf.pipelines.writer import check_writable, write_ca_dataset, write_file_atomic
 
     size = _size(size_x, ctx.args)
     if "://" not in out_dir and os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -86,13 +92,28 @@ def ca(ctx: click.Context, rule: str, size_x: str, density: float, n_boards: int
         raise SagesnetError(f"{n_boards} rollouts of {steps + 1} boards of {'×'.join(map(str, size))} cells are "
                             f"{cells:,} cells, more than the {MAX_CELLS:,} generate ca holds in memory; use fewer or "
                             "smaller boards, or fewer --steps")
-    check_writable(out_dir, overwrite)
+    if resume and overwrite:
+        raise SagesnetError("--resume and --overwrite contradict each other; pass one of them")
+    check_writable(out_dir, overwrite or resume)
     boards = cellular_automata.generate(rule, size, density, n_boards, steps, seed)
     source = {"generator": "sagesnet-tf generate ca", "rule": rule,
               "rule_string": str(cellular_automata.get_rule(rule)),
               "size": list(boards.shape[2:]), "density": density, "boards": n_boards, "steps": steps, "seed": seed}
-    out = write_ca_dataset(out_dir, boards, rule, source=source, overwrite=overwrite)
-    write_file_atomic(f"{str(out).rstrip('/')}/ca_rollouts.png", plot_rollouts(boards, rule))
+    complete = None
+    if resume:
+        try:
+            complete = load_metadata(out_dir)
+        except SagesnetError:  # not (yet) a dataset: resume it
+            pass
+    if complete is not None:
+        if complete.get("source") != source:
+            raise SagesnetError(f"{out_dir} already holds a complete dataset made with other options; pass "
+                                "--overwrite to replace it")
+        click.echo(f"{out_dir} is already complete; nothing to resume")
+        return
+    tf.io.gfile.makedirs(out_dir)
+    write_file_atomic(f"{out_dir.rstrip('/')}/ca_rollouts.png", plot_rollouts(boards, rule))  # before metadata.json
+    out = write_ca_dataset(out_dir, boards, rule, source=source, overwrite=overwrite, resume=resume)
     final = boards[:, -1].reshape(n_boards, -1).mean()
     click.echo(f"wrote {n_boards} × {steps + 1} {rule} boards of {'×'.join(map(str, boards.shape[2:]))} cells "
                f"to {out} (alive fraction {boards[:, 0].mean():.3f} → {final:.3f})")

@@ -23,6 +23,9 @@ def _prepare_out(out: str, overwrite: bool) -> None:
     if os.path.exists(out) and not os.path.isdir(out):
         raise SagesnetError(f"--out {out} is a file; give a directory")
     if os.path.isdir(out) and os.listdir(out):
+        if not overwrite and not os.path.isfile(os.path.join(out, "manifest.json")):  # written last
+            raise SagesnetError(f"--out {out} holds an interrupted `generate md` run (no manifest.json); MD runs "
+                                "cannot be resumed: rerun the same command with --overwrite")
         if not overwrite:
             raise SagesnetError(f"--out {out} is not empty; pass --overwrite or choose another directory")
         for name in OUTPUT_FILES:

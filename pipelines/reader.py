@@ -51,10 +51,13 @@ def load_metadata(path) -> dict:
     except tf.errors.OpError as exc:
         raise SagesnetError(f"cannot access {meta_path} ({type(exc).__name__}: {exc.message.splitlines()[0][:120]}); "
                             "check the path and the storage credentials") from None
+    if not found and tf.io.gfile.exists(_dataset_dir(path) + "/" + schema.INCOMPLETE_FILE):
+        raise SagesnetError(f"{_dataset_dir(path)} is an incomplete dataset (its write was interrupted); rerun the "
+                            "`sagesnet-tf generate` command that made it with --resume (ca) or --overwrite (md)")
     if not found:
         raise SagesnetError(f"{_dataset_dir(path)} is not a sagesnet-tf dataset (no {schema.METADATA_FILE}); "
-                            "give the directory written by `sagesnet-tf generate`, or re-run a write that did "
-                            "not finish")
+                            "give the directory written by `sagesnet-tf generate`, or, if its write was "
+                            "interrupted, rerun it with --resume (generate ca) or --overwrite (generate md)")
     try:
         with tf.io.gfile.GFile(meta_path, "r") as fh:
             meta = json.loads(fh.read())

@@ -53,6 +53,8 @@ SCHEMA_VERSION = 1
 #: Dataset kinds: molecular dynamics frames, cellular-automaton boards.
 KINDS = ("md", "ca")
 METADATA_FILE = "metadata.json"
+#: Present from the first shard of a write until its ``metadata.json`` lands: an interrupted write.
+INCOMPLETE_FILE = ".incomplete.json"
 SHARD_PATTERN = "data-{index:05d}-of-{count:05d}.tfrecord.gz"
 COMPRESSION = "GZIP"
 

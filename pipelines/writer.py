@@ -5,9 +5,11 @@ Layout of ``out_dir`` (see docs/DATA_SCHEMA.md)::
     data-00000-of-0000N.tfrecord.gz   GZIP TFRecord shards, one frame per record, in order
     metadata.json                     schema version, units, counts, shard list, statistics, source
 
-Writes are atomic: shards are written under temporary names in ``out_dir`` and renamed, and
-``metadata.json`` (which is what makes the directory a dataset) is written last, also through a
-temporary name. Paths may be any TensorFlow filesystem (local, gs://, s3:// …): all I/O goes
+Writes survive ``kill -9``: each shard is written under a temporary name in ``out_dir`` and renamed
+once whole, and ``metadata.json`` (which is what makes the directory a dataset) is written last,
+also through a temporary name. From the first shard until ``metadata.json`` lands, ``.incomplete.json``
+marks the directory as an interrupted write (readers refuse it saying so); ``write_ca_dataset(…,
+resume=True)`` keeps its whole shards and writes the rest. Paths may be any TensorFlow filesystem (local, gs://, s3:// …): all I/O goes
 through ``tf.io.gfile``.
 
 Any trajectory source becomes a dataset this way, e.g.
@@ -20,7 +22,7 @@ import datetime
 import json
 import uuid
 from pathlib import Path
-from typing import Iterable
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -85,68 +87,97 @@ def check_writable(out_dir: str | Path, overwrite: bool) -> None:
                             "(overwrite=True) or choose another output directory")
 
 
-def _prepare(out_dir: str, overwrite: bool) -> None:
-    """Create ``out_dir`` (refusing an existing dataset unless ``overwrite``); drop leftovers of crashed writes."""
+def _incomplete_plan(out_dir: str) -> dict | None:
+    """The plan of an interrupted write in ``out_dir`` (``{"plan": …}`` in its ``schema.INCOMPLETE_FILE``), or None."""
+    path = _join(out_dir, schema.INCOMPLETE_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path, "r") as fh:
+            return json.loads(fh.read())["plan"]
+    except (json.JSONDecodeError, KeyError, TypeError, tf.errors.OpError):
+        return {}  # unreadable: an interrupted write all the same, with a plan nothing matches
+
+
+def _prepare(out_dir: str, overwrite: bool, plan: dict, resume: bool = False) -> set[str]:
+    """Get ``out_dir`` ready for the write described by ``plan``; return the shard files already done.
+
+    Refuses an existing dataset unless ``overwrite``, and an interrupted write unless ``overwrite`` or
+    ``resume``. With ``resume`` and an interrupted write of the same ``plan``, its complete shards
+    (every file under a final shard name is complete: shards are renamed into place whole) are
+    kept and returned. Otherwise the old dataset is removed — ``metadata.json`` first, so the
+    directory stops being a dataset before anything else changes — and the plan is recorded.
+    Leftover temporary files of killed writes are always removed.
+    """
+    if plan["frames_per_shard"] < 1:
+        raise SagesnetError(f"frames_per_shard must be at least 1 (got {plan['frames_per_shard']})")
     check_writable(out_dir, overwrite)
     tf.io.gfile.makedirs(out_dir)
-    for pattern in (".data-*.tmp-*", ".metadata.json.tmp-*"):
+    for pattern in (".data-*.tmp-*", ".metadata.json.tmp-*", f".{schema.INCOMPLETE_FILE}.tmp-*"):
         for stale in tf.io.gfile.glob(_join(out_dir, pattern)):
             tf.io.gfile.remove(stale)
+    previous = _incomplete_plan(out_dir)
+    if previous is not None and not overwrite:
+        if not resume:
+            raise SagesnetError(f"{out_dir} holds an interrupted write (no metadata.json yet); rerun the same command "
+                                "with --resume to finish it, or pass --overwrite to start again")
+        if previous != _jsonable(plan):
+            raise SagesnetError(f"{out_dir} holds an interrupted write made with other options; resume it with the "
+                                "same options, or pass --overwrite to start again")
+        return {path.rsplit("/", 1)[-1] for path in tf.io.gfile.glob(_join(out_dir, "data-*-of-*.tfrecord.gz"))}
+    meta_path = _join(out_dir, schema.METADATA_FILE)
+    if tf.io.gfile.exists(meta_path):
+        tf.io.gfile.remove(meta_path)
+    for old in tf.io.gfile.glob(_join(out_dir, "data-*-of-*.tfrecord.gz")):
+        tf.io.gfile.remove(old)
+    write_file_atomic(_join(out_dir, schema.INCOMPLETE_FILE), json.dumps({"plan": _jsonable(plan)}, indent=1) + "\n")
+    return set()
 
 
-def _write_shards(out_dir: str, records: Iterable[tuple[bytes, tuple[int, int]]], n_records: int,
-                  frames_per_shard: int, desc: str) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Write ``n_records`` serialized records into shards under temporary names.
+def _write_shards(out_dir: str, keys: list[tuple[int, int]], serialize: Callable[[int], bytes],
+                  frames_per_shard: int, desc: str, done: set[str] = frozenset()) -> list[dict]:
+    """Write records ``serialize(0 … len(keys) − 1)`` into shards and return the shard list for metadata.
 
-    ``records`` yields ``(serialized, (sequence_index, frame_index))``. Returns the shard list for
-    metadata (``{"file", "n_records", "first": [seq, frame], "last": [seq, frame]}`` each) and the
-    ``(temporary, final)`` path pairs for :func:`_publish`. On failure the temporary files are removed.
+    ``keys[i]`` is record i's ``(sequence_index, frame_index)``. Each shard is written under a
+    temporary name and renamed to its final name once whole, so a killed write leaves whole shards
+    only. Shards named in ``done`` are already whole (an interrupted write being resumed) and are
+    not written again. Returns ``{"file", "n_records", "first": [seq, frame], "last": [seq, frame]}``
+    per shard. On failure the temporary file of the shard being written is removed.
     """
-    if frames_per_shard < 1:
-        raise SagesnetError(f"frames_per_shard must be at least 1 (got {frames_per_shard})")
+    n_records = len(keys)
     count = -(-n_records // frames_per_shard)
     options = tf.io.TFRecordOptions(compression_type=schema.COMPRESSION)
     shards: list[dict] = []
-    temps: list[tuple[str, str]] = []
-    it = iter(records)
-    try:
-        with tqdm(total=n_records, desc=desc, unit="frame", leave=False) as bar:
-            for index in range(count):
-                name = schema.shard_name(index, count)
-                temps.append((_join(out_dir, f".{name}.tmp-{uuid.uuid4().hex}"), _join(out_dir, name)))
-                n_here = min(frames_per_shard, n_records - index * frames_per_shard)
-                keys = []
-                with tf.io.TFRecordWriter(temps[-1][0], options) as writer:
-                    for _ in range(n_here):
-                        serialized, key = next(it)
-                        writer.write(serialized)
-                        keys.append([int(key[0]), int(key[1])])
-                        bar.update(1)
-                shards.append({"file": name, "n_records": n_here, "first": keys[0], "last": keys[-1]})
-    except BaseException:
-        for tmp, _ in temps:
-            if tf.io.gfile.exists(tmp):
-                tf.io.gfile.remove(tmp)
-        raise
-    return shards, temps
+    with tqdm(total=n_records, desc=desc, unit="frame", leave=False) as bar:
+        for index in range(count):
+            name = schema.shard_name(index, count)
+            lo, hi = index * frames_per_shard, min((index + 1) * frames_per_shard, n_records)
+            if name not in done:
+                tmp = _join(out_dir, f".{name}.tmp-{uuid.uuid4().hex}")
+                try:
+                    with tf.io.TFRecordWriter(tmp, options) as writer:
+                        for i in range(lo, hi):
+                            writer.write(serialize(i))
+                            bar.update(1)
+                    tf.io.gfile.rename(tmp, _join(out_dir, name), overwrite=True)
+                except BaseException:
+                    if tf.io.gfile.exists(tmp):
+                        tf.io.gfile.remove(tmp)
+                    raise
+            else:
+                bar.update(hi - lo)
+            shards.append({"file": name, "n_records": hi - lo, "first": list(keys[lo]), "last": list(keys[hi - 1])})
+    return shards
 
 
-def _publish(out_dir: str, temps: list[tuple[str, str]], metadata: dict) -> Path | str:
-    """Replace any old dataset in ``out_dir`` by the new shards, then write ``metadata.json`` last."""
-    meta_path = _join(out_dir, schema.METADATA_FILE)
-    if tf.io.gfile.exists(meta_path):
-        tf.io.gfile.remove(meta_path)  # from here on the directory is not a dataset until the new metadata lands
-    new = {final for _, final in temps}
-    for old in tf.io.gfile.glob(_join(out_dir, "data-*-of-*.tfrecord.gz")):
-        if _join(out_dir, old.rsplit("/", 1)[-1]) not in new:
-            tf.io.gfile.remove(old)
-    for tmp, final in temps:
-        tf.io.gfile.rename(tmp, final, overwrite=True)
+def _publish(out_dir: str, metadata: dict) -> Path | str:
+    """Write ``metadata.json`` (which makes ``out_dir`` a dataset), then drop the interrupted-write mark."""
     metadata = {"schema_version": schema.SCHEMA_VERSION, **metadata,
                 "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "sagesnet_tf_version": __version__}
     text = json.dumps(_jsonable(metadata), indent=2, ensure_ascii=False, default=str)
-    write_file_atomic(meta_path, text + "\n")
+    write_file_atomic(_join(out_dir, schema.METADATA_FILE), text + "\n")
+    tf.io.gfile.remove(_join(out_dir, schema.INCOMPLETE_FILE))
     return _as_result(out_dir)
 
 
@@ -207,18 +238,18 @@ def write_dataset(out_dir: str | Path, trajectories: list[Trajectory], *, source
     trajectories = list(trajectories)
     _check_trajectories(trajectories)
     stride = _record_stride(trajectories)
-    _prepare(out, overwrite)
+    keys = [(i, f) for i, traj in enumerate(trajectories) for f in range(traj.n_frames)]
+    _prepare(out, overwrite, {"kind": "md", "n_frames": len(keys), "frames_per_shard": frames_per_shard})
     species = [schema.species_of(t.symbols) for t in trajectories]
 
-    def records():
-        for i, traj in enumerate(trajectories):
-            for f in range(traj.n_frames):
-                yield schema.md_frame_example(traj, i, f, species[i]), (i, f)
+    def serialize(index: int) -> bytes:
+        i, f = keys[index]
+        return schema.md_frame_example(trajectories[i], i, f, species[i])
 
-    n_records = sum(t.n_frames for t in trajectories)
-    shards, temps = _write_shards(out, records(), n_records, frames_per_shard, "writing MD dataset")
+    n_records = len(keys)
+    shards = _write_shards(out, keys, serialize, frames_per_shard, "writing MD dataset")
     first = trajectories[0]
-    return _publish(out, temps, {
+    return _publish(out, {
         "kind": "md",
         "units": schema.MD_UNITS,
         "elements": list(ELEMENTS),
@@ -240,7 +271,8 @@ def write_dataset(out_dir: str | Path, trajectories: list[Trajectory], *, source
 
 
 def write_ca_dataset(out_dir: str | Path, boards: np.ndarray, rule: str, *, source: dict | None = None,
-                     frames_per_shard: int = FRAMES_PER_SHARD, overwrite: bool = False) -> Path | str:
+                     frames_per_shard: int = FRAMES_PER_SHARD, overwrite: bool = False,
+                     resume: bool = False) -> Path | str:
     """Write cellular-automaton rollouts as a ``kind: ca`` dataset and return its directory.
 
     Args:
@@ -249,6 +281,10 @@ def write_ca_dataset(out_dir: str | Path, boards: np.ndarray, rule: str, *, sour
         rule: rule name (e.g. ``"life"``, ``"life3d"``; see :mod:`sagesnet_tf.cellular_automata`).
         source: provenance stored as ``metadata["source"]`` (e.g. size, density, seed).
         frames_per_shard, overwrite: as in :func:`write_dataset`.
+        resume: finish an interrupted write of the same boards (same ``rule``, shape, ``source`` and
+            ``frames_per_shard``): its complete shards are kept, the missing ones written. The boards
+            must be the same (regenerated from the same seed) — only their shape and ``source`` are
+            compared.
     """
     out = str(out_dir)
     boards = np.asarray(boards)
@@ -257,16 +293,18 @@ def write_ca_dataset(out_dir: str | Path, boards: np.ndarray, rule: str, *, sour
     if boards.dtype != np.uint8 or boards.max() > 1:
         raise SagesnetError(f"CA boards must be uint8 with values 0 and 1 (got dtype {boards.dtype}, "
                             f"max {boards.max()})")
-    _prepare(out, overwrite)
     n_boards, n_frames = boards.shape[:2]
+    plan = {"kind": "ca", "rule": rule, "shape": list(boards.shape), "frames_per_shard": frames_per_shard,
+            "source": source}
+    done = _prepare(out, overwrite, plan, resume)
+    keys = [(b, f) for b in range(n_boards) for f in range(n_frames)]
 
-    def records():
-        for b in range(n_boards):
-            for f in range(n_frames):
-                yield schema.ca_frame_example(boards[b, f], b, f, rule), (b, f)
+    def serialize(index: int) -> bytes:
+        b, f = keys[index]
+        return schema.ca_frame_example(boards[b, f], b, f, rule)
 
-    shards, temps = _write_shards(out, records(), n_boards * n_frames, frames_per_shard, "writing CA dataset")
-    return _publish(out, temps, {
+    shards = _write_shards(out, keys, serialize, frames_per_shard, "writing CA dataset", done)
+    return _publish(out, {
         "kind": "ca",
         "rule": rule,
         "units": {"board": "1 alive, 0 dead; one record per generation"},
