@@ -35,7 +35,16 @@ Each step Δ of ``serving_default`` applies the affine tension first (box and at
 along ``axis`` scaled about the box origin so that the box grows by input_length·rate·Δ, as
 LAMMPS ``fix deform … remap x``), then re-voxelizes, encodes, steps and decodes the atoms
 (atoms stay explicit). All inputs are validated in the graph: a bad request raises
-InvalidArgumentError, never crashes the server.
+InvalidArgumentError, never crashes the server. Bounds of one call (metadata ``limits``):
+``n_steps`` ≤ :data:`MAX_STEPS_PER_CALL` fine steps, |``strain_rate_per_ps``| ≤
+:data:`MAX_STRAIN_RATE_PER_PS`, at most :data:`MAX_GRID_CELLS` grid cells, ``pbc`` equal to the
+model's ``boundary`` (periodic ↔ True).
+
+Dtypes are fixed by the signatures and cannot be checked in the graph: a Python caller of a
+loaded signature passing NumPy arrays or lists has them cast by ``tf.convert_to_tensor`` before
+the graph runs (float64 → float32 rounded; a float → int32 truncated, so species 0.9 becomes 0);
+a ``tf.Tensor`` of another dtype, or a missing argument, raises TypeError in Python; a gRPC
+TensorProto of another dtype is refused by TF Serving. docs/SERVING.md spells this out.
 """
 
 from __future__ import annotations
@@ -60,6 +69,21 @@ METADATA_ASSET = "sagesnet_metadata.json"
 #: Atoms further outside the box than this fraction of its length along a non-periodic axis stop
 #: the step (see ``SagesnetServing._atom_step``).
 MAX_ESCAPE_FRACTION = 0.5
+#: Upper bounds of one simulate call, so that a request can neither run for hours nor allocate
+#: without bound (refused with InvalidArgument; stored in the metadata as ``limits``): fine
+#: steps Δ per call (a coarse step counts T), |strain rate| in 1/ps, and cells of the atom grid
+#: (at the largest box of the call; along an open axis counted over the box plus the escape margins).
+#: The rate bound is twice the CLI's ±1 ps⁻¹: ``simulate`` passes the rate relative to the current
+#: box (L0·rate / L), which exceeds |rate| once a box is compressed.
+MAX_STEPS_PER_CALL = 10_000
+MAX_STRAIN_RATE_PER_PS = 2.0
+MAX_GRID_CELLS = 2 ** 24
+
+
+def serving_limits() -> dict:
+    """The ``limits`` entry of the metadata: the bounds above, by name."""
+    return {"max_steps_per_call": MAX_STEPS_PER_CALL, "max_strain_rate_per_ps": MAX_STRAIN_RATE_PER_PS,
+            "max_grid_cells": MAX_GRID_CELLS}
 
 
 def _spec(dtype):
@@ -76,6 +100,8 @@ def build_metadata(config: SagesnetConfig, env_mean=None, env_std=None, run_info
         raise SagesnetError(f"export: env normalisation needs {n_env} values ({', '.join(config.env_fields)})")
     return {
         "schema_version": EXPORT_SCHEMA_VERSION,
+        "kind": "md",
+        "limits": serving_limits(),
         "units": {"length": "Å", "time": "ps", "velocity": "Å/ps", "stress": "bar·Å³ (stress × volume, summed)",
                   "energy": "eV", "temperature": "K"},
         "elements": list(config.elements),
@@ -107,11 +133,15 @@ class SagesnetServing(tf.Module):
         self._env_mean = tf.constant(metadata["env_mean"], tf.float32)
         self._env_std = tf.constant(metadata["env_std"], tf.float32)
         self._delta_ps = float(c.delta_ps)
+        self._periodic = tf.constant([b != "open" for b in c.boundary])
+        self._boundary_text = ", ".join(c.boundary)
         self._metadata_json = tf.constant(json.dumps(metadata, ensure_ascii=False))
 
     # ---- validation -------------------------------------------------------------------------
     def _check_atoms(self, positions, velocities, species, box_lengths, box_origin, pbc):
-        """In-graph checks; returns the inputs with static shapes fixed."""
+        """In-graph checks (shapes, equal N, finite values, species in range, ``pbc`` equal to the
+        model's boundary, no atom escaped along an open axis); returns the inputs with static
+        shapes fixed."""
         positions = tf.ensure_shape(positions, [None, 3], name="positions_must_be_N_by_3")
         velocities = tf.ensure_shape(velocities, [None, 3], name="velocities_must_be_N_by_3")
         species = tf.ensure_shape(species, [None], name="species_must_be_N")
@@ -130,10 +160,23 @@ class SagesnetServing(tf.Module):
             tf.debugging.assert_all_finite(box_origin, "box_origin: NaN or Inf"),
             tf.debugging.assert_all_finite(box_lengths, "box_lengths: NaN or Inf"),
             tf.debugging.assert_positive(box_lengths, message="box_lengths must be > 0"),
+            tf.debugging.assert_equal(pbc, self._periodic,
+                                      message=f"pbc must match the boundary of the model ({self._boundary_text}): "
+                                              "True on periodic axes, False on open ones"),
         ]
         with tf.control_dependencies(checks):
-            return (tf.identity(positions), tf.identity(velocities), tf.identity(species),
+            positions = self._check_escape(positions, box_lengths, box_origin, pbc)
+            return (positions, tf.identity(velocities), tf.identity(species),
                     tf.identity(box_lengths), tf.identity(box_origin), tf.identity(pbc))
+
+    def _check_grid_size(self, box_lengths, pbc):
+        """InvalidArgument when the atom grid of a box (3,) Å would exceed ``MAX_GRID_CELLS`` cells
+        (along an open axis counted over the box and both escape margins)."""
+        extent = tf.where(pbc, box_lengths, box_lengths * (1.0 + 2.0 * MAX_ESCAPE_FRACTION))
+        cells = tf.reduce_prod(tf.math.ceil(extent / self.model.config.h) + 2.0)
+        return tf.debugging.assert_less_equal(
+            cells, float(MAX_GRID_CELLS),
+            message=f"the box needs more than {MAX_GRID_CELLS} grid cells (max_grid_cells); split the structure")
 
     def _norm_env(self, env):
         env = tf.ensure_shape(env, [None, self._n_env], name=f"env_must_have_{self._n_env}_fields")
@@ -143,7 +186,11 @@ class SagesnetServing(tf.Module):
     def _check_latent(self, latent, rank=5):
         latent = tf.ensure_shape(latent, [None] * (rank - 1) + [self.model.config.latent_dim],
                                  name=f"latent_must_be_rank_{rank}_with_D_last")
-        with tf.control_dependencies([tf.debugging.assert_all_finite(latent, "latent: NaN or Inf")]):
+        checks = [tf.debugging.assert_all_finite(latent, "latent: NaN or Inf"),
+                  tf.debugging.assert_positive(tf.shape(latent), message="latent: empty (a dimension is 0)"),
+                  tf.debugging.assert_less_equal(tf.reduce_prod(tf.shape(latent)[1:-1]), MAX_GRID_CELLS,
+                                                 message=f"latent: more than {MAX_GRID_CELLS} grid cells")]
+        with tf.control_dependencies(checks):
             return tf.identity(latent)
 
     # ---- the atom step ----------------------------------------------------------------------
@@ -154,9 +201,10 @@ class SagesnetServing(tf.Module):
 
     @staticmethod
     def _check_escape(positions, box_lengths, box_origin, pbc):
-        """positions, unchanged; InvalidArgument when atoms have left the box by more than
-        ``MAX_ESCAPE_FRACTION`` of its length along a non-periodic axis: the rollout has diverged,
-        and the open-axis grid would grow without bound."""
+        """positions, unchanged; InvalidArgument when a position is NaN or Inf or atoms have left
+        the box by more than ``MAX_ESCAPE_FRACTION`` of its length along a non-periodic axis: the
+        rollout has diverged, and the open-axis grid would grow without bound."""
+        positions = tf.debugging.assert_all_finite(positions, "positions: NaN or Inf (the rollout diverged)")
         margin = MAX_ESCAPE_FRACTION * box_lengths
         escaped = tf.logical_and(tf.logical_not(pbc), tf.logical_or(
             tf.reduce_min(positions, axis=0) < box_origin - margin,
@@ -174,20 +222,35 @@ class SagesnetServing(tf.Module):
         stretched = box + growth
         return affine_remap(positions, box, stretched, box_origin), stretched
 
-    def _tension_inputs(self, n_steps, strain_rate_per_ps, axis, box_lengths):
-        """Validated (n_steps, axis one-hot (3,), growth (3,) Å per Δ) of a simulate call."""
+    def _tension_inputs(self, n_steps, strain_rate_per_ps, axis, box_lengths, pbc, steps_per_call_step=1):
+        """Validated (n_steps, axis one-hot (3,), growth (3,) Å per Δ) of a simulate call whose
+        ``n_steps`` each span ``steps_per_call_step`` Δ; the grid is checked at the call's largest box."""
         n_steps = tf.ensure_shape(n_steps, [], name="n_steps_must_be_scalar")
         rate = tf.ensure_shape(strain_rate_per_ps, [], name="strain_rate_must_be_scalar")
         axis = tf.ensure_shape(axis, [], name="axis_must_be_scalar")
+        max_steps = MAX_STEPS_PER_CALL // steps_per_call_step
         checks = [
             tf.debugging.assert_non_negative(n_steps, message="n_steps must be >= 0"),
+            tf.debugging.assert_less_equal(n_steps, max_steps,
+                                           message=f"n_steps must be <= {max_steps} per call (max_steps_per_call "
+                                                   f"{MAX_STEPS_PER_CALL} fine steps); split the run into calls"),
             tf.debugging.assert_all_finite(rate, "strain_rate_per_ps: NaN or Inf"),
+            tf.debugging.assert_less_equal(tf.abs(rate), MAX_STRAIN_RATE_PER_PS,
+                                           message=f"|strain_rate_per_ps| must be <= {MAX_STRAIN_RATE_PER_PS:g} "
+                                                   "(max_strain_rate_per_ps)"),
             tf.debugging.assert_non_negative(axis, message="axis must be 0, 1 or 2"),
             tf.debugging.assert_less(axis, 3, message="axis must be 0, 1 or 2"),
         ]
         with tf.control_dependencies(checks):
             axis_mask = tf.one_hot(axis, 3, dtype=tf.float32)
-        return n_steps, axis_mask, box_lengths * axis_mask * rate * self._delta_ps
+        growth = box_lengths * axis_mask * rate * self._delta_ps
+        total = growth * tf.cast(n_steps * steps_per_call_step, tf.float32)
+        checks = [tf.debugging.assert_greater(box_lengths + total, 0.5 * box_lengths,
+                                              message="strain_rate_per_ps × n_steps would shrink the box below "
+                                                      "half its length in one call"),
+                  self._check_grid_size(box_lengths + tf.maximum(total, 0.0), pbc)]
+        with tf.control_dependencies(checks):
+            return tf.identity(n_steps), axis_mask, tf.identity(growth)
 
     def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n, readouts=False,
                    mirror_average=False):
@@ -245,7 +308,7 @@ class SagesnetServing(tf.Module):
         positions, velocities, species, box_lengths, box_origin, pbc = self._check_atoms(
             positions, velocities, species, box_lengths, box_origin, pbc)
         env = tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")
-        n_steps, axis_mask, growth = self._tension_inputs(n_steps, strain_rate_per_ps, axis, box_lengths)
+        n_steps, axis_mask, growth = self._tension_inputs(n_steps, strain_rate_per_ps, axis, box_lengths, pbc)
         env_n = self._norm_env(env[None])
         length0 = box_lengths
         n = tf.shape(positions)[0]
@@ -293,7 +356,8 @@ class SagesnetServing(tf.Module):
         _, _, species, box_lengths, box_origin, pbc = frames[-1]
         pos_w, vel_w = tf.stack([f[0] for f in frames]), tf.stack([f[1] for f in frames])
         env = tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")
-        n_steps, axis_mask, growth = self._tension_inputs(n_steps, strain_rate_per_ps, axis, box_lengths)
+        n_steps, axis_mask, growth = self._tension_inputs(n_steps, strain_rate_per_ps, axis, box_lengths, pbc,
+                                                          steps_per_call_step=steps)
         env_n = self._norm_env(env[None])
         spare = 2 * tf.constant(self.model.config.grid_multiple)  # the sheet may roughen by two coarse cells
 
@@ -335,7 +399,8 @@ class SagesnetServing(tf.Module):
                                   _spec(tf.float32), _spec(tf.bool)])
     def encode(self, positions, velocities, species, box_lengths, box_origin, pbc):
         args = self._check_atoms(positions, velocities, species, box_lengths, box_origin, pbc)
-        grid = self._voxelize(*args)
+        with tf.control_dependencies([self._check_grid_size(args[3], args[5])]):
+            grid = self._voxelize(*args)
         return {"latent": self.model.encode(grid.atom_grid[None]), "assignment": grid.assignment,
                 "grid_origin": grid.origin, "spacing": grid.spacing}
 
@@ -389,27 +454,36 @@ class SagesnetServing(tf.Module):
         return {"metadata": self._metadata_json}
 
 
+#: The model file a finished ``sagesnet-tf train`` run of the atom model leaves in its run
+#: directory (``md_stages.train_md``); ``export --run RUN`` exports exactly this file.
+RUN_MODEL_FILE = "model.keras"
+
+
 def load_model_source(source) -> tuple[SagesnetModel, dict]:
     """A SagesnetModel and run info from an in-memory model, a ``.keras`` file, or a training
-    run directory (its newest ``*.keras`` file; ``metadata.json``/``normalization`` beside it
-    are recorded when present)."""
+    run directory (its :data:`RUN_MODEL_FILE`; ``model_info.json`` beside it is recorded when
+    present). ``run_info["model_file"]`` names the file exported."""
     if isinstance(source, SagesnetModel):
         return source, {}
     path = Path(source)
     if path.is_dir():
-        found = sorted(path.rglob("*.keras"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise SagesnetError(f"export: no .keras model file in run directory {path}; "
-                                "pass the run dir of a finished `sagesnet-tf train` or a .keras file")
-        model_file, run_info = found[-1], {"run_dir": str(path.resolve())}
+        model_file, run_info = path / RUN_MODEL_FILE, {"run_dir": str(path.resolve())}
+        if not model_file.is_file():
+            raise SagesnetError(f"export: run directory {path} has no {RUN_MODEL_FILE} (written when an atom-model "
+                                "`sagesnet-tf train` run finishes) and is not a cellular-automaton run (config.yaml "
+                                "+ checkpoints/); pass a finished run directory or a .keras file")
     elif path.suffix == ".keras" and path.is_file():
         model_file, run_info = path, {}
     else:
         raise SagesnetError(f"export: {path} is neither a training run directory nor a .keras file")
-    model = keras.models.load_model(model_file)
+    try:
+        model = keras.models.load_model(model_file)
+    except (ValueError, OSError, TypeError, KeyError) as err:
+        raise SagesnetError(f"export: cannot load {model_file} ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                            "pass a .keras file written by `sagesnet-tf train`") from None
     if not isinstance(model, SagesnetModel):
         raise SagesnetError(f"export: {model_file} holds a {type(model).__name__}, not a SagesnetModel")
-    run_info["model_file"] = str(model_file)
+    run_info["model_file"] = str(model_file.resolve())
     model_info = model_file.parent / "model_info.json"
     if model_info.is_file():  # written by `sagesnet-tf train` for MD models
         run_info["env_scales"] = json.loads(model_info.read_text()).get("env_scales", {})
@@ -422,25 +496,60 @@ def read_metadata(model_dir: str | os.PathLike) -> dict:
     return json.loads((Path(model_dir) / "assets" / METADATA_ASSET).read_text())
 
 
+def model_from_savedmodel(model_dir: str | os.PathLike) -> tuple[SagesnetModel, dict]:
+    """(SagesnetModel, metadata) rebuilt from an exported atom model (NAME/VERSION): the model
+    from the metadata's ``model_config``, every variable assigned from the SavedModel's variables
+    checkpoint, matched by variable path (the Keras ``Variable.path``, saved as its TensorFlow
+    name, below the model's own name, which Keras numbers per process) and shape. Raises
+    SagesnetError unless every variable of each side is matched once."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    model_dir = Path(model_dir)
+    try:
+        metadata = read_metadata(model_dir)
+        reader = tf.train.load_checkpoint(str(model_dir / "variables" / "variables"))
+    except (OSError, ValueError, tf.errors.OpError) as err:
+        raise SagesnetError(f"export: {model_dir} is not an exported SAGESnet SavedModel "
+                            f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    if metadata.get("kind", "md") != "md":
+        raise SagesnetError(f"export: {model_dir} holds a {metadata['kind']!r} model; --from-savedmodel re-exports "
+                            "atom models")
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    saved = {a.full_name: a.checkpoint_key for node in graph.nodes for a in node.attributes
+             if a.name == "VARIABLE_VALUE"}
+    model = SagesnetModel(SagesnetConfig.from_dict(metadata["model_config"]))
+    model.build()
+
+    def below(path, root):
+        return path[len(root) + 1:] if path.startswith(root + "/") else path
+
+    ours = {below(v.path, model.name): v for v in model.variables}
+    root = max({n.split("/")[0] for n in saved}, key=lambda r: len(ours.keys() & {below(n, r) for n in saved}))
+    theirs = {below(n, root): key for n, key in saved.items()}
+    missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    if missing or extra or len(ours) != len(model.variables) or len(theirs) != len(saved):
+        raise SagesnetError(f"export: the variables of {model_dir} do not match its model_config "
+                            f"({len(missing)} missing, e.g. {missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]})")
+    for path, variable in ours.items():
+        value = reader.get_tensor(theirs[path])
+        if tuple(value.shape) != tuple(variable.shape):
+            raise SagesnetError(f"export: variable {variable.path} has shape {value.shape} in {model_dir}, "
+                                f"{tuple(variable.shape)} in its model_config")
+        variable.assign(value)
+    return model, metadata
+
+
 def next_version(base: Path) -> int:
     """1 + the largest integer version directory under ``base`` (1 if none)."""
     versions = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)] if base.is_dir() else []
     return max(versions, default=0) + 1
 
 
-def export_model(source, out: str | os.PathLike, version: int | None = None,
-                 env_mean=None, env_std=None) -> Path:
-    """Write ``out/VERSION`` (TF Serving layout) atomically; returns that directory.
-
-    ``source``: SagesnetModel, ``.keras`` file or training run dir (see :func:`load_model_source`).
-    ``env_mean``/``env_std`` (E,): normalisation of the raw env values; by default mean 0 and,
-    for std, the training run's ``env_scales`` (``model_info.json``) or 1.
-    """
-    model, run_info = load_model_source(source)
-    if env_std is None and run_info.get("env_scales"):
-        env_std = [run_info["env_scales"].get(f, 1.0) for f in model.config.env_fields]
-    if not model.built:
-        model.build()
+def write_savedmodel(module: tf.Module, signatures: dict, metadata: dict, out: str | os.PathLike,
+                     version: int | None = None) -> Path:
+    """Save ``module`` with ``signatures`` and the metadata asset as ``out/VERSION`` (TF Serving
+    layout), atomically (a temporary directory renamed into place); returns that directory."""
     base = Path(out)
     version = next_version(base) if version is None else int(version)
     if version < 1:
@@ -448,20 +557,56 @@ def export_model(source, out: str | os.PathLike, version: int | None = None,
     target = base / str(version)
     if target.exists():
         raise SagesnetError(f"export: {target} already exists; pick another --version or leave it out")
-    metadata = build_metadata(model.config, env_mean, env_std, run_info)
-    module = SagesnetServing(model, metadata)
-    signatures = {"serving_default": module.simulate, "simulate_mirror_average": module.simulate_mirror_average,
-                  "encode": module.encode, "step": module.step,
-                  "decode": module.decode, "metadata": module.metadata}
-    if model.config.coarse_levels:
-        signatures.update(coarsen=module.coarsen, refine=module.refine, simulate_coarse=module.simulate_coarse)
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp", dir=base))
     try:
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / "assets" / METADATA_ASSET).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is read by servers of other users
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def export_model(source, out: str | os.PathLike, version: int | None = None,
+                 env_mean=None, env_std=None) -> Path:
+    """Write ``out/VERSION`` (TF Serving layout) atomically; returns that directory.
+
+    ``source``: SagesnetModel, ``.keras`` file or training run dir (see :func:`load_model_source`;
+    a cellular-automaton run dir is exported by :func:`sagesnet_tf.ca_serving.export_ca_run`).
+    ``env_mean``/``env_std`` (E,): normalisation of the raw env values; by default mean 0 and,
+    for std, the training run's ``env_scales`` (``model_info.json``) or 1.
+    """
+    if not isinstance(source, SagesnetModel):
+        from sagesnet_tf import ca_serving
+
+        if ca_serving.is_ca_run(source):
+            return ca_serving.export_ca_run(source, out, version)
+    model, run_info = load_model_source(source)
+    if env_std is None and run_info.get("env_scales"):
+        env_std = [run_info["env_scales"].get(f, 1.0) for f in model.config.env_fields]
+    return _export_atom_model(model, build_metadata(model.config, env_mean, env_std, run_info), out, version)
+
+
+def reexport_savedmodel(model_dir: str | os.PathLike, out: str | os.PathLike, version: int | None = None) -> Path:
+    """Export again an exported atom model (with this version's signatures and checks) from its
+    SavedModel alone: same variables (:func:`model_from_savedmodel`), same env normalisation, the
+    old ``training_run`` kept and ``reexported_from`` added to it."""
+    model, old = model_from_savedmodel(model_dir)
+    run_info = dict(old.get("training_run", {}), reexported_from=str(model_dir))
+    metadata = build_metadata(model.config, old["env_mean"], old["env_std"], run_info)
+    return _export_atom_model(model, metadata, out, version)
+
+
+def _export_atom_model(model: SagesnetModel, metadata: dict, out, version) -> Path:
+    if not model.built:
+        model.build()
+    module = SagesnetServing(model, metadata)
+    signatures = {"serving_default": module.simulate, "simulate_mirror_average": module.simulate_mirror_average,
+                  "encode": module.encode, "step": module.step,
+                  "decode": module.decode, "metadata": module.metadata}
+    if model.config.coarse_levels:
+        signatures.update(coarsen=module.coarsen, refine=module.refine, simulate_coarse=module.simulate_coarse)
+    return write_savedmodel(module, signatures, metadata, out, version)

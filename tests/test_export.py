@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -201,5 +202,145 @@ def test_export_cli_from_keras_file(tmp_path, capsys):
     assert (tmp_path / "exp" / "3" / "saved_model.pb").is_file()
     meta = json.loads((tmp_path / "exp" / "3" / "assets" / METADATA_ASSET).read_text())
     assert meta["training_run"]["run_dir"] == str(run.resolve())
+    assert meta["training_run"]["model_file"] == str((run / "model.keras").resolve())
+    assert f"exported {(run / 'model.keras').resolve()}" in capsys.readouterr().out
+    # the run's model.keras is exported, not whichever .keras file is newest
+    small_model(random=True).save(run / "newer.keras")
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "exp"), "--version", "4"]) == 0
+    meta4 = json.loads((tmp_path / "exp" / "4" / "assets" / METADATA_ASSET).read_text())
+    assert meta4["training_run"]["model_file"] == str((run / "model.keras").resolve())
     assert main(["export", "--run", str(tmp_path / "exp"), "--out", str(tmp_path / "x")]) == 2
-    assert "no .keras model" in capsys.readouterr().err
+    assert "has no model.keras" in capsys.readouterr().err
+
+
+def test_reexport_from_savedmodel_keeps_variables_and_results(exported, tmp_path, capsys):
+    """`export --from-savedmodel` rebuilds the model from the metadata, copies every variable and
+    exports again: the same variables and bit-identical results."""
+    from sagesnet_tf.cli.main import main
+
+    _, _, path = exported
+    assert main(["export", "--from-savedmodel", str(path), "--out", str(tmp_path / "re"), "--version", "1"]) == 0
+    new = tmp_path / "re" / "1"
+    assert f"exported {path}" in capsys.readouterr().out
+    old_reader, new_reader = (tf.train.load_checkpoint(str(p / "variables" / "variables")) for p in (path, new))
+    names = old_reader.get_variable_to_shape_map()
+    assert names == new_reader.get_variable_to_shape_map()
+    for name in names:
+        if name != "_CHECKPOINTABLE_OBJECT_GRAPH":
+            np.testing.assert_array_equal(old_reader.get_tensor(name), new_reader.get_tensor(name))
+    old_meta, new_meta = read_metadata(path), read_metadata(new)
+    assert new_meta["training_run"]["reexported_from"] == str(path)
+    assert {k: v for k, v in new_meta.items() if k != "training_run"} == \
+        {k: v for k, v in old_meta.items() if k != "training_run"}
+    req = request(n_steps=3)
+    out_old = tf.saved_model.load(str(path)).signatures["serving_default"](**req)
+    out_new = tf.saved_model.load(str(new)).signatures["serving_default"](**req)
+    for key in out_old:
+        np.testing.assert_array_equal(out_old[key].numpy(), out_new[key].numpy())
+    assert main(["export", "--from-savedmodel", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "not an exported SAGESnet SavedModel" in capsys.readouterr().err
+
+
+def _bad(req, **changes):
+    return dict(req, **changes)
+
+
+def _nan_at_0(a):
+    a = a.copy()
+    a.flat[0] = np.nan
+    return a
+
+
+BAD_REQUESTS = {  # name -> (change to a good request, words of the InvalidArgument message)
+    "positions_rank3": (lambda r: _bad(r, positions=r["positions"][None]), "positions"),
+    "positions_N_by_2": (lambda r: _bad(r, positions=r["positions"][:, :2]), "positions"),
+    "velocities_other_N": (lambda r: _bad(r, velocities=r["velocities"][:-1]), "velocities and positions differ"),
+    "species_other_N": (lambda r: _bad(r, species=r["species"][:-1]), "species and positions differ"),
+    "species_rank2": (lambda r: _bad(r, species=r["species"][:, None]), "species"),
+    "no_atoms": (lambda r: _bad(r, positions=np.zeros((0, 3), "f4"), velocities=np.zeros((0, 3), "f4"),
+                                species=np.zeros(0, "i4")), "no atoms"),
+    "species_unknown": (lambda r: _bad(r, species=np.full_like(r["species"], 7)), "unknown element"),
+    "species_negative": (lambda r: _bad(r, species=np.full_like(r["species"], -1)), "negative element"),
+    "positions_nan": (lambda r: _bad(r, positions=_nan_at_0(r["positions"])), "positions: NaN or Inf"),
+    "velocities_inf": (lambda r: _bad(r, velocities=r["velocities"] * np.float32(np.inf)), "velocities: NaN or Inf"),
+    "box_nan": (lambda r: _bad(r, box_lengths=_nan_at_0(r["box_lengths"])), "box_lengths: NaN or Inf"),
+    "box_zero": (lambda r: _bad(r, box_lengths=np.zeros(3, "f4")), "box_lengths must be > 0"),
+    "box_2_values": (lambda r: _bad(r, box_lengths=r["box_lengths"][:2]), "box_lengths"),
+    "box_huge": (lambda r: _bad(r, box_lengths=np.array([1e9, 1e9, 20], "f4")), "grid cells"),
+    "origin_inf": (lambda r: _bad(r, box_origin=np.array([np.inf, 0, 0], "f4")), "box_origin: NaN or Inf"),
+    "pbc_TTT": (lambda r: _bad(r, pbc=np.ones(3, bool)), "pbc must match the boundary of the model"),
+    "pbc_4": (lambda r: _bad(r, pbc=np.ones(4, bool)), "pbc"),
+    "atoms_far_outside_open_axis": (lambda r: _bad(r, positions=r["positions"] + np.array([0, 0, 1e6], "f4")),
+                                    "left the box"),
+    "env_3_fields": (lambda r: _bad(r, env=r["env"][:3]), "env"),
+    "env_empty": (lambda r: _bad(r, env=np.zeros(0, "f4")), "env"),
+    "env_nan": (lambda r: _bad(r, env=_nan_at_0(r["env"])), "env: NaN or Inf"),
+    "n_steps_negative": (lambda r: _bad(r, n_steps=np.int32(-1)), "n_steps must be >= 0"),
+    "n_steps_huge": (lambda r: _bad(r, n_steps=np.int32(2 ** 31 - 1)), "n_steps must be <= 10000"),
+    "n_steps_vector": (lambda r: _bad(r, n_steps=np.array([3], "i4")), "n_steps"),
+    "strain_rate_huge": (lambda r: _bad(r, strain_rate_per_ps=np.float32(1e6)), "strain_rate_per_ps| must be <= 2"),
+    "strain_rate_nan": (lambda r: _bad(r, strain_rate_per_ps=np.float32(np.nan)), "strain_rate_per_ps: NaN"),
+    "box_collapses": (lambda r: _bad(r, strain_rate_per_ps=np.float32(-1.0), n_steps=np.int32(10_000)),
+                      "shrink the box"),
+    "axis_3": (lambda r: _bad(r, axis=np.int32(3)), "axis must be 0, 1 or 2"),
+}
+
+
+def test_bad_requests_are_invalid_argument(exported):
+    """Every malformed request is an InvalidArgumentError naming what is wrong (never a hang, a
+    crash or a silent answer), and the model still answers a good request afterwards."""
+    _, _, path = exported
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    good = request(n_steps=1)
+    for name, (change, words) in BAD_REQUESTS.items():
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(words)):
+            fn(**change(good))
+    assert fn(**good)["positions"].shape == good["positions"].shape
+
+
+def test_bad_requests_other_signatures(exported):
+    _, _, path = exported
+    s = tf.saved_model.load(str(path)).signatures
+    req = request()
+    atoms = {k: req[k] for k in ("positions", "velocities", "species", "box_lengths", "box_origin", "pbc")}
+    cases = [  # simulate_mirror_average shares serving_default's checks
+        *[("simulate_mirror_average", BAD_REQUESTS[name][0](req), BAD_REQUESTS[name][1])
+          for name in ("pbc_TTT", "n_steps_huge", "strain_rate_huge", "positions_nan")],
+        ("encode", dict(atoms, pbc=np.ones(3, bool)), "pbc must match"),
+        ("encode", dict(atoms, box_lengths=np.array([1e9, 1e9, 20], "f4")), "grid cells"),
+        ("step", dict(latent=np.zeros((1, 4, 4, 2, 8), "f4"), env=np.zeros((2, 4), "f4")), "differ in batch size"),
+        ("step", dict(latent=np.zeros((1, 0, 4, 2, 8), "f4"), env=np.zeros((1, 4), "f4")), "empty"),
+        ("decode", dict(latent=np.zeros((1, 4, 4, 2, 5), "f4")), "latent"),
+        ("decode", dict(latent=np.full((1, 4, 4, 2, 8), np.nan, "f4")), "latent: NaN"),
+        ("simulate_coarse", dict(req, positions=None, velocities=None, n_steps=np.int32(2 ** 30),
+                                 window_positions=np.stack([req["positions"]] * 2),
+                                 window_velocities=np.stack([req["velocities"]] * 2)), "n_steps must be <= 5000"),
+    ]
+    for name, inputs, words in cases:
+        inputs = {k: v for k, v in inputs.items() if v is not None}
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(words)):
+            s[name](**inputs)
+
+
+def test_dtypes_are_cast_or_refused_before_the_graph(exported):
+    """What docs/SERVING.md states about dtypes a Python caller passes: NumPy float64 is cast to
+    float32 (the same answer as float32 input); a tf.Tensor of another dtype, or a missing input,
+    is a TypeError raised before the graph runs."""
+    _, _, path = exported
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    req = request(n_steps=1)
+    as_f64 = fn(**dict(req, positions=req["positions"].astype("f8")))
+    np.testing.assert_array_equal(as_f64["positions"].numpy(), fn(**req)["positions"].numpy())
+    with pytest.raises(TypeError, match="float64"):
+        fn(**dict(req, positions=tf.constant(req["positions"], tf.float64)))
+    with pytest.raises(TypeError, match="species"):
+        fn(**dict(req, species=tf.constant(req["species"], tf.float32)))
+    with pytest.raises(TypeError, match="missing a required argument: 'env'"):
+        fn(**{k: v for k, v in req.items() if k != "env"})
+
+
+def test_metadata_names_the_limits(exported):
+    _, _, path = exported
+    meta = read_metadata(path)
+    assert meta["kind"] == "md"
+    assert meta["limits"] == {"max_steps_per_call": 10_000, "max_strain_rate_per_ps": 2.0, "max_grid_cells": 2 ** 24}
