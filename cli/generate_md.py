@@ -7,6 +7,7 @@ Writes into ``--out DIR`` (each file atomically): the TFRecord dataset (shards +
 
 from __future__ import annotations
 
+import glob
 import os
 
 import click
@@ -31,6 +32,8 @@ def _prepare_out(out: str, overwrite: bool) -> None:
         for name in OUTPUT_FILES:
             if os.path.isfile(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
+        for stale in glob.glob(os.path.join(out, "dump.lammpstrj.tmp-*")):  # the partial dump of a killed run
+            os.remove(stale)
     os.makedirs(out, exist_ok=True)
 
 

@@ -168,10 +168,11 @@ def test_generate_md_killed_mid_run_is_refused_until_overwritten(tmp_path, capsy
         log = out / "log.lammps"
         return log.exists() and re.search(r"^\s+50\s", log.read_text(errors="replace"), re.M) is not None
 
-    _kill_when(_start([*args, "--steps", "400"]), running, "generate md")
+    _kill_when(_start([*args, "--steps", "400", "--dump"]), running, "generate md")
     names = os.listdir(out)
     assert "metadata.json" not in names and "manifest.json" not in names, (SEED, names)
     assert not [n for n in names if n.startswith("data-")], (SEED, names)  # no shard, whole or partial
+    assert "dump.lammpstrj" not in names and [n for n in names if n.startswith("dump.lammpstrj.tmp-")], (SEED, names)
     with pytest.raises(SagesnetError, match="not a sagesnet-tf dataset .*interrupted.*--overwrite"):
         load_metadata(out)
     assert main([*args, "--steps", "100"]) == 2
@@ -179,3 +180,4 @@ def test_generate_md_killed_mid_run_is_refused_until_overwritten(tmp_path, capsy
     assert "interrupted `generate md` run" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert main([*args, "--steps", "100", "--overwrite"]) == 0
     assert read_trajectories(out)[0].n_frames == 3  # steps 0, 50, 100
+    assert not [n for n in os.listdir(out) if ".tmp" in n]  # the killed run's partial dump is gone too
