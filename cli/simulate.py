@@ -48,15 +48,20 @@ from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LI
 @click.option("--every", type=click.IntRange(1, MAX_STEPS), default=10,
               help="Model steps Δ per output frame (at --scale 1 rounded down to whole coarse steps, at least one).")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out.")
+@click.option("--resume", is_flag=True,
+              help="Continue the killed run in --out from its last saved frame, with the run's options and "
+                   "structure given again; the outputs equal an uninterrupted run's. With several --structure, "
+                   "finished runs are skipped and runs not begun are started.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def simulate(model, structures, steps, time_ps, scale, temperature, ensemble, thermostat, thermostat_ps, seed,
-             strain_rate, axis, max_strain, stop_past_peak, mirror_average, every, overwrite, no_progress, out) -> None:
+             strain_rate, axis, max_strain, stop_past_peak, mirror_average, every, overwrite, resume, no_progress,
+             out) -> None:
     """Run a SAGESnet SavedModel from each --structure; writes trajectory.extxyz, thermo.csv, plots, manifest.json."""
     from pathlib import Path
 
     from sagesnet_tf.io import read_structure
-    from sagesnet_tf.simulate import RolloutDiverged, simulate as run
+    from sagesnet_tf.simulate import RolloutDiverged, run_status, simulate as run
 
     names = [Path(s).stem for s in structures]
     if len(set(names)) != len(names):
@@ -66,13 +71,18 @@ def simulate(model, structures, steps, time_ps, scale, temperature, ensemble, th
     diverged = []
     for name, structure in zip(names, atoms):
         target = out if len(atoms) == 1 else str(Path(out) / name)
+        status = run_status(target) if resume and len(atoms) > 1 else None
+        if status not in (None, "running"):
+            click.echo(f"simulate {name}: already finished ({status}), skipped", err=True)
+            continue
+        fresh = resume and len(atoms) > 1 and status is None  # --resume of several: one not begun starts anew
         try:
             manifest = run(structure, target, model=model, steps=steps, time_ps=time_ps, temperature_K=temperature,
                            ensemble=ensemble, thermostat=thermostat, thermostat_ps=thermostat_ps, seed=seed,
                            strain_rate=strain_rate, axis=axis,
                            max_strain=max_strain, stop_past_peak=stop_past_peak, mirror_average=mirror_average,
                            every=every, scale=scale,
-                           overwrite=overwrite, progress=not no_progress)
+                           overwrite=overwrite or fresh, resume=resume and not fresh, progress=not no_progress)
         except RolloutDiverged as err:
             if len(atoms) == 1:
                 raise

@@ -16,7 +16,13 @@ Outputs in ``out_dir`` (units LAMMPS metal):
 - ``thermo.csv``: :data:`THERMO_COLUMNS`: step (model steps), time_ps, temperature_K, its
   in-plane / out-of-plane parts, strain, stress_*_GPa (sheet convention, DESIGN.md §4), n_atoms,
   mean_uncertainty, scale, ensemble.
-- ``thermo.png``, ``stress_strain.png`` (tension runs), ``manifest.json``.
+- ``thermo.png``, ``stress_strain.png`` (tension runs), ``manifest.json``, and while the run is
+  on ``state.npz`` (:data:`STATE_FILE`).
+
+Every file is replaced whole, never appended to: frames are saved (trajectory, thermo, state,
+manifest) as they come unless saving costs more than :data:`SAVE_OVERHEAD` of the run, so a
+``kill -9`` at any moment leaves complete files, and ``resume`` continues from the last saved
+frame to the uninterrupted run's outputs (docs/SIMULATE.md, kill and resume).
 
 Ensembles (:func:`resolve_ensemble`): ``nvt`` (the default with a target temperature) updates
 the velocities between model calls with a thermostat of :data:`~sagesnet_tf.thermo.THERMOSTATS`
@@ -33,10 +39,13 @@ in-graph check) stops with :class:`RolloutDiverged` after writing what it has so
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -48,7 +57,7 @@ from sagesnet_tf.analysis.stress_strain import axis_index, nominal_thickness, no
 from sagesnet_tf.atoms import MIN_SEPARATION_A, Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
-from sagesnet_tf.io.extxyz import PER_ATOM_KEY, VELOCITY_SOURCE_KEY, write_extxyz_frames
+from sagesnet_tf.io.extxyz import PER_ATOM_KEY, VELOCITY_SOURCE_KEY, format_frame
 from sagesnet_tf.io.model_frame import ModelFrame, to_model_frame
 from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LIMIT_WHY
 from sagesnet_tf.md.protocols import EarlyStop
@@ -72,6 +81,19 @@ RUNAWAY_FLOOR_K = 1000.0
 THERMOSTAT_CALL_FRACTION = 0.1
 #: Time constant τ (ps) of the NVT thermostat when none is given.
 DEFAULT_THERMOSTAT_PS = 0.1
+#: A frame is saved at once (trajectory, thermo, state, manifest) unless the last save took more
+#: than this fraction of the wall time since it; then it waits in memory for a later save. Saves
+#: are per frame while they are cheap; the trajectory copy each save makes (it grows with the
+#: file) then costs at most this fraction of the run.
+SAVE_OVERHEAD = 0.05
+#: The plots are redrawn at a save at most this often (wall seconds), and at the end.
+PLOT_INTERVAL_S = 30.0
+#: The state ``--resume`` continues from, in the output directory while the run is running.
+STATE_FILE = "state.npz"
+#: Everything a run writes into its output directory.
+OUTPUT_FILES = ("trajectory.extxyz", "thermo.csv", "manifest.json", STATE_FILE, "thermo.png", "stress_strain.png")
+#: Arguments of :func:`simulate` that do not change its results (not compared on ``--resume``).
+NOT_RUN_OPTIONS = ("structure", "out_dir", "overwrite", "progress", "resume")
 
 
 class RolloutDiverged(SagesnetError):
@@ -164,6 +186,95 @@ def _write_thermo(path: Path, rows: list[dict]) -> None:
         handle.write(buf.getvalue())
 
 
+def _read_thermo(path: Path) -> list[dict]:
+    """The rows of a thermo.csv of :func:`_write_thermo`, each value as it was written (int, float
+    or str; csv writes a float as its repr, so it reads back exactly and writes back the same)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [{key: _csv_value(text) for key, text in row.items()} for row in csv.DictReader(handle)]
+
+
+def _csv_value(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _append_atomically(path: Path, text: str) -> None:
+    """Add ``text`` to the end of ``path`` (created if missing) so that the file on disk is at every
+    moment either the old content or the new one, never a part of it (``kill -9`` included): a copy
+    of the file with ``text`` after it replaces it (:func:`~sagesnet_tf.io.atomic_output`). Costs a
+    copy of the file (:data:`SAVE_OVERHEAD` bounds it)."""
+    with atomic_output(path, "wb") as handle:
+        if path.exists():
+            with open(path, "rb") as old:
+                shutil.copyfileobj(old, handle)
+        handle.write(text.encode("utf-8"))
+
+
+def _run_options(arguments: dict, structure: Atoms, model_dir: Path) -> dict:
+    """The options of a run, as its manifest records them and ``--resume`` compares them: the
+    arguments of :func:`simulate` that shape its results (JSON values; ``model`` as the version
+    directory it resolved to) and ``structure_sha256``, a digest of the input ``structure``."""
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in arguments.items() if k not in NOT_RUN_OPTIONS}
+    options["model"] = str(model_dir)
+    digest = hashlib.sha256()
+    for array in (structure.symbols.astype("U"), structure.positions, structure.velocities, structure.cell,
+                  structure.pbc, structure.ids, structure.flags):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(repr(sorted((k, v) for k, v in structure.info.items() if isinstance(v, (str, int, float)))).encode())
+    options["structure_sha256"] = digest.hexdigest()
+    return json.loads(json.dumps(options))
+
+
+def run_status(out_dir: str | Path) -> str | None:
+    """The ``status`` in ``out_dir``'s manifest.json (``running`` while a run is on, or was killed),
+    or None when there is none."""
+    path = Path(out_dir) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["status"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SagesnetError(f"simulate: {path} is not a manifest this command wrote; choose another --out") from None
+
+
+def _open_output(out: Path, options: dict, overwrite: bool, resume: bool) -> dict | None:
+    """Prepare ``out`` for a run. A new run needs it empty (or ``overwrite``: :data:`OUTPUT_FILES`
+    removed); ``resume`` needs a killed run there (status ``running``, a :data:`STATE_FILE`) with
+    the same ``options``, and returns its manifest (None for a new run). Either way the temporary
+    files a kill left behind (``atomic_output``'s ``.NAME.*.tmp``) go."""
+    for stray in out.glob(".*.tmp") if out.is_dir() else []:
+        if any(stray.name.startswith(f".{name}.") for name in OUTPUT_FILES):
+            stray.unlink(missing_ok=True)
+    if not resume:
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise SagesnetError(f"simulate: {out} is not empty; pass --overwrite or --resume, or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        for name in OUTPUT_FILES:
+            (out / name).unlink(missing_ok=True)
+        return None
+    if overwrite:
+        raise SagesnetError("simulate: --resume continues the run in --out and --overwrite replaces it; drop one")
+    status = run_status(out)
+    if status is None or (status == "running" and not (out / STATE_FILE).is_file()):
+        raise SagesnetError(f"simulate: --resume: {out} holds no run to resume (no manifest.json and {STATE_FILE}); "
+                            "run without --resume")
+    if status != "running":
+        raise SagesnetError(f"simulate: --resume: the run in {out} has already finished ({status}); nothing to do")
+    previous = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    ran = previous.get("options", {})
+    changed = [("the structure differs from the run's" if key == "structure_sha256"
+                else f"{key} was {ran.get(key)!r}, now {options.get(key)!r}")
+               for key in sorted(set(ran) | set(options)) if ran.get(key) != options.get(key)]
+    if changed:
+        raise SagesnetError(f"simulate: --resume needs the options of the run in {out}, but {'; '.join(changed)} "
+                            "(its manifest.json lists them under \"options\")")
+    return previous
+
+
 def _frame(placed: ModelFrame, positions, velocities, lengths, step: int, time_ps: float, strain: float) -> Atoms:
     """An output frame from the model's (N, 3) positions Å and velocities Å/ps and its box lengths
     (3,) Å: positions and pbc back in the input file's frame (:meth:`ModelFrame.to_input`), and only
@@ -202,7 +313,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
              axis: str = "x", max_strain: float | None = None, every: int = 10, scale: int = 0,
              ensemble: str | None = None, thermostat: str | None = None, thermostat_ps: float | None = None,
              seed: int = 0, stop_past_peak: bool = False,
-             mirror_average: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+             mirror_average: bool = False, overwrite: bool = False, progress: bool = True,
+             resume: bool = False) -> dict:
     """Run the model from ``structure`` and write the outputs; returns the manifest dict.
 
     The run ends at ``steps`` model steps, ``time_ps`` or ``max_strain`` (with ``strain_rate`` >
@@ -218,7 +330,10 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     ``mirror_average`` (scale 0): every step is the mean of the model's step and the mirrored step of
     the structure's mirror image through the box's mid-plane along the open axis (the
     ``simulate_mirror_average`` signature: exactly mirror-symmetric dynamics at twice the cost).
+    ``resume``: continue the killed run in ``out_dir`` from its last saved frame (same arguments and
+    structure, else a :class:`SagesnetError`); the outputs then equal an uninterrupted run's.
     """
+    arguments = dict(locals())  # the call's arguments, before anything below rebinds them
     import tensorflow as tf
     from tqdm import tqdm
 
@@ -253,13 +368,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     if mirror_average and scale:
         raise SagesnetError("simulate: --mirror-average runs the fine scale only; drop --scale or --mirror-average")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise SagesnetError(f"simulate: {out} is not empty; pass --overwrite or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("trajectory.extxyz", "thermo.csv", "manifest.json"):
-        (out / name).unlink(missing_ok=True)
-
     model_dir = resolve_model_dir(model)
+    options = _run_options(arguments, structure, model_dir)
+    previous = _open_output(out, options, overwrite, resume)  # the killed run's manifest, or None
     loaded, meta = load_exported(model_dir)
     n_levels = len(meta.get("coarse_levels", [])) if "simulate_coarse" in loaded.signatures else 0
     if scale > min(n_levels, 1):
@@ -307,6 +418,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     coarse_fn = loaded.signatures["simulate_coarse"] if scale else None
 
     rows, traj = [], out / "trajectory.extxyz"
+    pending = []  # extxyz text of the frames recorded since the last save
     manifest = {"model": str(model_dir), "model_metadata": {k: meta[k] for k in ("schema_version", "delta_ps", "h", "slots", "elements")},
                 "n_atoms": len(structure), "steps_asked": steps, "time_ps_asked": time_ps, "max_strain": max_strain,
                 "strain_rate_per_ps": strain_rate, "axis": axis, "temperature_K": temperature_K, "every": every,
@@ -314,30 +426,74 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                 "initial_velocities": initial_velocities, "velocity_source": velocity_source,
                 "input_adaptation": placed.describe(),
                 "ensemble": ensemble, "thermostat": thermostat and {**thermostat, "seed": seed},
-                "units": "metal (Å, ps, Å/ps, K, GPa)", "status": "running"}
+                "units": "metal (Å, ps, Å/ps, K, GPa)", "options": options, "status": "running"}
 
     def record(step, p, v, box, strain, unc, stress):
-        """Append one frame to the outputs; returns (the frame, its temperature K)."""
+        """Add one frame to the outputs (written at the next save); returns (the frame, its temperature K)."""
         t = temperature_k(v, masses)
         gpa = sheet_stress_gpa(np.asarray(stress, np.float64), box[a], width, thick)
         rows.append(dict(zip(THERMO_COLUMNS, [step, step * delta, t, *component_temperatures_k(v, masses, plane),
                                               strain, *[float(x) for x in gpa], len(p), float(np.mean(unc)),
                                               scale, ensemble])))
         frame = _frame(placed, p, v, box, step, step * delta, strain)
-        write_extxyz_frames(traj, [frame], per_atom_extra={"uncertainty": [np.asarray(unc, np.float64)]}, append=True)
-        _write_thermo(out / "thermo.csv", rows)
+        pending.append(format_frame(frame, {"uncertainty": np.asarray(unc, np.float64)}))
         return frame, t
 
-    def finish(status: str) -> None:
-        manifest.update(status=status, steps_done=rows[-1]["step"], final_strain=rows[-1]["strain"],
-                        wall_s=round(time.time() - start, 3))
-        cols = {c: [r[c] for r in rows] for c in THERMO_COLUMNS}
-        plot_thermo(cols, str(out / "thermo.png"), title="SAGESnet simulate")
-        if strain_rate > 0:
-            plot_stress_strain(cols["strain"], cols[f"stress_{axis}{axis}_GPa"], str(out / "stress_strain.png"),
-                               label="SAGESnet")
+    def save(state: tuple | None) -> None:
+        """Write the frames recorded since the last save (trajectory.extxyz, thermo.csv), then the
+        ``state`` after them, (positions, velocities, box lengths, step) as the loop carries them
+        (:data:`STATE_FILE`; None: the run has ended and the file goes), the plots when due and
+        manifest.json, each file replaced whole: a kill at any moment leaves complete files."""
+        nonlocal saved_at, save_cost, plotted_at
+        began = time.time()
+        if pending:
+            _append_atomically(traj, "".join(pending))
+            pending.clear()
+        _write_thermo(out / "thermo.csv", rows)
+        if state is not None:
+            with atomic_output(out / STATE_FILE, "wb") as handle:
+                np.savez(handle, positions=state[0], velocities=state[1], box_lengths=state[2], step=state[3],
+                         n_frames=len(rows), trajectory_bytes=traj.stat().st_size)
+        save_cost = time.time() - began
+        if state is None or time.time() - plotted_at >= PLOT_INTERVAL_S:
+            cols = {c: [r[c] for r in rows] for c in THERMO_COLUMNS}
+            plot_thermo(cols, str(out / "thermo.png"), title="SAGESnet simulate")
+            if strain_rate > 0:
+                plot_stress_strain(cols["strain"], cols[f"stress_{axis}{axis}_GPa"], str(out / "stress_strain.png"),
+                                   label="SAGESnet")
+            plotted_at = time.time()
+        manifest.update(steps_done=rows[-1]["step"], final_strain=rows[-1]["strain"],
+                        wall_s=round(wall_before + time.time() - start, 3))
         with atomic_output(out / "manifest.json") as handle:
             json.dump(manifest, handle, indent=2, ensure_ascii=False)
+        if state is None:
+            (out / STATE_FILE).unlink(missing_ok=True)
+        saved_at = time.time()
+
+    def finish(status: str) -> None:
+        manifest["status"] = status
+        save(None)
+
+    def restore() -> tuple:
+        """The killed run's state (positions, velocities, box lengths, step) from :data:`STATE_FILE`;
+        frames it wrote after that state (killed between their save and the state's) are cut off,
+        and the early stop is fed the thermo rows again."""
+        nonlocal wall_before
+        with np.load(out / STATE_FILE) as state:
+            saved = state["positions"], state["velocities"], state["box_lengths"], int(state["step"])
+            n_frames, size = int(state["n_frames"]), int(state["trajectory_bytes"])
+        written = _read_thermo(out / "thermo.csv") if (out / "thermo.csv").is_file() else []
+        if not traj.is_file() or traj.stat().st_size < size or len(written) < n_frames:
+            raise SagesnetError(f"simulate: --resume: trajectory.extxyz or thermo.csv in {out} is shorter than its "
+                                f"{STATE_FILE} says (changed after the run); start the run again with --overwrite")
+        os.truncate(traj, size)
+        rows.extend(written[:n_frames])
+        _write_thermo(out / "thermo.csv", rows)
+        for row in rows[1:] if stopper is not None else []:
+            stopper.update(row["strain"], row[f"stress_{axis}{axis}_GPa"])
+        manifest["resumed_at_steps"] = [*previous.get("resumed_at_steps", []), saved[3]]
+        wall_before = float(previous.get("wall_s", 0.0))
+        return saved
 
     def diverged(reason: str) -> RolloutDiverged:
         finish(f"diverged: {reason}")
@@ -366,12 +522,17 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                                           seed, end_step)
         return res["positions"].numpy(), velocities, res["box_lengths"].numpy(), res
 
-    start = time.time()
+    start = saved_at = time.time()
+    save_cost, plotted_at, wall_before = 0.0, -math.inf, 0.0
     stopper = EarlyStop() if stop_past_peak else None
-    record(0, pos, vel, lengths, 0.0, np.zeros(len(pos)), np.zeros(6))
-    done = 0
-    with tqdm(total=total, unit="step", desc="simulate", disable=not progress) as bar:
-        if scale and total >= unit:
+    if previous is None:
+        done = 0
+        record(0, pos, vel, lengths, 0.0, np.zeros(len(pos)), np.zeros(6))
+        save((pos, vel, lengths, done))
+    else:
+        pos, vel, lengths, done = restore()
+    with tqdm(total=total, initial=done, unit="step", desc="simulate", disable=not progress) as bar:
+        if scale and done == 0 and total >= unit:
             # warm-up: the first window of `unit` frames comes from fine steps
             frames_p, frames_v = [pos], [vel]
             for _ in range(unit - 1):
@@ -403,6 +564,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             if stopper is not None and stopper.update(strain, rows[-1][f"stress_{axis}{axis}_GPa"]):
                 finish("completed: stopped past the stress peak")
                 return manifest
+            if time.time() - saved_at >= save_cost / SAVE_OVERHEAD:
+                save((pos, vel, lengths, done))
     finish("completed")
     return manifest
 

@@ -1,0 +1,154 @@
+"""`simulate` killed with SIGKILL at random moments leaves only complete files, and `--resume`
+carries it to exactly the outputs of an uninterrupted run (real processes, the shipped model).
+
+One test: the killed runs run in processes of their own beside the uninterrupted runs (most of a
+run here is loading TensorFlow and the model)."""
+
+import csv
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sagesnet_tf.cli.main import main
+from sagesnet_tf.io import read_structure
+from sagesnet_tf.io.extxyz import read_extxyz_frames
+from sagesnet_tf.simulate import STATE_FILE, THERMO_COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "graphene_10x6_300K.extxyz"
+MODEL = ROOT / "exported_models" / "sagesnet_graphene"
+#: NVT at 300 K (Langevin: its random numbers come from the seed and the step)
+RUN = ["--model", str(MODEL), "--structure", str(EXAMPLE), "--temperature", "300", "--no-progress"]
+FINE = RUN + ["--steps", "60", "--every", "2"]
+COARSE = RUN + ["--steps", "48", "--every", "4", "--scale", "1"]
+#: manifest keys that differ between an uninterrupted run and a resumed one
+WALL_KEYS = ("wall_s", "resumed_at_steps")
+N_ATOMS = len(read_structure(EXAMPLE))
+COMMAND = [sys.executable, "-m", "sagesnet_tf.cli.main", "simulate"]
+
+pytestmark = pytest.mark.skipif(not MODEL.is_dir(), reason="no shipped model")
+
+
+def cli(args) -> None:
+    """A run to the end, in this process (cheaper than a new one: no TensorFlow start-up; the same
+    thread settings as the killed runs, on which TensorFlow's sums depend)."""
+    assert main(["simulate", *args]) == 0
+
+
+def n_frames(path: Path) -> int:
+    """Frames in a trajectory of whole frames (cheap enough to poll)."""
+    return path.read_bytes().count(b"\n") // (N_ATOMS + 2) if path.is_file() else 0
+
+
+def run_and_kill(args, out: Path, at_least: int, rng: random.Random) -> int:
+    """Start the CLI, SIGKILL it a random 0–1 s after ``out`` holds ``at_least`` frames (or once it
+    holds 4 more), and check that every file there is whole; returns the frames on disk."""
+    log = out.with_suffix(".log")
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(COMMAND + args, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 240
+        while n_frames(out / "trajectory.extxyz") < at_least:
+            assert proc.poll() is None, f"simulate exited early ({proc.returncode}): {log.read_text()}"
+            assert time.time() < deadline, f"no {at_least} frames in {out} after 240 s"
+            time.sleep(0.05)
+        kill_at = time.time() + rng.uniform(0.0, 1.0)
+        while time.time() < kill_at and n_frames(out / "trajectory.extxyz") < at_least + 4:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before the kill; lengthen it"
+    return check_complete(out)
+
+
+def check_complete(out: Path) -> int:
+    """Every file in ``out`` parses whole and the saved state follows frames on disk; returns the frames."""
+    frames = read_extxyz_frames(out / "trajectory.extxyz", validate=True)
+    assert all(len(f) == N_ATOMS for f in frames)
+    with open(out / "thermo.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert tuple(rows[0]) == THERMO_COLUMNS
+    assert all(len(r) == len(THERMO_COLUMNS) and all(r) for r in rows[1:]), "a partial thermo row"
+    # a save writes the frames before their rows: rows never run ahead of frames
+    assert [int(r[0]) for r in rows[1:]] == [f.info["step"] for f in frames[:len(rows) - 1]]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "running"
+    with np.load(out / STATE_FILE) as state:
+        assert manifest["steps_done"] <= int(state["step"]) <= frames[-1].info["step"]
+        assert int(state["n_frames"]) <= len(frames) and state["positions"].dtype == np.float32
+    assert (out / "thermo.png").is_file()
+    return len(frames)
+
+
+def fine_chain(out: Path, stopped: Path, rng: random.Random) -> int:
+    """Killed, resumed and killed again; a copy of the first killed state goes to ``stopped``.
+    Returns the resumes the run will have had."""
+    first = run_and_kill(FINE + ["--out", str(out)], out, 2, rng)
+    shutil.copytree(out, stopped)
+    run_and_kill(FINE + ["--out", str(out), "--resume"], out, first + 2, rng)
+    return 2
+
+
+def coarse_chain(out: Path, rng: random.Random) -> int:
+    """Killed; then as if killed right after a save wrote a frame and its row but not the state
+    after them, and in the middle of writing a file."""
+    run_and_kill(COARSE + ["--out", str(out)], out, 2, rng)
+    text = (out / "trajectory.extxyz").read_text()
+    last_frame = "\n".join(text.splitlines()[-(N_ATOMS + 2):]) + "\n"
+    with open(out / "trajectory.extxyz", "a") as handle:
+        handle.write(last_frame)
+    with open(out / "thermo.csv", "a") as handle:
+        handle.write((out / "thermo.csv").read_text().splitlines()[-1] + "\n")
+    (out / ".trajectory.extxyz.x1y2.tmp").write_text(last_frame[:100])
+    return 1
+
+
+def assert_same_run(out: Path, ref: Path, resumes: int) -> None:
+    for name in ("trajectory.extxyz", "thermo.csv"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), f"{name} differs from the uninterrupted run"
+    manifests = [json.loads((d / "manifest.json").read_text()) for d in (out, ref)]
+    assert len(manifests[0]["resumed_at_steps"]) == resumes and "resumed_at_steps" not in manifests[1]
+    same = [{k: v for k, v in m.items() if k not in WALL_KEYS} for m in manifests]
+    assert same[0] == same[1] and same[0]["status"] == "completed"
+    assert not (out / STATE_FILE).exists() and not list(out.glob(".*"))
+    assert (out / "thermo.png").is_file()
+
+
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path, capsys):
+    rng = random.Random()
+    stopped = tmp_path / "stopped"
+    with ThreadPoolExecutor(2) as pool:  # the killed runs in their processes, the others in this one
+        fine = pool.submit(fine_chain, tmp_path / "fine", stopped, random.Random(rng.random()))
+        coarse = pool.submit(coarse_chain, tmp_path / "coarse", random.Random(rng.random()))
+        cli(FINE + ["--out", str(tmp_path / "fine_ref")])
+        cli(COARSE + ["--out", str(tmp_path / "coarse_ref")])
+        for job, args, name in ((coarse, COARSE, "coarse"), (fine, FINE, "fine")):
+            resumes = job.result()
+            cli(args + ["--out", str(tmp_path / name), "--resume"])
+            assert_same_run(tmp_path / name, tmp_path / f"{name}_ref", resumes)
+    capsys.readouterr()
+
+    def refused(args, out):
+        assert main(["simulate", *args, "--out", str(out), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        return err
+
+    assert "holds no run to resume" in refused(FINE, tmp_path / "empty")
+    assert "already finished (completed); nothing to do" in refused(FINE, tmp_path / "fine_ref")
+    assert "every was 2, now 3" in refused(FINE[:-1] + ["3"], stopped)
+    other = tmp_path / "other.extxyz"
+    other.write_text(EXAMPLE.read_text().replace("step=2000", "step=2001", 1))
+    assert "the structure differs" in refused([str(other) if a == str(EXAMPLE) else a for a in FINE], stopped)
+    assert "--overwrite replaces it" in refused(FINE + ["--overwrite"], stopped)
