@@ -216,10 +216,11 @@ def _append_atomically(path: Path, text: str) -> None:
 
 def _run_options(arguments: dict, structure: Atoms, model_dir: Path) -> dict:
     """The options of a run, as its manifest records them and ``--resume`` compares them: the
-    arguments of :func:`simulate` that shape its results (JSON values; ``model`` as the version
-    directory it resolved to) and ``structure_sha256``, a digest of the input ``structure``."""
+    arguments of :func:`simulate` that shape its results (JSON values; ``model`` as the absolute
+    path of the version directory it resolved to) and ``structure_sha256``, a digest of the input
+    ``structure``."""
     options = {k: str(v) if isinstance(v, Path) else v for k, v in arguments.items() if k not in NOT_RUN_OPTIONS}
-    options["model"] = str(model_dir)
+    options["model"] = str(Path(model_dir).resolve())
     digest = hashlib.sha256()
     for array in (structure.symbols.astype("U"), structure.positions, structure.velocities, structure.cell,
                   structure.pbc, structure.ids, structure.flags):
