@@ -215,10 +215,7 @@ def simulate_board(board_file, model, steps: int, out, overwrite: bool = False) 
         raise SagesnetError(f"ca simulate: {out} is not an empty directory; pass --overwrite or choose another --out")
     board = read_board(board_file)
     model_dir = resolve_model_dir(model)
-    loaded, meta = load_exported(model_dir)
-    if meta.get("kind") != "ca":
-        raise SagesnetError(f"ca simulate: {model_dir} is not a cellular-automaton model (kind "
-                            f"{meta.get('kind', 'md')!r}); atom models run with `sagesnet-tf simulate --structure`")
+    loaded, meta = load_exported(model_dir, kind="ca")
     if board.max() >= meta["states"]:
         raise SagesnetError(f"ca simulate: board {board_file} has cell state {board.max()}; the model knows "
                             f"states 0..{meta['states'] - 1}")

@@ -128,8 +128,9 @@ def resolve_model_dir(model: str | Path | None) -> Path:
     return versions[-1][1]
 
 
-def load_exported(model_dir: Path):
-    """(loaded SavedModel, metadata dict)."""
+def load_exported(model_dir: Path, kind: str = "md"):
+    """(loaded SavedModel, metadata dict) of an exported model of ``kind`` (metadata ``kind``:
+    ``md`` atom models, ``ca`` cellular automata; models exported before the key existed are ``md``)."""
     import tensorflow as tf
     try:
         loaded = tf.saved_model.load(str(model_dir))
@@ -138,6 +139,11 @@ def load_exported(model_dir: Path):
         first = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise SagesnetError(f"{model_dir} is not a readable SAGESnet SavedModel ({type(exc).__name__}: {first}); "
                             "export the model again with `sagesnet-tf export` or check --model") from None
+    found = metadata.get("kind", "md")
+    if found != kind:
+        usage = {"md": "`sagesnet-tf simulate --structure FILE`", "ca": "`sagesnet-tf ca simulate --board FILE`"}
+        raise SagesnetError(f"{model_dir} holds a {found!r} model, not {kind!r}; run it with "
+                            f"{usage.get(found, 'the command for its kind')}")
     return loaded, metadata
 
 

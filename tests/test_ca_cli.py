@@ -107,4 +107,7 @@ def test_ca_simulate_user_errors(exported_life, tmp_path, capsys):
     (tmp_path / "ok.txt").write_text("010\n010\n010\n")
     assert main(["ca", "simulate", "--model", atom_model, "--board", str(tmp_path / "ok.txt"), "--steps", "2",
                  "--out", str(tmp_path / "o")]) == 2
-    assert "not a cellular-automaton model" in capsys.readouterr().err
+    assert "holds a 'md' model, not 'ca'; run it with `sagesnet-tf simulate --structure FILE`" in capsys.readouterr().err
+    assert main(["simulate", "--model", str(path), "--structure", os.path.join(os.path.dirname(__file__), "..",
+                 "examples", "graphene.extxyz"), "--steps", "2", "--out", str(tmp_path / "o")]) == 2
+    assert "holds a 'ca' model, not 'md'; run it with `sagesnet-tf ca simulate" in capsys.readouterr().err
