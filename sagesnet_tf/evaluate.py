@@ -105,6 +105,11 @@ def evaluate(model: str | Path | None, reference: str | Path, out: str | Path | 
     masses = ref.frame(0).masses
     lengths = np.array([np.diag(c) for c in ref.cell], np.float32)  # (T, 3)
     pbc = np.asarray(ref.pbc, bool)
+    grid_periodic = [b != "open" for b in meta["boundary"]]
+    if pbc.tolist() != grid_periodic:
+        flags = " ".join("T" if p else "F" for p in pbc)
+        raise SagesnetError(f"evaluate: the reference's periodic axes (pbc {flags}) differ from the model's grid "
+                            f"({', '.join(meta['boundary'])}); evaluate it with a model trained on that boundary")
     fields = list(ref.env_fields)
     env_of = {name: ref.environment[:, fields.index(name)] if name in fields else np.zeros(ref.n_frames)
               for name in ("temperature_K", "strain_rate_per_ps", "strain")}

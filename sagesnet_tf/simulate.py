@@ -551,9 +551,11 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             done = unit - 1
             bar.update(done)
         # scale steps per call: a frame's worth, or at most THERMOSTAT_CALL_FRACTION·τ with the thermostat
-        per_call = total
+        # (never more than the model's per-call bound, metadata ``limits``)
+        per_call = max(1, meta.get("limits", {}).get("max_steps_per_call", total) // unit)
         if thermostat:
-            per_call = max(1, int(THERMOSTAT_CALL_FRACTION * thermostat["tau_ps"] / (unit * delta) + 1e-9))
+            per_call = min(per_call,
+                           max(1, int(THERMOSTAT_CALL_FRACTION * thermostat["tau_ps"] / (unit * delta) + 1e-9)))
         while total - done >= unit:
             per_frame = max(1, every // unit)
             n_frame = min(per_frame, (total - done) // unit)
