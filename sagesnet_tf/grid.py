@@ -25,9 +25,18 @@ Geometry (orthorhombic cells only; :func:`voxelize_atoms` refuses triclinic cell
   ``margin_cells`` empty voxels on each side: vacuum in the box costs nothing. The grid's lower
   corner is ``min(position) - margin_cells·h``.
 
-Slots inside a voxel are filled in increasing atom index (deterministic). A voxel that would hold
-more than ``S`` atoms raises ``tf.errors.InvalidArgumentError`` naming the voxel and the fix
-(smaller ``h`` or more slots); atoms are never dropped silently.
+Slots inside a voxel are filled in increasing atom index (deterministic). **Overflow spills to a
+neighbour** (bookkeeping must not end a physically healthy run): an atom whose rank in its voxel
+is ≥ ``S`` moves to the voxel across its nearest face (smallest distance to a face of its own
+voxel; a periodic axis wraps, a non-periodic one offers only faces inside the grid), with its
+offset taken relative to the new voxel, so ``origin + (index + offset)·spacing`` is still its
+position (a spilled offset lies in [-0.5, 1.5) along the axis it crossed, never clipped). Native
+atoms keep their slots before spilled ones (slots ranked by voxel, spilled?, atom index). An atom
+that again finds no free slot tries the next-nearest face of its own voxel, for
+:data:`SPILL_PASSES` passes; only a voxel still over ``S`` after those raises
+``tf.errors.InvalidArgumentError`` naming the voxel and the fix (smaller ``h`` or more slots);
+atoms are never dropped silently. When no voxel overflows nothing moves: the result is the plain
+binning, and the spill passes are skipped (a ``tf.cond``).
 
 Batching: one structure per call (the grid shape depends on the structure); batch several
 structures of the same grid shape by stacking the results, or use ``tf.map_fn`` with a fixed
@@ -49,6 +58,10 @@ from sagesnet_tf.errors import SagesnetError
 #: Default velocity normalisation (Å/ps): thermal C velocities at 300 K are ~4.6 Å/ps per axis.
 VELOCITY_SCALE = 10.0
 
+#: Faces an overflowing atom tries, nearest first, before :func:`voxelize` reports an overflow
+#: (the three nearest faces of a voxel are each at most half a voxel edge away).
+SPILL_PASSES = 3
+
 
 def slot_feature_size(n_elements: int = len(ELEMENTS)) -> int:
     """F, the number of features per slot: occupancy, element one-hot, offset (3), velocity (3)."""
@@ -63,12 +76,14 @@ class VoxelGrid(NamedTuple):
         assignment: (N, 4) int32, each atom's voxel index (ix, iy, iz) and slot.
         origin: (3,) float32, Å, the grid's lower corner (voxel (0, 0, 0) starts here).
         spacing: (3,) float32, Å, voxel edge per axis.
+        spilled: (N,) bool, the atoms placed in a neighbour of their own voxel (overflow spill).
     """
 
     atom_grid: tf.Tensor
     assignment: tf.Tensor
     origin: tf.Tensor
     spacing: tf.Tensor
+    spilled: tf.Tensor
 
 
 def periodic_cells(box_lengths, h: float, multiple=(1, 1, 1)) -> tf.Tensor:
@@ -116,7 +131,8 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
         :class:`VoxelGrid`.
 
     Raises:
-        tf.errors.InvalidArgumentError: no atoms, a species out of range, or a voxel overflow.
+        tf.errors.InvalidArgumentError: no atoms, a species out of range, or a voxel overflow that
+            the spill passes could not place.
     """
     positions = tf.cast(tf.convert_to_tensor(positions), tf.float32)
     velocities = tf.cast(tf.convert_to_tensor(velocities), tf.float32)
@@ -135,14 +151,11 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
         index, offset, dims, origin, spacing = _voxel_coordinates(positions, box_lengths, box_origin, pbc, h,
                                                                    margin_cells, multiple, periodic_counts)
     slot = _slot_ranks(index, dims)
-    worst = tf.argmax(slot, output_type=tf.int32)
-    msg = tf.strings.format(
-        "atom grid overflow: voxel (ix, iy, iz) = ({}, {}, {}) holds {} atoms but the grid has "
-        f"{slots} slots per voxel; use a smaller h or more slots",
-        (index[worst, 0], index[worst, 1], index[worst, 2], slot[worst] + 1))
-    overflow = tf.debugging.Assert(tf.reduce_max(slot) < slots, [msg])
-    with tf.control_dependencies([overflow]):
-        assignment = tf.concat([index, slot[:, None]], axis=1)
+    index, offset, slot, spilled = tf.cond(
+        tf.reduce_max(slot) < slots,
+        lambda: (index, offset, slot, tf.zeros_like(slot, tf.bool)),
+        lambda: _spill(index, offset, slot, dims, pbc, slots))
+    assignment = tf.concat([index, slot[:, None]], axis=1)
     features = tf.concat([
         tf.ones_like(positions[:, :1]),
         tf.one_hot(species, n_elements, dtype=tf.float32),
@@ -151,7 +164,46 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
     ], axis=1)
     shape = tf.concat([dims, [slots, slot_feature_size(n_elements)]], axis=0)
     atom_grid = tf.scatter_nd(assignment, features, shape)
-    return VoxelGrid(atom_grid, assignment, origin, spacing)
+    return VoxelGrid(atom_grid, assignment, origin, spacing, spilled)
+
+
+def _spill(index, offset, slot, dims, pbc, slots: int):
+    """The overflow spill of :func:`voxelize` (rule in the module docstring), or InvalidArgument.
+
+    ``index`` (N, 3) int32 voxels and ``offset`` (N, 3) in [0, 1) of the plain binning, ``slot``
+    (N,) int32 its ranks, ``dims`` (3,) int32 grid shape, ``pbc`` (3,) bool. Returns the final
+    ``index`` (N, 3), ``offset`` (N, 3) (relative to the final voxel), ``slot`` (N,) < ``slots``
+    and ``spilled`` (N,) bool.
+    """
+    # the six faces: x-, x+, y-, y+, z-, z+ as a step to the neighbour voxel
+    step = tf.constant(np.repeat(np.eye(3), 2, axis=0) * np.tile([-1, 1], 3)[:, None], tf.int32)  # (6, 3)
+    axis = tf.constant([0, 0, 1, 1, 2, 2])
+    target = index[:, None, :] + step                                                          # (N, 6, 3)
+    inside = tf.reduce_all((target >= 0) & (target < dims), axis=-1)                           # (N, 6)
+    usable = tf.where(tf.gather(pbc, axis), tf.gather(dims, axis) > 1, inside)                 # (N, 6)
+    target = tf.math.floormod(target, dims)
+    face_distance = tf.reshape(tf.stack([offset, 1.0 - offset], axis=-1), [-1, 6])            # (N, 6) voxels
+    faces = tf.argsort(tf.where(usable, face_distance, np.inf), axis=-1, stable=True)[:, :SPILL_PASSES]
+    attempt = tf.zeros_like(slot)  # 0: own voxel, k: the k-th nearest face
+    new_index, new_offset = index, offset
+    for _ in range(SPILL_PASSES):
+        attempt += tf.cast(slot >= slots, tf.int32)
+        face = tf.gather(faces, tf.maximum(attempt - 1, 0), batch_dims=1)                     # (N,)
+        # an atom whose face leads off the grid stays home, ranked after the natives: it overflows
+        moved = (attempt > 0) & tf.gather(usable, face, batch_dims=1)
+        new_index = tf.where(moved[:, None], tf.gather(target, face, batch_dims=1), index)
+        new_offset = tf.where(moved[:, None], offset - tf.cast(tf.gather(step, face), tf.float32), offset)
+        slot = _slot_ranks(new_index, dims, spilled=attempt > 0)
+    worst = tf.argmax(slot, output_type=tf.int32)
+    home = index[worst]
+    crowd = tf.reduce_sum(tf.cast(tf.reduce_all(index == home, axis=-1), tf.int32))
+    msg = tf.strings.format(
+        "atom grid overflow: voxel (ix, iy, iz) = ({}, {}, {}) holds {} atoms but the grid has "
+        f"{slots} slots per voxel and its neighbours have no room for the rest; use a smaller h or more slots",
+        (home[0], home[1], home[2], crowd))
+    overflow = tf.debugging.Assert(tf.reduce_max(slot) < slots, [msg])
+    with tf.control_dependencies([overflow]):
+        return tf.identity(new_index), tf.identity(new_offset), tf.identity(slot), attempt > 0
 
 
 def _voxel_coordinates(positions, box_lengths, box_origin, pbc, h: float, margin_cells: int, multiple,
@@ -181,8 +233,9 @@ def _voxel_coordinates(positions, box_lengths, box_origin, pbc, h: float, margin
 
 
 def max_voxel_occupancy(positions, box_lengths, pbc, h: float, multiple=(1, 1, 1)) -> np.ndarray:
-    """The most atoms :func:`voxelize` would put in one voxel, per frame: positions (F, N, 3) Å,
-    box_lengths (F, 3) Å (origin at 0), pbc (3,) -> (F,) int (a frame fits S slots if ≤ S)."""
+    """The most atoms :func:`voxelize` bins into one voxel before any overflow spill, per frame:
+    positions (F, N, 3) Å, box_lengths (F, 3) Å (origin at 0), pbc (3,) -> (F,) int (a frame fits
+    S slots without spilling if ≤ S)."""
     positions = tf.cast(positions, tf.float32)
     index, _, dims, _, _ = _voxel_coordinates(positions, tf.cast(box_lengths, tf.float32), tf.zeros(3),
                                               tf.cast(pbc, tf.bool), h, 0, multiple)
@@ -204,27 +257,30 @@ def pad_open_axes(atom_grid: tf.Tensor, pbc, open_cells) -> tf.Tensor:
         return tf.pad(atom_grid, pads)
 
 
-def _voxel_runs(index: tf.Tensor, dims: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _voxel_runs(index: tf.Tensor, dims: tf.Tensor, spilled=None) -> tuple[tf.Tensor, tf.Tensor]:
     """Atoms grouped by voxel, for one structure or a batch of frames.
 
-    ``index`` (..., N, 3) int32 voxel indices, ``dims`` (..., 3) int32 grid shape. Returns ``order``
-    (..., N), the atoms sorted by voxel (stably: in increasing atom index inside a voxel), and
-    ``rank`` (..., N) int32, each sorted atom's rank among the atoms of its voxel.
+    ``index`` (..., N, 3) int32 voxel indices, ``dims`` (..., 3) int32 grid shape, ``spilled``
+    None or (..., N) bool. Returns ``order`` (..., N), the atoms sorted by voxel (stably: inside a
+    voxel the atoms not spilled first, each group in increasing atom index), and ``rank`` (..., N)
+    int32, each sorted atom's rank among the atoms of its voxel.
     """
     dims = dims[..., None, :]
     flat = (index[..., 0] * dims[..., 1] + index[..., 1]) * dims[..., 2] + index[..., 2]
-    order = tf.argsort(flat, axis=-1, stable=True)
+    key = flat if spilled is None else 2 * flat + tf.cast(spilled, tf.int32)
+    order = tf.argsort(key, axis=-1, stable=True)
     sorted_flat = tf.gather(flat, order, batch_dims=len(flat.shape) - 1)
     first = tf.searchsorted(sorted_flat, sorted_flat, side="left")
     return order, tf.range(tf.shape(flat)[-1], dtype=tf.int32) - tf.cast(first, tf.int32)
 
 
-def _slot_ranks(index: tf.Tensor, dims: tf.Tensor) -> tf.Tensor:
-    """(N,) int32 rank of each atom among the atoms of its voxel, in increasing atom index.
+def _slot_ranks(index: tf.Tensor, dims: tf.Tensor, spilled=None) -> tf.Tensor:
+    """(N,) int32 rank of each atom among the atoms of its voxel, in increasing atom index (the
+    ``spilled`` (N,) bool atoms, if given, after the others).
 
     ``index`` is (N, 3) int32 voxel indices, ``dims`` (3,) int32 grid shape.
     """
-    order, rank = _voxel_runs(index, dims)
+    order, rank = _voxel_runs(index, dims, spilled)
     return tf.gather(rank, tf.math.invert_permutation(order))
 
 
@@ -248,7 +304,8 @@ def voxelize_atoms(atoms: Atoms, h: float, slots: int, velocity_scale: float = V
     """:func:`voxelize` for an :class:`~sagesnet_tf.atoms.Atoms` (elements from ``ELEMENTS``).
 
     Raises:
-        SagesnetError: triclinic cell, or a voxel overflow (message names the voxel and the fix).
+        SagesnetError: triclinic cell, or a voxel overflow that spilling could not place (message
+            names the voxel and the fix).
     """
     lengths, origin = orthorhombic_box(atoms)
     try:

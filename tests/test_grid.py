@@ -1,4 +1,4 @@
-"""The atom grid (voxelizer): exact slot contents, periodic wrap, open extent, overflow errors."""
+"""The atom grid (voxelizer): exact slot contents, periodic wrap, open extent, overflow spill and errors."""
 
 import numpy as np
 import pytest
@@ -67,17 +67,104 @@ def test_non_periodic_axis_spans_atoms_plus_margin_only():
     assert occupancy[:, :, 0].sum() == 0 and occupancy[:, :, -1].sum() == 0
 
 
-def test_overflow_is_an_error_naming_the_voxel_and_the_fix():
-    pos = np.array([[0.1, 0.1, 0.1], [1.2, 2.1, 0.3], [1.5, 2.5, 0.5], [1.7, 2.9, 0.7]])
+def _reconstructed(vg):
+    """(N, 3) Å: origin + (voxel index + offset)·spacing of every atom, from the grid alone."""
+    offsets = split_slot_features(gather_atom_features(vg.atom_grid, vg.assignment))["offsets"].numpy()
+    return vg.origin.numpy() + (vg.assignment.numpy()[:, :3] + offsets) * vg.spacing.numpy()
+
+
+def _crowded_box():
+    """25 atoms in a 4 Å box (h = 1: 4×4×4 voxels): 20 spread out (none in or next to the crowd's
+    voxel, the lowest at z = 0) and 5 crowded into one voxel, the last two near its y+ and z- faces."""
+    spread = np.array([[3.5, y + 0.5, z] for y in range(4) for z in range(4)] + [[0.5, 3.5, z] for z in range(4)])
+    crowd = np.array([[1.5, 1.5, 1.45], [1.45, 1.5, 1.55], [1.1, 1.5, 1.5], [1.5, 1.95, 1.5], [1.5, 1.5, 1.02]])
+    return np.concatenate([spread, crowd]).astype(np.float32)
+
+
+@pytest.mark.parametrize("pbc", [PERIODIC, [True, True, False]])
+def test_crowded_voxel_spills_to_the_neighbour_across_the_nearest_face(pbc):
+    pos = _crowded_box()
+    vel = np.arange(pos.size, dtype=np.float32).reshape(pos.shape) / 10.0
+    vg = voxelize(pos, vel, np.zeros(len(pos), np.int32), [4.0, 4.0, 4.0], [0, 0, 0], pbc, 1.0, 3)
+    assign, spilled = vg.assignment.numpy(), vg.spilled.numpy()
+    # every atom exactly once: distinct (voxel, slot), one occupied slot each, own velocity read back
+    assert len({tuple(a) for a in assign}) == len(pos) == vg.atom_grid.numpy()[..., 0].sum()
+    feats = split_slot_features(gather_atom_features(vg.atom_grid, vg.assignment))
+    np.testing.assert_allclose(feats["velocities"].numpy() * 10.0, vel, atol=1e-5)
+    # the three lowest-index atoms of the crowd keep their voxel and slots 0, 1, 2 (natives first)
+    home = assign[20, :3]
+    np.testing.assert_array_equal(assign[20:23], [[*home, 0], [*home, 1], [*home, 2]])
+    np.testing.assert_array_equal(np.flatnonzero(spilled), [23, 24])
+    # atom 23 is 0.05 voxel from the y+ face, atom 24 0.02 from the z- face: one face step each
+    np.testing.assert_array_equal(assign[23, :3] - home, [0, 1, 0])
+    np.testing.assert_array_equal(assign[24, :3] - home, [0, 0, -1])
+    # offsets are relative to the new voxel, unclipped: the grid still says where each atom is
+    np.testing.assert_allclose(_reconstructed(vg), pos, atol=1e-5)
+    np.testing.assert_allclose(feats["offsets"].numpy()[23:], [[0.5, -0.05, 0.5], [0.5, 0.5, 1.02]], atol=1e-5)
+
+
+def test_spill_wraps_periodic_axes_and_ranks_natives_before_spilled_atoms():
+    # 5 atoms in voxel (0, 0, 0) of a 3×3×3 periodic grid (2 spill), the last one nearest its x- face: it
+    # wraps to voxel (2, 0, 0), where two natives already sit: it takes slot 2 after them
+    pos = np.array([[2.5, 0.5, 0.5], [0.5, 0.5, 0.4], [0.5, 0.4, 0.5], [0.4, 0.5, 0.5], [0.45, 0.5, 0.6],
+                    [0.05, 0.5, 0.5], [2.6, 0.5, 0.5]], np.float32)
+    vg = voxelize(pos, np.zeros_like(pos), np.zeros(7, np.int32), [3.0, 3.0, 3.0], [0, 0, 0], PERIODIC, 1.0, 3)
+    assign = vg.assignment.numpy()
+    np.testing.assert_array_equal(assign[5], [2, 0, 0, 2])
+    np.testing.assert_array_equal(assign[[0, 6], 3], [0, 1])
+    np.testing.assert_allclose(_reconstructed(vg)[5], [3.05, 0.5, 0.5], atol=1e-5)  # = 0.05 + one box length
+
+
+def test_spilling_works_inside_a_graph():
+    @tf.function(input_signature=[tf.TensorSpec([None, 3]), tf.TensorSpec([3], tf.bool)])
+    def graph_voxelize(p, pbc):
+        return voxelize(p, tf.zeros_like(p), tf.zeros(tf.shape(p)[:1], tf.int32), [4.0, 4.0, 4.0], tf.zeros(3),
+                        pbc, 1.0, 3)
+
+    pos = _crowded_box()
+    eager = voxelize(pos, np.zeros_like(pos), np.zeros(len(pos), np.int32), [4.0, 4.0, 4.0], [0, 0, 0],
+                     PERIODIC, 1.0, 3)
+    g = graph_voxelize(pos, PERIODIC)
+    np.testing.assert_array_equal(g.assignment.numpy(), eager.assignment.numpy())
+    np.testing.assert_array_equal(g.atom_grid.numpy(), eager.atom_grid.numpy())
+    assert g.spilled.numpy().sum() == 2
+    with pytest.raises(tf.errors.InvalidArgumentError, match="atom grid overflow"):
+        graph_voxelize(np.full((30, 3), 1.5, np.float32), PERIODIC)
+
+
+def test_uncrowded_grid_is_the_plain_binning():
+    """Nothing spills when no voxel overflows: slots, offsets and grid are the plain binning,
+    computed here independently in numpy (periodic x, y; open z from the lowest atom - 1 voxel)."""
+    sheet = graphene_sheet(4, 3)
+    sheet.positions += np.random.default_rng(0).normal(scale=0.1, size=sheet.positions.shape)
+    vg = voxelize_atoms(sheet, h=1.8, slots=3)
+    pos = sheet.positions.astype(np.float32)
+    lengths = np.diag(sheet.cell).astype(np.float32)
+    n = np.ceil(lengths[:2] / np.float32(1.8) - 1e-4)
+    spacing = np.array([*(lengths[:2] / n), 1.8], np.float32)
+    origin = np.array([0, 0, pos[:, 2].min() - np.float32(1.8)], np.float32)
+    rel = (pos - origin) / spacing
+    rel[:, :2] = np.mod(rel[:, :2], n)
+    index = np.floor(rel).astype(np.int32)
+    slot = np.array([sum(np.array_equal(index[j], index[i]) for j in range(i)) for i in range(len(pos))])
+    np.testing.assert_array_equal(vg.assignment.numpy(), np.concatenate([index, slot[:, None]], 1))
+    assert not vg.spilled.numpy().any() and slot.max() < 3
+    offsets = split_slot_features(gather_atom_features(vg.atom_grid, vg.assignment))["offsets"].numpy()
+    np.testing.assert_allclose(offsets, rel - index, atol=1e-6)
+    assert vg.atom_grid.numpy()[..., 0].sum() == len(pos)
+
+
+def test_impossible_crowd_is_an_error_naming_the_voxel_and_the_fix():
+    pos = np.concatenate([np.full((30, 3), 1.5), [[3.5, 3.5, 3.5]]])
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"voxel \(ix, iy, iz\) = \(1, 2, 0\) holds 3 atoms .* 2 slots.*smaller h or more slots"):
-        voxelize(pos, np.zeros_like(pos), [0, 0, 0, 0], [4.0, 4.0, 4.0], [0, 0, 0], PERIODIC, 1.0, 2)
+                       match=r"voxel \(ix, iy, iz\) = \(1, 1, 1\) holds 30 atoms .* 3 slots.*smaller h or more slots"):
+        voxelize(pos, np.zeros_like(pos), np.zeros(31, np.int32), [4.0, 4.0, 4.0], [0, 0, 0], PERIODIC, 1.0, 3)
 
 
 def test_atoms_front_end_raises_one_line_user_errors():
-    sheet = graphene_sheet(2, 2)
+    crowd = Atoms(np.array(["C"] * 30), np.full((30, 3), 2.0), np.diag([4.0, 4.0, 4.0]), np.array([True] * 3))
     with pytest.raises(SagesnetError, match=r"^atom grid overflow: voxel .*smaller h or more slots$"):
-        voxelize_atoms(sheet, h=4.0, slots=2)
+        voxelize_atoms(crowd, h=1.0, slots=3)
     tri = Atoms(["C"], [[0.0, 0.0, 0.0]], [[4, 0, 0], [1, 4, 0], [0, 0, 4]], [True] * 3)
     with pytest.raises(SagesnetError, match="orthorhombic"):
         voxelize_atoms(tri, h=1.0, slots=1)

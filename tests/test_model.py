@@ -155,10 +155,13 @@ def test_atoms_to_atoms_exports_as_a_savedmodel_with_in_graph_checks(model, shee
     tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": step_atoms})
     served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
     np.testing.assert_allclose(served(**args)["positions"].numpy(), expected, atol=1e-5)
-    extra = args["positions"][[5, 5]] + [[0.001], [0.002]]  # two more atoms in atom 5's voxel
+    # two more atoms in atom 5's voxel spill to its neighbours; thirty cannot be placed
+    extra = args["positions"][[5] * 30] + np.linspace(0.001, 0.03, 30)[:, None]
     crowded = dict(args, positions=np.concatenate([args["positions"], extra]).astype("float32"),
-                   velocities=np.zeros((len(sheet) + 2, 3), "float32"),
-                   species=np.zeros(len(sheet) + 2, np.int32))
-    overflow = r"atom grid overflow: voxel .* holds \d atoms but the grid has 2 slots"
+                   velocities=np.zeros((len(sheet) + 30, 3), "float32"),
+                   species=np.zeros(len(sheet) + 30, np.int32))
+    spilled = dict(crowded, **{k: crowded[k][:len(sheet) + 2] for k in ("positions", "velocities", "species")})
+    assert np.isfinite(served(**spilled)["positions"].numpy()).all()
+    overflow = r"atom grid overflow: voxel .* holds \d+ atoms but the grid has 2 slots"
     with pytest.raises(tf.errors.InvalidArgumentError, match=overflow):
         served(**crowded)
