@@ -9,7 +9,8 @@ Voxelizer (:mod:`sagesnet_tf.grid`, plain functions, one structure per call)::
     voxelize(positions (N,3) Å, velocities (N,3) Å/ps, species (N,) int, box_lengths (3,) Å,
              box_origin (3,) Å, pbc (3,) bool, h, slots, n_elements=2, velocity_scale=10.0,
              margin_cells=1) -> VoxelGrid(atom_grid (X,Y,Z,S,F), assignment (N,4) int32,
-                                          origin (3,) Å, spacing (3,) Å)
+                                          origin (3,) Å, spacing (3,) Å, spilled (N,) bool)
+             (an overflowing voxel spills atoms to face neighbours; InvalidArgument if that fails)
     voxelize_atoms(atoms: Atoms, h, slots, ...) -> VoxelGrid      (numpy Atoms in, refuses triclinic)
     gather_atom_features(atom_grid (...,X,Y,Z,S,F), assignment (...,N,4)) -> (...,N,F)
     split_slot_features(features (...,F), n_elements) -> dict(occupancy (...), species_onehot
