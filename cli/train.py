@@ -22,7 +22,8 @@ from sagesnet_tf.errors import SagesnetError
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing --out and start afresh.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
-              show_default=True, help="tf.distribute strategy (multiworker reads TF_CONFIG).")
+              show_default=True, help="tf.distribute strategy (multiworker reads TF_CONFIG); cellular-automaton "
+              "configs only (MD configs train on one device).")
 @click.option("--cpu-devices", type=click.IntRange(0, 1024), default=0,
               help="Split the CPU into N logical devices (MirroredStrategy without GPUs); 0 keeps one.")
 @click.option("--print-schema", is_flag=True, help="Print every config key with its default and description, then exit.")
@@ -40,9 +41,13 @@ def train(config_path, data_dir, run_dir, resume, overwrite, strategy, cpu_devic
     if resume and overwrite:
         raise SagesnetError("--resume and --overwrite contradict each other; pass one of them")
     from sagesnet_tf.pipelines import reader
-    from sagesnet_tf.training import md_batches, md_stages
-    md = md_stages.is_md_config(config_path)  # `kind: md` configs train the atom model (engineer G)
-    cfg = md_stages.load_md_config(config_path) if md else load_config(config_path)
+    from sagesnet_tf.training import md_batches
+    from sagesnet_tf.training.md_config import MDTrainConfig
+    cfg = load_config(config_path)
+    md = isinstance(cfg, MDTrainConfig)  # `kind: md` configs train the atom model
+    if md and strategy != "default":
+        raise SagesnetError(f"--strategy {strategy} trains cellular-automaton configs only; the MD trainer (kind: md) "
+                            "runs on one device: drop --strategy (or pass --strategy default)")
     # the data must be a dataset before anything in --out is created or replaced
     if md:
         md_batches.dataset_dirs(data_dir, cfg.data.datasets or None)
@@ -63,6 +68,7 @@ def train(config_path, data_dir, run_dir, resume, overwrite, strategy, cpu_devic
     if cpu_devices:
         distribute.split_cpu(cpu_devices)
     if md:
+        from sagesnet_tf.training import md_stages
         result = md_stages.train_md(cfg, data_dir, run_dir, resume=resume, progress=not no_progress)
         click.echo(f"evaluation: {result['summary'].get('evaluation')}")
         click.echo(f"run written to {run_dir} (metrics.json, evaluation.json, model.keras, checkpoints/)")

@@ -33,6 +33,9 @@ FLAG_CLAMPED = 2
 
 #: Two atoms closer than this (Å) are an overlap: no carbon/hydrogen structure has one.
 MIN_SEPARATION_A = 0.5
+#: Reach of the AIREBO potential's Lennard-Jones term as md.engine runs it (``airebo 3.0``: 3.0 σ_CC,
+#: σ_CC = 3.4 Å), Å: atoms farther apart (periodic images across a vacuum gap) never interact.
+AIREBO_LJ_CUTOFF_A = 3.0 * 3.4
 
 
 @dataclasses.dataclass

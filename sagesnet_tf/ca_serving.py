@@ -46,7 +46,7 @@ OUTPUT_FILES = ("frames.npy", "frames.txt", "manifest.json")
 def is_ca_run(path) -> bool:
     """True for a training run directory of the cellular-automaton trainer (a config.yaml that is
     not a ``kind: md`` config)."""
-    from sagesnet_tf.training.md_stages import is_md_config
+    from sagesnet_tf.training.config import is_md_config
 
     config = Path(path) / "config.yaml"
     return Path(path).is_dir() and config.is_file() and not is_md_config(str(config))

@@ -15,13 +15,12 @@ import re
 import numpy as np
 from scipy.spatial import cKDTree
 
-from sagesnet_tf.atoms import Atoms
+from sagesnet_tf.analysis.stress_strain import SHEET_THICKNESS_A
+from sagesnet_tf.atoms import AIREBO_LJ_CUTOFF_A, Atoms
 from sagesnet_tf.errors import SagesnetError
 
 #: Carbon–carbon bond length of graphene used by default (Å), as in the kirigami benchmark.
 A_CC = 1.397
-#: Nominal thickness of a graphene sheet (Å) for stress per cross-section.
-SHEET_THICKNESS_A = 3.35
 #: Two carbons of a sheet closer than ``BOND_FACTOR · a_cc`` are bonded (second neighbours are at √3·a_cc).
 BOND_FACTOR = 1.2
 
@@ -184,8 +183,6 @@ def ribbon(nx: int, ny: int, orientation: str = "armchair", a_cc: float = A_CC,
     if not vacuum_y > 0:
         raise SagesnetError(f"a ribbon needs vacuum along y (got vacuum_y={vacuum_y}); give a positive value in Å")
     _check_lengths(a_cc, vacuum_y=vacuum_y)
-    from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A  # here: md imports this module
-
     if periodic_y and vacuum_y < AIREBO_LJ_CUTOFF_A:
         raise SagesnetError(f"ribbons repeated along y need at least {AIREBO_LJ_CUTOFF_A:.1f} Å of vacuum between them "
                             f"(the AIREBO cutoff; got vacuum_y={vacuum_y}); raise --vacuum-y")

@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from sagesnet_tf import structures  # noqa: E402
 from sagesnet_tf.cli.main import main  # noqa: E402
 from sagesnet_tf.io import write_structure  # noqa: E402
-from sagesnet_tf.training import md_stages  # noqa: E402
+from sagesnet_tf.training import md_config  # noqa: E402
 from sagesnet_tf.training.config import (CheckpointConfig, DataConfig, StageConfig, TrainConfig,  # noqa: E402
                                          ValidationConfig)
 
@@ -535,11 +535,11 @@ def _config_cases() -> list:
     for label, base, top, subs in (
             ("ca", ca_base, TrainConfig, {"data": DataConfig, "checkpoint": CheckpointConfig,
                                           "validation": ValidationConfig, "stages[0]": StageConfig}),
-            ("md", md_base, md_stages.MDTrainConfig, {"data": md_stages.MDDataConfig,
+            ("md", md_base, md_config.MDTrainConfig, {"data": md_config.MDDataConfig,
                                                       "checkpoint": CheckpointConfig,
                                                       "validation": ValidationConfig,
-                                                      "evaluation": md_stages.MDEvaluationConfig,
-                                                      "stages[0]": md_stages.MDStageConfig})):
+                                                      "evaluation": md_config.MDEvaluationConfig,
+                                                      "stages[0]": md_config.MDStageConfig})):
         def put(key_path: tuple, key: str, value, base=base):
             data = json.loads(json.dumps(base))
             if not key_path:

@@ -14,8 +14,8 @@ from sagesnet_tf import cellular_automata as ca
 from sagesnet_tf.cli.main import main
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.pipelines.writer import write_ca_dataset
-from sagesnet_tf.training import md_stages
-from sagesnet_tf.training.config import from_dict, schema_text
+from sagesnet_tf.training.config import from_dict, is_md_config, load_config, schema_text
+from sagesnet_tf.training.md_config import MDTrainConfig, md_config_from_dict
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -33,6 +33,31 @@ def test_config_errors_are_one_line():
     assert "time_reversal" in schema_text() and "coarse_joint" in schema_text()  # the MD trainer too
 
 
+def test_load_config_dispatches_on_kind_and_names_repeats_alike(tmp_path):
+    # one loader for both trainers; a repeated stage without a name is numbered by its kind's count
+    # in both schemas (kind, kind2, ...), a stage named in the file counting too
+    stages = [{"kind": "predictor"}, {"kind": "unrolled"}, {"kind": "unrolled", "name": "clean"}, {"kind": "unrolled"}]
+    (tmp_path / "ca.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump({"kind": "md", "stages": stages}))
+    ca_cfg, md_cfg = load_config(tmp_path / "ca.yaml"), load_config(tmp_path / "md.yaml")
+    assert not isinstance(ca_cfg, MDTrainConfig) and isinstance(md_cfg, MDTrainConfig)
+    assert [s.name for s in ca_cfg.stages] == [s.name for s in md_cfg.stages] == [
+        "predictor", "unrolled", "clean", "unrolled3"]
+
+
+@pytest.mark.parametrize("strategy", ["mirrored", "multiworker"])
+def test_md_config_refuses_a_distribution_strategy(tmp_path, capsys, strategy):
+    # the MD trainer runs on one device: --strategy is refused in one line before --data or --out is touched
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump({"kind": "md", "stages": [{"kind": "predictor"}]}))
+    run = tmp_path / "run"
+    code = main(["train", "--config", str(tmp_path / "md.yaml"), "--data", str(tmp_path / "no_data"),
+                 "--out", str(run), "--strategy", strategy, "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"Error: --strategy {strategy} trains cellular-automaton configs only") and "kind: md" in err
+    assert not run.exists()
+
+
 def _shipped_config(name):
     with open(os.path.join(CONFIGS_DIR, name), encoding="utf-8") as fh:
         return yaml.safe_load(fh)
@@ -44,7 +69,7 @@ def test_shipped_configs_are_valid(name):
     # configs/NAME.yaml (docs/TRAINING.md), which CI has not trained: its model section is taken from
     # that config (and so on up the chain) instead of the run's model_info.json.
     data = _shipped_config(name)
-    if not md_stages.is_md_config(os.path.join(CONFIGS_DIR, name)):
+    if not is_md_config(os.path.join(CONFIGS_DIR, name)):
         assert from_dict(data).total_steps > 0
         return
     model, parent = dict(data.get("model") or {}), data.pop("init_from", "")
@@ -52,7 +77,7 @@ def test_shipped_configs_are_valid(name):
         assert parent.startswith("runs/"), f"{name}: init_from {parent!r} is not a run of a shipped config"
         above = _shipped_config(parent[len("runs/"):] + ".yaml")
         model, parent = {**(above.get("model") or {}), **model}, above.get("init_from", "")
-    cfg = md_stages.md_config_from_dict({**data, "model": model})
+    cfg = md_config_from_dict({**data, "model": model})
     assert cfg.stages and cfg.model_config
     assert set(cfg.data.dataset_weights) <= set(cfg.data.datasets)
 

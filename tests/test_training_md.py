@@ -11,7 +11,7 @@ from sagesnet_tf.md.protocols import Tension, make_protocol
 from sagesnet_tf.md.run import run_md
 from sagesnet_tf.pipelines.writer import write_dataset
 from sagesnet_tf.structures import graphene_sheet
-from sagesnet_tf.training import md_stages
+from sagesnet_tf.training import md_config, md_stages
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def _config(**extra):
         "checkpoint": {"every_steps": 100, "keep": 1}, "validation": {"every_steps": 100, "batches": 2},
         "evaluation": {"onestep_frames": 4, "rollout_steps": 5}}
     data.update(extra)
-    return md_stages.md_config_from_dict(data)
+    return md_config.md_config_from_dict(data)
 
 
 def test_md_training_runs_stages_in_order_and_reduces_loss(md_data, tmp_path):
@@ -295,7 +295,7 @@ def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tm
 
 def test_bad_md_config_is_one_line_error():
     with pytest.raises(SagesnetError, match="stage kind|allowed"):
-        md_stages.md_config_from_dict({"kind": "md", "stages": [{"kind": "bogus"}]})
+        md_config.md_config_from_dict({"kind": "md", "stages": [{"kind": "bogus"}]})
 
 
 def test_time_reversed_window_is_the_same_frames_backwards_with_negated_velocities(md_data):
@@ -329,7 +329,7 @@ def _coarse_config(**extra):
         "checkpoint": {"every_steps": 100, "keep": 1}, "validation": {"every_steps": 100, "batches": 2},
         "evaluation": {"onestep_frames": 4, "rollout_steps": 3}}
     data.update(extra)
-    return md_stages.md_config_from_dict(data)
+    return md_config.md_config_from_dict(data)
 
 
 def test_coarse_stages_train_level_0_and_init_from_keeps_the_fine_model(md_data, tmp_path):

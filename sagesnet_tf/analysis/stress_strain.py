@@ -37,8 +37,8 @@ import numpy as np
 
 from sagesnet_tf.atoms import Atoms
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.structures import SHEET_THICKNESS_A
-
+#: Nominal thickness of a graphene sheet (Å): t of the stress convention (force per cross-section W·t).
+SHEET_THICKNESS_A = 3.35
 BAR_TO_GPA = 1e-4
 #: Strain range (0 … this) of the linear fit for Young's modulus.
 YOUNG_FIT_MAX_STRAIN = 0.02

@@ -4,15 +4,17 @@
   chosen by file extension (see :mod:`sagesnet_tf.io.structure_files`).
 - :func:`read_extxyz_frames` / :func:`iter_extxyz_frames` / :func:`write_extxyz_frames`:
   multi-frame extended XYZ (see :mod:`sagesnet_tf.io.extxyz`).
-- :func:`atomic_output`: how every writer here makes its file appear whole or not at all.
+- :func:`atomic_output`: how every writer here makes its file appear whole or not at all;
+  :func:`write_json`: a JSON file written through it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 @contextlib.contextmanager
@@ -39,10 +41,17 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def write_json(path: str | os.PathLike, value: dict[str, Any]) -> None:
+    """Write ``value`` as indented JSON (numpy values converted, anything else as ``str``) atomically."""
+    with atomic_output(path) as handle:
+        json.dump(value, handle, indent=2, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+        handle.write("\n")
+
+
 from sagesnet_tf.io.extxyz import iter_extxyz_frames, read_extxyz_frames, write_extxyz_frames  # noqa: E402
 from sagesnet_tf.io.structure_files import FORMATS, detect_format, read_structure, write_structure  # noqa: E402
 
 __all__ = [
     "FORMATS", "atomic_output", "detect_format", "iter_extxyz_frames", "read_extxyz_frames",
-    "read_structure", "write_extxyz_frames", "write_structure",
+    "read_structure", "write_extxyz_frames", "write_json", "write_structure",
 ]

@@ -29,9 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
-from sagesnet_tf.atoms import Atoms
+from sagesnet_tf.atoms import AIREBO_LJ_CUTOFF_A, Atoms
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A
 
 #: A periodic axis whose vacuum gap is at least this (Å) is open for the model: the AIREBO LJ
 #: cutoff, the longest reach of the MD the models learn from, so images that far apart never

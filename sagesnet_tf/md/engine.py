@@ -29,12 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from sagesnet_tf.atoms import ELEMENTS, MASSES, Atoms
+from sagesnet_tf.atoms import AIREBO_LJ_CUTOFF_A, ELEMENTS, MASSES, Atoms
 from sagesnet_tf.errors import SagesnetError
 
-#: Cutoff of the AIREBO Lennard-Jones term for ``airebo 3.0`` (3.0 σ_CC, σ_CC = 3.4 Å), Å.
-AIREBO_LJ_CUTOFF_A = 3.0 * 3.4
-#: The AIREBO potential command (LJ cutoff factor 3.0, LJ and torsion terms on).
+#: The AIREBO potential command (LJ cutoff factor 3.0 of atoms.AIREBO_LJ_CUTOFF_A, LJ and torsion terms on).
 PAIR_STYLE_ARGS = "3.0 1 1"
 
 

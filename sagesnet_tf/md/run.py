@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
-import json
 import os
 import time
 from typing import Any
@@ -25,7 +24,7 @@ from sagesnet_tf.analysis.stress_strain import (
     StressStrainSummary, axis_index, nominal_thickness, nominal_width, sheet_stress_from_pressure, summarize)
 from sagesnet_tf.atoms import Atoms
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.io import atomic_output
+from sagesnet_tf.io import atomic_output, write_json
 from sagesnet_tf.io.extxyz import write_extxyz_frames
 from sagesnet_tf.md.engine import PAIR_STYLE_ARGS, LammpsEngine
 from sagesnet_tf.md.protocols import EarlyStop, Phase, Protocol, Tension
@@ -258,13 +257,6 @@ def write_csv(path: str, columns: dict[str, np.ndarray]) -> None:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(names)
         writer.writerows(rows)
-
-
-def write_json(path: str, value: dict[str, Any]) -> None:
-    """Write ``value`` as indented JSON (numpy values converted) atomically."""
-    with atomic_output(path) as handle:
-        json.dump(value, handle, indent=2, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
-        handle.write("\n")
 
 
 def write_md_outputs(result: MDResult, out_dir: str, extra_files: tuple[str, ...] = ()) -> list[str]:

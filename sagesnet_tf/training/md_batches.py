@@ -41,6 +41,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from sagesnet_tf.analysis.structure_metrics import minimum_image
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import gather_atom_features, pad_open_axes, voxelize
@@ -58,12 +59,6 @@ def normalise_env(env, env_fields) -> np.ndarray:
     """(..., E) raw environment (units in the field names) -> (..., E) float32 model input."""
     scales = np.array([ENV_SCALES.get(f, 1.0) for f in env_fields], dtype=np.float32)
     return (np.asarray(env, dtype=np.float32) / scales).astype(np.float32)
-
-
-def minimum_image(delta: np.ndarray, box: np.ndarray, pbc: np.ndarray) -> np.ndarray:
-    """(..., 3) displacement Å -> its minimum image in an orthorhombic box (3,) Å, periodic axes only."""
-    wrapped = delta - box * np.round(delta / box)
-    return np.where(pbc, wrapped, delta)
 
 
 def dataset_dirs(data_dir: str, names: list[str] | None = None) -> list[str]:

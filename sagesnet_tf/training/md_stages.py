@@ -1,5 +1,5 @@
-"""MD training of the atom model (:class:`~sagesnet_tf.model.SagesnetModel`): config, stages,
-the staged loop, and the held-out evaluation.
+"""MD training of the atom model (:class:`~sagesnet_tf.model.SagesnetModel`): data, stages, the
+staged loop, and the held-out evaluation.
 
 Shapes: B batch, L window frames, N atoms, X/Y/Z cells, S slots, D latent width. Units: LAMMPS
 ``metal`` (Å, ps, Å/ps, eV, bar). Losses are per example (B,) and unitless: each error is divided
@@ -69,17 +69,7 @@ Stages (``kind``), run in file order:
   its coarse cell (the latent MSE of refine(coarsen(W)) against W over the cell's k blocks × T
   frames, in units of the window's latent variance), everything else frozen.
 
-Config file (``sagesnet-tf train --config FILE``; the top-level ``kind: md`` selects this trainer)::
-
-    kind: md
-    name: graphene
-    seed: 0
-    model: {...keys of SagesnetConfig...}
-    data: {datasets: [nvt_4.2, ...], batch_size: 4, validation_dataset: nvt_300, validation_from: 0.5}
-    stages: [{kind: autoencoder, steps: 200, learning_rate: 3e-3, final_learning_rate: 1e-3}, ...]
-    checkpoint: {every_steps: 100, keep: 2}
-    validation: {every_steps: 100, batches: 4}
-    evaluation: {onestep_frames: 64, rollout_steps: 200, bond_cutoff: 1.9}
+The config (``kind: md``) is :class:`~sagesnet_tf.training.md_config.MDTrainConfig`.
 
 Run directory: ``config.yaml``, ``checkpoints/``, ``metrics.json`` + ``loss_curves.png`` (E's
 :class:`~sagesnet_tf.training.reports.MetricsLog`), ``model.keras`` (trained model),
@@ -90,7 +80,6 @@ statistics), ``evaluation.json`` + ``rollout.png`` (held-out figures, see :func:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -102,164 +91,23 @@ import yaml
 from tqdm import tqdm
 
 from sagesnet_tf.analysis.plots import save_figure
+from sagesnet_tf.analysis.structure_metrics import bonded_fraction, bonds
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import affine_remap, max_voxel_occupancy, periodic_cells, split_slot_features
-from sagesnet_tf.io import atomic_output
-from sagesnet_tf.md.run import write_json
-from sagesnet_tf.model import SagesnetConfig, SagesnetModel
+from sagesnet_tf.io import atomic_output, write_json
+from sagesnet_tf.model import SagesnetModel
 from sagesnet_tf.pipelines import reader
 from sagesnet_tf.training import md_batches
 from sagesnet_tf.training.checkpoints import Checkpointer, RunState
-from sagesnet_tf.training.config import CheckpointConfig, ValidationConfig, _build, _field, read_config_file
 from sagesnet_tf.training.losses import mean_squared
+from sagesnet_tf.training.md_config import (LEAST_SQUARES_KINDS, MD_COARSE_KINDS, MDEvaluationConfig, MDStageConfig,
+                                            MDTrainConfig)
 from sagesnet_tf.training.reports import MetricsLog
 from sagesnet_tf.thermo import MVV2E, berendsen_rescale, temperature_k
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-#: Stage kinds of the MD trainer, in their usual order.
-MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "heads", "pair_stress_fit", "predictor", "pair_force_fit",
-                                   "unrolled", "coarsener_autoencoder", "coarse_joint", "uncertainty",
-                                   "coarse_uncertainty")
-#: Stages that set a pair term's weights by linear least squares, and the model attribute of that term.
-LEAST_SQUARES_KINDS: dict[str, str] = {"pair_stress_fit": "pair_stress", "pair_force_fit": "pair_forces"}
-#: Stages that train coarse level 0 (the model needs ``coarse_levels``).
-MD_COARSE_KINDS: tuple[str, ...] = ("coarsener_autoencoder", "coarse_joint", "coarse_uncertainty")
-
-
-@dataclasses.dataclass
-class MDDataConfig:
-    """Which datasets under ``--data`` are used and how validation is held out."""
-
-    datasets: list = _field([], "dataset subdirectories of --data to train on (default: all with metadata.json)")
-    batch_size: int = _field(4, "windows per batch", min=1)
-    validation_dataset: str = _field("", "dataset whose frames from validation_from on are held out (default: the last)")
-    validation_from: float = _field(0.5, "fraction of the validation dataset's frames used for training", min=0.0, max=0.95)
-    time_reversal: bool = _field(False, "draw each training window time-reversed with probability 1/2 (velocities negated; "
-                                        "removes learnable friction, see md_batches)")
-    random_shift: bool = _field(False, "translate each training window by a random fraction of its box along the periodic "
-                                       "axes (a symmetry of periodic MD: the lattice at every offset to the voxel grid)")
-    random_mirror: bool = _field(False, "reflect each training window through the mid-plane of its open axis with "
-                                        "probability 1/2 (a symmetry of a free sheet, seen both ways up)")
-    dataset_weights: dict = _field({}, "dataset name -> how much more often each of its windows is drawn than one of "
-                                       "another dataset's (default 1), e.g. to oversample a few large runs")
-
-
-@dataclasses.dataclass
-class MDStageConfig:
-    """One MD stage."""
-
-    kind: str = _field("predictor", "stage kind: " + ", ".join(MD_STAGE_KINDS), choices=MD_STAGE_KINDS)
-    name: str = _field("", "label in logs and metrics (default: kind)")
-    steps: int = _field(200, "optimizer steps", min=1)
-    learning_rate: float = _field(3e-3, "Adam learning rate at the start", min=0.0, exclusive_min=True)
-    final_learning_rate: float = _field(1e-3, "learning rate at the end (exponential decay)", min=0.0, exclusive_min=True)
-    unroll: int = _field(1, "unrolled: model steps per example; coarse_joint: coarse steps per example", min=1)
-    oversample: float = _field(0.0, "coarse stages: fraction of each batch redrawn from the training windows with the "
-                                    "highest recent loss (same structure group)", min=0.0, max=0.9)
-    input_noise: float = _field(0.0, "unrolled stage: input noise std in units of σ_d (positions) and σ_v (velocities)", min=0.0)
-
-
-@dataclasses.dataclass
-class MDEvaluationConfig:
-    """Held-out evaluation after training."""
-
-    onestep_frames: int = _field(64, "held-out frames scored for one-step RMSE", min=1)
-    rollout_steps: int = _field(200, "model steps of the held-out rollout", min=1)
-    bond_cutoff: float = _field(1.9, "C–C distance (Å) below which an initial bond counts as kept", min=0.0, exclusive_min=True)
-    thermostat_ps: float = _field(0.1, "time constant (ps) of a second, thermostatted rollout (Berendsen towards the "
-                                       "target, as `simulate --thermostat-ps`); 0: free rollout only", min=0.0)
-
-
-@dataclasses.dataclass
-class MDTrainConfig:
-    """A whole MD training run."""
-
-    kind: str = _field("md", "trainer: 'md' (atom model on MD data)", choices=("md",))
-    name: str = _field("md", "run name")
-    seed: int = _field(0, "seed of init, data order and noise", min=0)
-    log_every: int = _field(20, "log training metrics every N steps", min=1)
-    init_from: str = _field("", "run directory whose model.keras initialises every variable of the same name and "
-                                "shape (e.g. a trained fine model before adding a coarse level); empty: random init")
-    model: dict = dataclasses.field(default_factory=dict, metadata={
-        "help": "keys of SagesnetConfig (with init_from: that run's model, these keys changed)", "model": True})
-    data: MDDataConfig = dataclasses.field(default_factory=MDDataConfig, metadata={"help": "data"})
-    stages: list = dataclasses.field(default_factory=list, metadata={"help": "stages", "item": MDStageConfig})
-    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig, metadata={"help": "checkpoints"})
-    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig, metadata={"help": "validation"})
-    evaluation: MDEvaluationConfig = dataclasses.field(default_factory=MDEvaluationConfig, metadata={"help": "evaluation"})
-
-    @property
-    def model_config(self) -> SagesnetConfig:
-        return SagesnetConfig.from_dict(self.model)
-
-    @property
-    def window_length(self) -> int:
-        """Frames per window: the current frame plus the longest unroll (T·(1 + unroll) for coarse
-        stages: the first window of T frames plus ``unroll`` coarse steps)."""
-        levels = self.model_config.coarse_levels
-        return 1 + max(s.unroll if s.kind == "unrolled" else
-                       levels[0]["steps"] * (1 + (s.unroll if s.kind == "coarse_joint" else 1))
-                       if s.kind in MD_COARSE_KINDS else 1 for s in self.stages)
-
-
-def is_md_config(path: str) -> bool:
-    """True when the config file at ``path`` selects this trainer (top-level ``kind: md``)."""
-    try:
-        return read_config_file(path).get("kind") == "md"
-    except SagesnetError:
-        return False  # the regular loader reports the problem
-
-
-def md_config_from_dict(data: dict) -> MDTrainConfig:
-    """Validate a mapping into :class:`MDTrainConfig` (one-line SagesnetError on bad input)."""
-    cfg = _build(MDTrainConfig, data, "")
-    if cfg.init_from:
-        cfg.model = {**_run_model_config(cfg.init_from), **cfg.model}
-    try:
-        cfg.model_config
-    except TypeError as exc:
-        raise SagesnetError(f"config section 'model' has a bad value ({exc}); use keys of SagesnetConfig") from None
-    if not cfg.stages:
-        raise SagesnetError("config has no 'stages'; add e.g. stages: [{kind: predictor, steps: 200}]")
-    names = []
-    for s in cfg.stages:
-        s.name = s.name or (s.kind if s.kind not in [t.kind for t in cfg.stages[:len(names)]] else f"{s.kind}{len(names)}")
-        names.append(s.name)
-        if s.final_learning_rate > s.learning_rate:
-            raise SagesnetError(f"stage '{s.name}': final_learning_rate exceeds learning_rate; lower it")
-    if len(set(names)) != len(names):
-        raise SagesnetError(f"stage names must be unique, got {names}; rename the repeated stage")
-    kinds = [s.kind for s in cfg.stages]
-    if set(kinds) & set(MD_COARSE_KINDS) and not cfg.model_config.coarse_levels:
-        raise SagesnetError("coarse stages need a coarse level; add model.coarse_levels: [{factor: [2, 2, 1], steps: 2}]")
-    bad = [s.name for s in cfg.stages if s.oversample > 0 and s.kind not in ("coarsener_autoencoder", "coarse_joint")]
-    if bad:
-        raise SagesnetError(f"stage '{bad[0]}': oversample applies to coarsener_autoencoder and coarse_joint only; remove it")
-    if "pair_stress_fit" in kinds and not cfg.model_config.pair_stress:
-        raise SagesnetError("stage 'pair_stress_fit' fits the pair stress; set model.pair_stress: true (needs pair_cutoff)")
-    if "pair_force_fit" in kinds and not cfg.model_config.pair_cutoff > 0:
-        raise SagesnetError("stage 'pair_force_fit' fits the pair forces; set model.pair_cutoff (Å, e.g. 2.7)")
-    if "uncertainty" in kinds and "predictor" not in kinds[:kinds.index("uncertainty")]:
-        raise SagesnetError("stage 'uncertainty' needs a 'predictor' stage before it; add one")
-    return cfg
-
-
-def _run_model_config(run_dir: str) -> dict:
-    """The model config of a finished training run (``RUN/model_info.json``)."""
-    path = os.path.join(run_dir, "model_info.json")
-    if not os.path.isfile(path):
-        raise SagesnetError(f"init_from: {path} does not exist; point init_from at a finished training run directory")
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)["model_config"]
-
-
-def load_md_config(path: str) -> MDTrainConfig:
-    """Read and validate a YAML/JSON MD run config."""
-    return md_config_from_dict(read_config_file(path))
-
 
 # ------------------------------------------------------------------------------------- data
 @dataclasses.dataclass
@@ -915,7 +763,7 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     box, pbc = w["box"][0].astype(np.float64), held_out.pbc
     carbon = np.flatnonzero(w["species"] == list(model.config.elements).index("C"))
     p0 = w["positions"][0].astype(np.float64)
-    pairs = _bonds(p0[carbon], box, pbc, ecfg.bond_cutoff)
+    pairs = bonds(p0[carbon], box, pbc, ecfg.bond_cutoff)
     single = MDStageRunner(model, runner.data, None)  # one structure: no open-axis padding
     roll = tf.function(lambda p, v, s, b, e: single.one_step(p, v, s, b, e)[0], reduce_retracing=True)
     start = {"positions": w["positions"][:1], "velocities": w["velocities"][:1], "species": w["species"][None],
@@ -939,7 +787,7 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
                 v = berendsen_rescale(v, masses, target_T, delta, thermostat_ps)
             completed += 1
             temps.append(temperature_k(v[0], masses))
-            bonded.append(_bond_fraction(p[0].astype(np.float64)[carbon], pairs, box, pbc, ecfg.bond_cutoff))
+            bonded.append(bonded_fraction(p[0].astype(np.float64)[carbon], pairs, box, pbc, ecfg.bond_cutoff))
         tail = temps[len(temps) // 2:]
         return {
             "steps_requested": ecfg.rollout_steps, "steps_completed": completed, "failure": failure,
@@ -978,22 +826,6 @@ def _coarse_step_figures(runner: MDStageRunner, held_out: md_batches.MDWindows, 
     steps = runner.model.config.coarse_levels[0]["steps"]
     return {"span_ps": steps * runner.model.config.delta_ps, "model_rmse_A": float(np.sqrt(np.mean(model_sq))),
             "const_velocity_rmse_A": float(np.sqrt(np.mean(base_sq))), "frames": int(len(idx))}
-
-
-def _bonds(carbon_pos: np.ndarray, box, pbc, cutoff: float) -> np.ndarray:
-    """(M, 2) index pairs of atoms closer than ``cutoff`` Å (minimum image)."""
-    d = md_batches.minimum_image(carbon_pos[:, None] - carbon_pos[None], box, pbc)
-    dist = np.linalg.norm(d, axis=-1)
-    i, j = np.nonzero(np.triu(dist < cutoff, k=1))
-    return np.stack([i, j], 1)
-
-
-def _bond_fraction(carbon_pos: np.ndarray, pairs: np.ndarray, box, pbc, cutoff: float) -> float:
-    """Fraction of ``pairs`` still closer than ``cutoff`` Å."""
-    if len(pairs) == 0:
-        return 1.0
-    d = md_batches.minimum_image(carbon_pos[pairs[:, 0]] - carbon_pos[pairs[:, 1]], box, pbc)
-    return float(np.mean(np.linalg.norm(d, axis=-1) < cutoff))
 
 
 def _plot_rollout(path: str, curves: dict, md_T, target_T, delta) -> None:
