@@ -45,7 +45,6 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -57,7 +56,7 @@ from sagesnet_tf.analysis.stress_strain import axis_index, nominal_thickness, no
 from sagesnet_tf.atoms import MIN_SEPARATION_A, Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
-from sagesnet_tf.io.extxyz import PER_ATOM_KEY, VELOCITY_SOURCE_KEY, format_frame
+from sagesnet_tf.io.extxyz import PER_ATOM_KEY, VELOCITY_SOURCE_KEY, write_extxyz_frames
 from sagesnet_tf.io.model_frame import ModelFrame, to_model_frame
 from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LIMIT_WHY
 from sagesnet_tf.md.protocols import EarlyStop
@@ -206,18 +205,6 @@ def _csv_value(text: str) -> int | float | str:
         except ValueError:
             pass
     return text
-
-
-def _append_atomically(path: Path, text: str) -> None:
-    """Add ``text`` to the end of ``path`` (created if missing) so that the file on disk is at every
-    moment either the old content or the new one, never a part of it (``kill -9`` included): a copy
-    of the file with ``text`` after it replaces it (:func:`~sagesnet_tf.io.atomic_output`). Costs a
-    copy of the file (:data:`SAVE_OVERHEAD` bounds it)."""
-    with atomic_output(path, "wb") as handle:
-        if path.exists():
-            with open(path, "rb") as old:
-                shutil.copyfileobj(old, handle)
-        handle.write(text.encode("utf-8"))
 
 
 def _run_options(arguments: dict, structure: Atoms, model_dir: Path) -> dict:
@@ -425,7 +412,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     coarse_fn = loaded.signatures["simulate_coarse"] if scale else None
 
     rows, traj = [], out / "trajectory.extxyz"
-    pending = []  # extxyz text of the frames recorded since the last save
+    pending = []  # (frame, per-atom uncertainty) recorded since the last save
     manifest = {"model": str(model_dir), "model_metadata": {k: meta[k] for k in ("schema_version", "delta_ps", "h", "slots", "elements")},
                 "n_atoms": len(structure), "steps_asked": steps, "time_ps_asked": time_ps, "max_strain": max_strain,
                 "strain_rate_per_ps": strain_rate, "axis": axis, "temperature_K": temperature_K, "every": every,
@@ -443,7 +430,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                                               strain, *[float(x) for x in gpa], len(p), float(np.mean(unc)),
                                               scale, ensemble])))
         frame = _frame(placed, p, v, box, step, step * delta, strain)
-        pending.append(format_frame(frame, {"uncertainty": np.asarray(unc, np.float64)}))
+        pending.append((frame, np.asarray(unc, np.float64)))
         return frame, t
 
     def save(state: tuple | None) -> None:
@@ -454,7 +441,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         nonlocal saved_at, save_cost, plotted_at
         began = time.time()
         if pending:
-            _append_atomically(traj, "".join(pending))
+            write_extxyz_frames(traj, [f for f, _ in pending], {"uncertainty": [u for _, u in pending]},
+                                append=True)
             pending.clear()
         _write_thermo(out / "thermo.csv", rows)
         if state is not None:

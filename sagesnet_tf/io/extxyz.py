@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -79,8 +80,9 @@ def write_extxyz_frames(path: str | os.PathLike, frames: Sequence[Atoms],
             (e.g. ``{"uncertainty": [...]}``). Columns in a frame's ``info["per_atom"]`` are
             written too; ``per_atom_extra`` wins on a clash.
         append: add the frames to the end of an existing file (created if missing) instead of
-            replacing it. The new frames go out in one write; if it fails the file is truncated
-            back to its old length, so readers never see part of a frame from a failed call.
+            replacing it. A copy of the file with the new frames after it replaces the file in one
+            step, so on disk it is at every moment the old content or the new one, never part of a
+            frame (a ``kill -9`` included); this costs a copy of the file.
     """
     frames = list(frames)
     extra = per_atom_extra or {}
@@ -91,20 +93,11 @@ def write_extxyz_frames(path: str | os.PathLike, frames: Sequence[Atoms],
     text = "".join(format_frame(atoms, {**atoms.info.get(PER_ATOM_KEY, {}),
                                         **{name: values[t] for name, values in extra.items()}})
                    for t, atoms in enumerate(frames))
-    if not append or not os.path.exists(path):
-        with atomic_output(path) as handle:
-            handle.write(text)
-        return
-    with open(path, "r+", encoding="utf-8") as handle:
-        handle.seek(0, os.SEEK_END)
-        old_size = handle.tell()
-        try:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        except BaseException:
-            handle.truncate(old_size)
-            raise
+    with atomic_output(path, "wb") as handle:
+        if append and os.path.exists(path):
+            with open(path, "rb") as old:
+                shutil.copyfileobj(old, handle)
+        handle.write(text.encode("utf-8"))
 
 
 def format_frame(atoms: Atoms, per_atom: dict[str, np.ndarray] | None = None) -> str:
