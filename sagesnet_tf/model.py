@@ -49,7 +49,7 @@ from sagesnet_tf.grid import VELOCITY_SCALE, VoxelGrid, gather_atom_features, sl
 from sagesnet_tf.layers import (
     MLP, AtomDecoder, BOUNDARY_MODES, CellDecoder, CellEncoder, CellHeads, Coarsener,
     EnvironmentConv, PairForces, PairStress, Refiner, ScatterPredictor, UncertaintyHead, VirtualCells)
-from sagesnet_tf.trajectory import ENV_FIELDS
+from sagesnet_tf.trajectory import ENV_FIELDS, ENV_SCALES
 
 
 def _triple(value, name: str, kind=int) -> tuple:
@@ -141,7 +141,11 @@ class SagesnetConfig(_ConfigBase):
             learned bond tensions over the pairs closer than ``pair_cutoff``
             (:class:`~sagesnet_tf.layers.PairStress`; needs ``pair_cutoff`` > 0), instead of
             from the latent's stress head alone.
-        env_fields: names of the blanket vector's entries (E = len), normalised by the caller.
+        env_fields: names of the blanket vector's entries (E = len).
+        env_scales: (E,) the scale of each field in its units: the model reads value / scale
+            (:meth:`~sagesnet_tf.simulator.LearnedSimulator.normalise_env`); empty: the defaults of
+            :data:`~sagesnet_tf.trajectory.ENV_SCALES` by field name (1 for others). Saved with the
+            model, so a ``.keras`` file carries its own normalisation.
         cell_channels: C, per-cell input channels (forces, clamp flags); 0 for none.
         coarse_levels: list of {"factor": (kx, ky, kz), "steps": T}, finest first.
         delta_steps: MD steps per model step Δ.
@@ -167,6 +171,7 @@ class SagesnetConfig(_ConfigBase):
     pair_bond_neighbours: int = 0
     pair_stress: bool = False
     env_fields: tuple = ENV_FIELDS
+    env_scales: tuple = ()
     cell_channels: int = 0
     coarse_levels: tuple = ({"factor": (2, 2, 1), "steps": 2},)
     delta_steps: int = 10
@@ -177,6 +182,11 @@ class SagesnetConfig(_ConfigBase):
     def __post_init__(self) -> None:
         self.elements = tuple(str(e) for e in self.elements)
         self.env_fields = tuple(str(e) for e in self.env_fields)
+        self.env_scales = tuple(float(s) for s in self.env_scales) or tuple(
+            ENV_SCALES.get(f, 1.0) for f in self.env_fields)
+        if len(self.env_scales) != len(self.env_fields) or not all(s > 0 for s in self.env_scales):
+            raise SagesnetError(f"model config: env_scales must give one positive scale per env field "
+                                f"({', '.join(self.env_fields)}), got {list(self.env_scales)}")
         self.gather_radius = _triple(self.gather_radius, "gather_radius")
         self._check_common()
         if self.h <= 0 or self.slots < 1:

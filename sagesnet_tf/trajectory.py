@@ -32,6 +32,11 @@ from sagesnet_tf.atoms import Atoms
 
 #: Environment fields recorded with every frame, in this order (the "blanket vector").
 ENV_FIELDS: tuple[str, ...] = ("temperature_K", "pressure_bar", "strain_rate_per_ps", "strain")
+#: Default scale of each environment field, in its units: a model reads value / scale (the
+#: ``env_scales`` of :class:`~sagesnet_tf.model.SagesnetConfig`, saved with the model); fields not
+#: listed have scale 1.
+ENV_SCALES: dict[str, float] = {"temperature_K": 1000.0, "pressure_bar": 1.0e4,
+                                "strain_rate_per_ps": 0.01, "strain": 0.1}
 
 
 @dataclasses.dataclass

@@ -47,12 +47,8 @@ from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import gather_atom_features, pad_open_axes, voxelize
 from sagesnet_tf.thermo import MVV2E
 from sagesnet_tf.pipelines import reader
-from sagesnet_tf.trajectory import Trajectory
+from sagesnet_tf.trajectory import ENV_SCALES, Trajectory
 
-#: Fixed scale of each environment field: the model sees value / scale (E,) (a constant, not a
-#: dataset statistic, so that exported models and every dataset agree).
-ENV_SCALES: dict[str, float] = {"temperature_K": 1000.0, "pressure_bar": 1.0e4,
-                                "strain_rate_per_ps": 0.01, "strain": 0.1}
 
 
 def normalise_env(env, env_fields) -> np.ndarray:
