@@ -1,5 +1,5 @@
-"""MD training of the atom model (:class:`~sagesnet_tf.model.SagesnetModel`): data, stages, the
-staged loop, and the held-out evaluation.
+"""MD training of the atom model (:class:`~sagesnet_tf.model.SagesnetModel`): data, stages and the
+staged loop; the held-out evaluation is :mod:`~sagesnet_tf.training.md_evaluation`.
 
 Shapes: B batch, L window frames, N atoms, X/Y/Z cells, S slots, D latent width. Units: LAMMPS
 ``metal`` (Å, ps, Å/ps, eV, bar). Losses are per example (B,) and unitless: each error is divided
@@ -74,7 +74,8 @@ The config (``kind: md``) is :class:`~sagesnet_tf.training.md_config.MDTrainConf
 Run directory: ``config.yaml``, ``checkpoints/``, ``metrics.json`` + ``loss_curves.png`` (E's
 :class:`~sagesnet_tf.training.reports.MetricsLog`), ``model.keras`` (trained model),
 ``model_info.json`` (what an exporter needs: model config, env fields and scales, Δ, pbc,
-statistics), ``evaluation.json`` + ``rollout.png`` (held-out figures, see :func:`evaluate`).
+statistics), ``evaluation.json`` + ``rollout.png`` (held-out figures, see
+:func:`~sagesnet_tf.training.md_evaluation.evaluate`).
 """
 
 from __future__ import annotations
@@ -84,14 +85,11 @@ import os
 import time
 
 import keras
-import matplotlib
 import numpy as np
 import tensorflow as tf
 import yaml
 from tqdm import tqdm
 
-from sagesnet_tf.analysis.plots import save_figure
-from sagesnet_tf.analysis.structure_metrics import bonded_fraction, bonds
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.grid import affine_remap, max_voxel_occupancy, periodic_cells, split_slot_features
@@ -101,13 +99,10 @@ from sagesnet_tf.pipelines import reader
 from sagesnet_tf.training import md_batches
 from sagesnet_tf.training.checkpoints import Checkpointer, RunState
 from sagesnet_tf.training.losses import mean_squared
-from sagesnet_tf.training.md_config import (LEAST_SQUARES_KINDS, MD_COARSE_KINDS, MDEvaluationConfig, MDStageConfig,
-                                            MDTrainConfig)
+from sagesnet_tf.training.md_config import LEAST_SQUARES_KINDS, MD_COARSE_KINDS, MDStageConfig, MDTrainConfig
+from sagesnet_tf.training.md_evaluation import evaluate
 from sagesnet_tf.training.reports import MetricsLog
-from sagesnet_tf.thermo import MVV2E, berendsen_rescale, temperature_k
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from sagesnet_tf.thermo import MVV2E
 
 # ------------------------------------------------------------------------------------- data
 @dataclasses.dataclass
@@ -721,128 +716,3 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
                       windows_left_out_overfull=left_out)
     metrics.write()
     return metrics.data
-
-
-# ------------------------------------------------------------------------------- evaluation
-def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEvaluationConfig, run_dir: str,
-             progress: bool = True, coarse_trained: bool = False) -> dict:
-    """Held-out figures, written to ``RUN/evaluation.json`` and ``RUN/rollout.png``.
-
-    - one-step position RMSE (Å, root mean squared 3-D error per atom) of the model and of the
-      constant-velocity extrapolation r + v·Δ, over ``onestep_frames`` evenly spaced windows;
-    - a rollout of ``rollout_steps`` model steps from the first held-out frame (atoms
-      re-voxelized every step): atoms kept, fraction of the initial C–C bonds (< bond_cutoff Å,
-      minimum image) still shorter than bond_cutoff, kinetic temperature against the target
-      and the MD's own temperature over the held-out frames;
-    - with ``coarse_trained``, one coarse step of level 0 (T·Δ, as the ``coarse_joint`` stage:
-      atoms decoded frame by frame from the refined prediction) over the same windows: position
-      RMSE at its last frame and the constant-velocity extrapolation over T·Δ.
-    """
-    model = runner.model
-    delta = model.config.delta_ps
-    idx = np.linspace(0, held_out.n_windows - 1, min(ecfg.onestep_frames, held_out.n_windows)).astype(int)
-    sq_model, sq_base = [], []
-    step_fn = tf.function(lambda p, v, s, b, e: runner.one_step(p, v, s, b, e)[0], reduce_retracing=True)
-    for i in idx:
-        w = held_out.batch([i])
-        out = step_fn(w["positions"][:, 0], w["velocities"][:, 0], w["species"], w["box"][:, 0], w["env"])
-        true = w["positions"][0, 1]
-        sq_model.append(np.sum((out["positions"].numpy()[0] - true) ** 2, -1).mean())
-        sq_base.append(np.sum((w["positions"][0, 0] + w["velocities"][0, 0] * delta - true) ** 2, -1).mean())
-    onestep = {"model_rmse_A": float(np.sqrt(np.mean(sq_model))),
-               "const_velocity_rmse_A": float(np.sqrt(np.mean(sq_base))), "frames": int(len(idx))}
-    coarse = _coarse_step_figures(runner, held_out, idx) if coarse_trained else None
-
-    w = held_out.window(0)
-    seg = held_out.segments[0]
-    traj = seg.trajectory
-    masses = np.array([MASSES[e] for e in traj.symbols], np.float32)
-    target_T = float(traj.environment[seg.start, list(traj.env_fields).index("temperature_K")]) \
-        if "temperature_K" in traj.env_fields else float("nan")
-    md_T = [temperature_k(v, masses) for v in traj.velocities[seg.start:seg.stop]]
-    box, pbc = w["box"][0].astype(np.float64), held_out.pbc
-    carbon = np.flatnonzero(w["species"] == list(model.config.elements).index("C"))
-    p0 = w["positions"][0].astype(np.float64)
-    pairs = bonds(p0[carbon], box, pbc, ecfg.bond_cutoff)
-    single = MDStageRunner(model, runner.data, None)  # one structure: no open-axis padding
-    roll = tf.function(lambda p, v, s, b, e: single.one_step(p, v, s, b, e)[0], reduce_retracing=True)
-    start = {"positions": w["positions"][:1], "velocities": w["velocities"][:1], "species": w["species"][None],
-             "box": w["box"][:1], "env": w["env"][None]}
-
-    def rollout(thermostat_ps: float) -> tuple[dict, list, list]:
-        p, v = start["positions"], start["velocities"]
-        temps, bonded, completed, failure = [temperature_k(v[0], masses)], [1.0], 0, None
-        desc = "held-out rollout" + (f" (thermostat {thermostat_ps:g} ps)" if thermostat_ps else "")
-        for _ in tqdm(range(ecfg.rollout_steps), disable=not progress, desc=desc, unit="step"):
-            try:
-                out = roll(*(tf.constant(x) for x in (p, v, start["species"], start["box"], start["env"])))
-            except tf.errors.InvalidArgumentError as err:
-                failure = err.message.splitlines()[0][:200]
-                break
-            p, v = out["positions"].numpy(), out["velocities"].numpy()
-            if not np.all(np.isfinite(p)):
-                failure = "non-finite positions"
-                break
-            if thermostat_ps:
-                v = berendsen_rescale(v, masses, target_T, delta, thermostat_ps)
-            completed += 1
-            temps.append(temperature_k(v[0], masses))
-            bonded.append(bonded_fraction(p[0].astype(np.float64)[carbon], pairs, box, pbc, ecfg.bond_cutoff))
-        tail = temps[len(temps) // 2:]
-        return {
-            "steps_requested": ecfg.rollout_steps, "steps_completed": completed, "failure": failure,
-            "thermostat": {"kind": "berendsen", "tau_ps": thermostat_ps} if thermostat_ps else None,
-            "model_time_ps": completed * delta, "atoms_initial": int(len(w["species"])), "atoms_final": int(p.shape[1]),
-            "atoms_kept": bool(p.shape[1] == len(w["species"])), "initial_cc_bonds": int(len(pairs)),
-            "bonded_fraction_final": float(bonded[-1]), "bonded_fraction_min": float(min(bonded)),
-            "temperature_target_K": target_T, "temperature_md_mean_K": float(np.mean(md_T)),
-            "temperature_model_mean_second_half_K": float(np.mean(tail)), "temperature_model_final_K": float(temps[-1]),
-        }, temps, bonded
-
-    free, temps, bonded = rollout(0.0)
-    curves = {"free": (temps, bonded)}
-    thermostatted = None
-    if ecfg.thermostat_ps and np.isfinite(target_T):
-        thermostatted, *curves["thermostat"] = rollout(ecfg.thermostat_ps)
-    figures = {"held_out": [s.name for s in held_out.segments], "delta_ps": delta, "one_step": onestep,
-               "rollout": free}
-    if thermostatted:
-        figures["rollout_thermostat"] = thermostatted
-    if coarse:
-        figures["coarse_step"] = coarse
-    write_json(os.path.join(run_dir, "evaluation.json"), figures)
-    _plot_rollout(os.path.join(run_dir, "rollout.png"), curves, md_T, target_T, delta)
-    return figures
-
-
-def _coarse_step_figures(runner: MDStageRunner, held_out: md_batches.MDWindows, idx) -> dict:
-    """RMSE (Å) after one coarse step and of r + v·T·Δ, over the held-out windows ``idx``."""
-    fn = tf.function(lambda b: runner.loss("coarse_joint", b, None)[1], reduce_retracing=True)
-    model_sq, base_sq = [], []
-    for i in idx:
-        mets = fn(_to_tensors(held_out.batch([i])))
-        model_sq.append(float(mets["coarse_step_rmse_A"][0]) ** 2)
-        base_sq.append(float(mets["const_velocity_rmse_A"][0]) ** 2)
-    steps = runner.model.config.coarse_levels[0]["steps"]
-    return {"span_ps": steps * runner.model.config.delta_ps, "model_rmse_A": float(np.sqrt(np.mean(model_sq))),
-            "const_velocity_rmse_A": float(np.sqrt(np.mean(base_sq))), "frames": int(len(idx))}
-
-
-def _plot_rollout(path: str, curves: dict, md_T, target_T, delta) -> None:
-    """Temperature and kept bonds over time of each rollout in ``curves`` (label -> (temps, bonded))."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
-    for label, (temps, bonded) in curves.items():
-        t = np.arange(len(temps)) * delta
-        axes[0].plot(t, temps, label=f"SAGESnet ({label})")
-        axes[1].plot(t, bonded, label=label)
-    axes[0].plot(np.arange(len(md_T)) * delta, md_T, alpha=0.6, label="MD (held out)")
-    axes[0].axhline(target_T, color="k", ls="--", lw=0.8, label="target")
-    axes[0].set_xlabel("time (ps)")
-    axes[0].set_ylabel("temperature (K)")
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
-    axes[1].set_ylim(0, 1.05)
-    axes[1].set_xlabel("time (ps)")
-    axes[1].set_ylabel("initial C–C bonds kept")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=90)
