@@ -4,7 +4,8 @@ A checkpoint (``RUN/checkpoints/ckpt-N``, written by :class:`tf.train.Checkpoint
 the model variables, every stage's optimizer (slots and iteration counters, hence learning-rate
 schedule position), the :class:`RunState` counters (global step, stage index, step inside the
 stage), the random generator used for input noise and resampling, the data iterator's position
-(tf.data iterator state) and the oversampling buffer of badly reconstructed windows.
+(tf.data iterator state) and the oversampling buffer of badly reconstructed windows
+(:class:`~sagesnet_tf.training.hard_examples.HardExamples`).
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ class Checkpointer:
         directory: where checkpoints go (``RUN/checkpoints``; a scratch dir on non-chief workers).
         keep: checkpoints kept on disk.
         state: the run's :class:`RunState`.
+        optional: names among ``objects`` that a checkpoint may lack (one written before they were
+            checkpointed under that name): restored when it holds them, else left as they are.
         **objects: trackables to save (model, optimizers, rng, iterator, buffers).
     """
 
-    def __init__(self, directory: str, keep: int, state: RunState, **objects):
+    def __init__(self, directory: str, keep: int, state: RunState, optional: tuple[str, ...] = (), **objects):
         self.state = state
+        self.objects = objects
+        self.optional = tuple(optional)
         self.checkpoint = tf.train.Checkpoint(state=state, **objects)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep,
                                                   step_counter=state.step)
@@ -55,11 +60,16 @@ class Checkpointer:
         or files damaged since) is skipped with a log line, and the one before it is restored; a
         ``kill -9`` never leaves one, since TensorFlow records a checkpoint as the latest only after
         its files are complete. A checkpoint that reads but does not fit this run's objects (another
-        config) is an error, not skipped.
+        config) is an error, not skipped. An ``optional`` object the checkpoint lacks is left as it is,
+        with a log line.
         """
         for path in reversed(self.manager.checkpoints):
             try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
+                saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+                missing = [name for name in self.optional if name not in saved]
+                checkpoint = self.checkpoint if not missing else tf.train.Checkpoint(
+                    state=self.state, **{k: v for k, v in self.objects.items() if k not in missing})
+                checkpoint.restore(path).assert_existing_objects_matched()
             except (tf.errors.OpError, IndexError) as exc:  # IndexError: a truncated data file
                 first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
                 tqdm.write(f"checkpoint {path} is unreadable ({first}); trying the one before it")
@@ -69,6 +79,9 @@ class Checkpointer:
                 raise SagesnetError(
                     f"checkpoint {path} does not match this run's model/config ({first}); "
                     "resume with the same config or start a new run directory") from None
+            if missing:
+                tqdm.write(f"checkpoint {path} holds no {', '.join(missing)} (written by an older version); "
+                           "resuming without")
             return path
         if self.manager.checkpoints:
             raise SagesnetError(f"no readable checkpoint in {self.manager.directory} (all "

@@ -7,9 +7,10 @@ strategies see the same examples in the same order.
 
 Host side, between steps, the trainer draws the random input noise from a checkpointed
 :class:`tf.random.Generator` and, in coarsener stages with ``oversample > 0``, replaces part of the
-batch with windows from the :class:`~sagesnet_tf.training.stages.HardExampleBuffer`. All of this
-state, the data iterator, the optimizers and the schedule position are checkpointed, so a killed
-run resumed with ``--resume`` continues from its last checkpoint with the same schedule.
+batch with windows from the :class:`~sagesnet_tf.training.hard_examples.HardExamples` buffer (drawn
+with a numpy generator seeded by (seed, step)). All of this state, the data iterator, the
+optimizers and the schedule position are checkpointed, so a killed run resumed with ``--resume``
+continues from its last checkpoint with the same schedule.
 
 Run directory (written by the chief only)::
 
@@ -26,6 +27,7 @@ import os
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
@@ -35,6 +37,7 @@ from sagesnet_tf.training import stages as stages_mod
 from sagesnet_tf.training.checkpoints import Checkpointer, RunState, scratch_dir
 from sagesnet_tf.training.config import StageConfig, TrainConfig, save_config
 from sagesnet_tf.training.distribute import replica_slice, worker_task
+from sagesnet_tf.training.hard_examples import HardExamples
 from sagesnet_tf.training.losses import global_mean
 from sagesnet_tf.training.reports import MetricsLog
 
@@ -110,13 +113,13 @@ class Trainer:
             self.optimizers = [st.make_optimizer() for st in self.stages]
         self.state = RunState()
         self.rng = tf.random.Generator.from_seed(cfg.seed)
-        self.hard = stages_mod.HardExampleBuffer(capacity=4 * batch, window_shape=example.shape[1:])
+        self.hard = HardExamples(capacity=4 * batch, row_shape=example.shape[1:], dtype=tf.int32)
         self._iterator = iter(self._train_ds)
         ckpt_dir = os.path.join(run_dir, "checkpoints") if self.chief else scratch_dir(run_dir, task_index)
         self.checkpointer = Checkpointer(
             ckpt_dir, cfg.checkpoint.keep, self.state, models=self.models.tracked(),
             optimizers={st.name: opt for st, opt in zip(self.stages, self.optimizers)},
-            rng=self.rng, iterator=self._iterator, hard_examples=self.hard)
+            rng=self.rng, iterator=self._iterator, oversampling=self.hard, optional=("oversampling",))
         self.metrics = MetricsLog(run_dir, cfg.name, [s.name for s in cfg.stages])
         self._writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs")) if self.chief else tf.summary.create_noop_writer()
         self._train_fns: dict[int, tf.types.experimental.GenericFunction] = {}
@@ -171,16 +174,16 @@ class Trainer:
         return evaluate
 
     # ------------------------------------------------------------------------------------ loop
-    def _next_batch(self, stage_cfg: StageConfig) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Next global batch: windows (B, L, X, Y, Z) int32, input noise (B, X, Y, Z, C) float32
-        and the hard-example buffer indices (n,) placed in its first n rows."""
+    def _next_batch(self, stage_cfg: StageConfig) -> tuple[tf.Tensor, tf.Tensor]:
+        """Next global batch: windows (B, L, X, Y, Z) int32 (with ``oversample``, the first ones
+        redrawn from the hard-example buffer) and input noise (B, X, Y, Z, C) float32."""
         windows = next(self._iterator)
-        picked = tf.zeros((0,), tf.int32)
         if stage_cfg.oversample > 0.0:
-            windows, picked = self.hard.mix(windows, stage_cfg.oversample, self.rng)
+            rng = np.random.default_rng([self.cfg.seed, int(self.state.step.numpy())])
+            windows = tf.constant(self.hard.mix(windows.numpy(), stage_cfg.oversample, rng))
         shape = tf.concat([tf.shape(windows)[:1], tf.shape(windows)[2:], [self.models.cfg.states]], 0)
         noise = self.rng.normal(shape, stddev=stage_cfg.input_noise) if stage_cfg.input_noise > 0 else tf.zeros(shape)
-        return windows, noise, picked
+        return windows, noise
 
     def validate(self, index: int) -> dict[str, float]:
         """Mean metrics of stage ``index`` over the first ``validation.batches`` validation batches
@@ -231,12 +234,10 @@ class Trainer:
             step_fn = self._train_fn(index)
             bar.set_description(f"{cfg.name}:{stage_cfg.name}")
             while int(self.state.stage_step.numpy()) < stage_cfg.steps:
-                windows, noise, picked = self._next_batch(stage_cfg)
+                windows, noise = self._next_batch(stage_cfg)
                 means, per_example = step_fn(windows, noise)
                 if stage_cfg.oversample > 0.0:
-                    n = int(picked.shape[0])
-                    self.hard.refresh(picked, per_example[:n])
-                    self.hard.update(windows[n:], per_example[n:])
+                    self.hard.update(windows.numpy(), per_example.numpy())
                 self.state.step.assign_add(1)
                 self.state.stage_step.assign_add(1)
                 step, stage_step = int(self.state.step.numpy()), int(self.state.stage_step.numpy())
