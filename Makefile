@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (the suite is sized for 2 cores; `TEST_WORKERS=auto` uses every core)
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test clean graphene-data graphene-tension-data graphene-kirigami-data
 
@@ -21,7 +23,7 @@ demo: setup
 		--thermostat-ps 0.1 --steps 1000 --every 50 --out run/demo --overwrite
 
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) run .pytest_cache
