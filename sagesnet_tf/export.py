@@ -34,7 +34,9 @@ keyword (N atoms, E environment fields, D latent width, B batch, T window steps)
 Each step Δ of ``serving_default`` applies the affine tension first (box and atom coordinates
 along ``axis`` scaled about the box origin so that the box grows by input_length·rate·Δ, as
 LAMMPS ``fix deform … remap x``), then re-voxelizes, encodes, steps and decodes the atoms
-(atoms stay explicit). All inputs are validated in the graph: a bad request raises
+(atoms stay explicit). The signatures only validate their inputs and call
+:class:`~sagesnet_tf.simulator.LearnedSimulator`, the one place a step is defined; the raw env is
+normalised there by the model's ``config.env_scales`` (metadata ``env_std``, ``env_mean`` 0). All inputs are validated in the graph: a bad request raises
 InvalidArgumentError, never crashes the server. Bounds of one call (metadata ``limits``):
 ``n_steps`` ≤ :data:`MAX_STEPS_PER_CALL` fine steps, |``strain_rate_per_ps``| ≤
 :data:`MAX_STRAIN_RATE_PER_PS`, at most :data:`MAX_GRID_CELLS` grid cells, ``pbc`` equal to the
@@ -60,15 +62,12 @@ import keras
 import tensorflow as tf
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import affine_remap, pad_open_axes, voxelize
-from sagesnet_tf.model import SagesnetConfig, SagesnetModel, atoms_state_from_grid
+from sagesnet_tf.model import SagesnetConfig, SagesnetModel
+from sagesnet_tf.simulator import MAX_ESCAPE_FRACTION, LearnedSimulator
 
 #: Version of the exported signature set and metadata layout.
 EXPORT_SCHEMA_VERSION = 1
 METADATA_ASSET = "sagesnet_metadata.json"
-#: Atoms further outside the box than this fraction of its length along a non-periodic axis stop
-#: the step (see ``SagesnetServing._atom_step``).
-MAX_ESCAPE_FRACTION = 0.5
 #: Upper bounds of one simulate call, so that a request can neither run for hours nor allocate
 #: without bound (refused with InvalidArgument; stored in the metadata as ``limits``): fine
 #: steps Δ per call (a coarse step counts T), |strain rate| in 1/ps, and cells of the atom grid
@@ -91,13 +90,10 @@ def _spec(dtype):
     return tf.TensorSpec(None, dtype)
 
 
-def build_metadata(config: SagesnetConfig, env_mean=None, env_std=None, run_info: dict | None = None) -> dict:
-    """Metadata stored with the model: elements, h, slots, Δ, scales, env fields and stats."""
-    n_env = len(config.env_fields)
-    env_mean = [0.0] * n_env if env_mean is None else [float(v) for v in env_mean]
-    env_std = [1.0] * n_env if env_std is None else [float(v) if float(v) > 0 else 1.0 for v in env_std]
-    if len(env_mean) != n_env or len(env_std) != n_env:
-        raise SagesnetError(f"export: env normalisation needs {n_env} values ({', '.join(config.env_fields)})")
+def build_metadata(config: SagesnetConfig, run_info: dict | None = None) -> dict:
+    """Metadata stored with the model: elements, h, slots, Δ, scales, env fields and their
+    normalisation (``env_mean`` 0 and ``env_std`` the config's ``env_scales``: what the
+    simulator divides the raw env by), the model config and the training run."""
     return {
         "schema_version": EXPORT_SCHEMA_VERSION,
         "kind": "md",
@@ -109,7 +105,8 @@ def build_metadata(config: SagesnetConfig, env_mean=None, env_std=None, run_info
         "delta_ps": config.delta_ps, "delta_steps": config.delta_steps, "md_dt_fs": config.md_dt_fs,
         "coarse_levels": [{"factor": list(l["factor"]), "steps": l["steps"]} for l in config.coarse_levels],
         "boundary": list(config.boundary),
-        "env_fields": list(config.env_fields), "env_mean": env_mean, "env_std": env_std,
+        "env_fields": list(config.env_fields), "env_mean": [0.0] * len(config.env_fields),
+        "env_std": list(config.env_scales),
         "model_config": config.to_dict(),
         "training_run": run_info or {},
     }
@@ -122,16 +119,19 @@ _SIMULATE_INPUTS = [_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec
 
 
 class SagesnetServing(tf.Module):
-    """The exported module: a SagesnetModel plus its metadata, with the signatures above."""
+    """The exported module: a SagesnetModel plus its metadata, with the signatures above.
+
+    Every signature validates its inputs (serving's contract: shapes, values, ``limits``) and then
+    calls :attr:`simulator` (a :class:`~sagesnet_tf.simulator.LearnedSimulator` with the escape
+    guard on) for the step itself, on a batch of one structure."""
 
     def __init__(self, model: SagesnetModel, metadata: dict):
         super().__init__(name="sagesnet_serving")
         self.model = model
+        self.simulator = LearnedSimulator(model, check_escape=True)
         c = model.config
         self._n_el = len(c.elements)
         self._n_env = len(c.env_fields)
-        self._env_mean = tf.constant(metadata["env_mean"], tf.float32)
-        self._env_std = tf.constant(metadata["env_std"], tf.float32)
         self._delta_ps = float(c.delta_ps)
         self._periodic = tf.constant([b != "open" for b in c.boundary])
         self._boundary_text = ", ".join(c.boundary)
@@ -165,7 +165,7 @@ class SagesnetServing(tf.Module):
                                               "True on periodic axes, False on open ones"),
         ]
         with tf.control_dependencies(checks):
-            positions = self._check_escape(positions, box_lengths, box_origin, pbc)
+            positions = self.simulator.check_positions(positions[None], box_lengths[None], box_origin[None])[0]
             return (positions, tf.identity(velocities), tf.identity(species),
                     tf.identity(box_lengths), tf.identity(box_origin), tf.identity(pbc))
 
@@ -178,10 +178,11 @@ class SagesnetServing(tf.Module):
             cells, float(MAX_GRID_CELLS),
             message=f"the box needs more than {MAX_GRID_CELLS} grid cells (max_grid_cells); split the structure")
 
-    def _norm_env(self, env):
+    def _check_env(self, env):
+        """env (B,E) raw, checked finite (the simulator normalises it)."""
         env = tf.ensure_shape(env, [None, self._n_env], name=f"env_must_have_{self._n_env}_fields")
         with tf.control_dependencies([tf.debugging.assert_all_finite(env, "env: NaN or Inf")]):
-            return (env - self._env_mean) / self._env_std
+            return tf.identity(env)
 
     def _check_latent(self, latent, rank=5):
         latent = tf.ensure_shape(latent, [None] * (rank - 1) + [self.model.config.latent_dim],
@@ -192,35 +193,6 @@ class SagesnetServing(tf.Module):
                                                  message=f"latent: more than {MAX_GRID_CELLS} grid cells")]
         with tf.control_dependencies(checks):
             return tf.identity(latent)
-
-    # ---- the atom step ----------------------------------------------------------------------
-    def _voxelize(self, positions, velocities, species, box_lengths, box_origin, pbc, periodic_counts=None):
-        c = self.model.config
-        return voxelize(positions, velocities, species, box_lengths, box_origin, pbc, c.h, c.slots,
-                        self._n_el, c.velocity_scale, multiple=c.grid_multiple, periodic_counts=periodic_counts)
-
-    @staticmethod
-    def _check_escape(positions, box_lengths, box_origin, pbc):
-        """positions, unchanged; InvalidArgument when a position is NaN or Inf or atoms have left
-        the box by more than ``MAX_ESCAPE_FRACTION`` of its length along a non-periodic axis: the
-        rollout has diverged, and the open-axis grid would grow without bound."""
-        positions = tf.debugging.assert_all_finite(positions, "positions: NaN or Inf (the rollout diverged)")
-        margin = MAX_ESCAPE_FRACTION * box_lengths
-        escaped = tf.logical_and(tf.logical_not(pbc), tf.logical_or(
-            tf.reduce_min(positions, axis=0) < box_origin - margin,
-            tf.reduce_max(positions, axis=0) > box_origin + box_lengths + margin))
-        check = tf.debugging.assert_equal(
-            tf.reduce_any(escaped), False,
-            message=f"atoms left the box along a non-periodic axis by more than {MAX_ESCAPE_FRACTION:g} of its length")
-        with tf.control_dependencies([check]):
-            return tf.identity(positions)
-
-    @staticmethod
-    def _stretch(positions, box, growth, box_origin):
-        """Affine tension of one Δ: box and coordinates scaled about the origin so that the box
-        grows by ``growth`` (3,) Å (LAMMPS ``fix deform … remap x``). Returns (positions, box)."""
-        stretched = box + growth
-        return affine_remap(positions, box, stretched, box_origin), stretched
 
     def _tension_inputs(self, n_steps, strain_rate_per_ps, axis, box_lengths, pbc, steps_per_call_step=1):
         """Validated (n_steps, axis one-hot (3,), growth (3,) Å per Δ) of a simulate call whose
@@ -252,44 +224,7 @@ class SagesnetServing(tf.Module):
         with tf.control_dependencies(checks):
             return tf.identity(n_steps), axis_mask, tf.identity(growth)
 
-    def _atom_step(self, positions, velocities, species, box_lengths, box_origin, pbc, env_n, readouts=False,
-                   mirror_average=False):
-        """One Δ for one structure; env_n (1,E) normalised. Returns positions, velocities and, with
-        ``readouts``, also the per-atom uncertainty (N,) and the stress (6,) (the heads run only
-        on the step whose readouts are returned; the uncertainty is that of the unmirrored atoms).
-        ``mirror_average``: the step is the mean of this one and the mirrored step of the atoms'
-        mirror image through the box's mid-plane along each open axis, so the dynamics are exactly
-        symmetric under that mirror (the model's own are not: its open-axis grid starts at the
-        lowest atom). Fails (InvalidArgument) when atoms escape (:meth:`_check_escape`)."""
-        positions = self._check_escape(positions, box_lengths, box_origin, pbc)
-        grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
-        z = self.model.encode(grid.atom_grid[None])
-        z_next = self.model.step(z, env_n)
-        out = self.model.decode_atoms(z_next, atoms_state_from_grid(grid, positions, velocities, species))
-        pos, vel = out["positions"][0], out["velocities"][0]
-        if mirror_average:
-            # x -> flip·x + shift is the mirror through the box's mid-plane along each open axis
-            flip = tf.where(pbc, 1.0, -1.0)
-            shift = tf.where(pbc, 0.0, 2.0 * box_origin + box_lengths)
-            pos_m, vel_m = self._atom_step(positions * flip + shift, velocities * flip, species, box_lengths,
-                                           box_origin, pbc, env_n)
-            pos, vel = 0.5 * (pos + (pos_m - shift) * flip), 0.5 * (vel + vel_m * flip)
-        if not readouts:
-            return pos, vel
-        cell_unc = self.model.predict_uncertainty(z, env_n)[0]
-        atom_unc = tf.gather_nd(cell_unc, grid.assignment[:, :3])
-        return pos, vel, atom_unc, self._stress(z_next, pos, vel, species, box_lengths, box_origin, pbc)
-
-    def _stress(self, latent, positions, velocities, species, box_lengths, box_origin, pbc):
-        """(6,) bar·Å³, one structure's stress × volume: the pair stress of its atoms (re-voxelized)
-        when the model has ``pair_stress``, else the latent head's per-cell stress of ``latent``
-        (1,X,Y,Z,D) summed."""
-        if self.model.pair_stress is None:
-            return tf.reduce_sum(self.model.cell_properties(latent)["stress"][0], axis=[0, 1, 2])
-        grid = self._voxelize(positions, velocities, species, box_lengths, box_origin, pbc)
-        state = atoms_state_from_grid(grid, positions, velocities, species)
-        return tf.reduce_sum(self.model.atom_stress(tf.shape(grid.atom_grid)[:3], state)[0], axis=0)
-
+    # ---- the simulate signatures -------------------------------------------------------------
     @tf.function(input_signature=_SIMULATE_INPUTS)
     def simulate(self, positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
                  strain_rate_per_ps, axis):
@@ -304,18 +239,27 @@ class SagesnetServing(tf.Module):
 
     def _simulate(self, positions, velocities, species, box_lengths, box_origin, pbc, env, n_steps,
                   strain_rate_per_ps, axis, mirror_average: bool):
-        """``n_steps`` atom steps (the body of both simulate signatures, see the module docstring)."""
+        """``n_steps`` steps of :meth:`LearnedSimulator.step` (the body of both simulate signatures,
+        see the module docstring); the box grows by ``growth`` every step (``next_box``)."""
         positions, velocities, species, box_lengths, box_origin, pbc = self._check_atoms(
             positions, velocities, species, box_lengths, box_origin, pbc)
-        env = tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")
+        env = self._check_env(tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")[None])
         n_steps, axis_mask, growth = self._tension_inputs(n_steps, strain_rate_per_ps, axis, box_lengths, pbc)
-        env_n = self._norm_env(env[None])
-        length0 = box_lengths
+        sim, species_b, origin_b = self.simulator, species[None], box_origin[None]
         n = tf.shape(positions)[0]
 
         def advance(pos, vel, box, readouts):
-            pos, box = self._stretch(pos, box, growth, box_origin)
-            return (box, *self._atom_step(pos, vel, species, box, box_origin, pbc, env_n, readouts, mirror_average))
+            """One Δ of one structure: (box (3,), positions (N,3), velocities (N,3)) and, with
+            ``readouts``, the per-atom uncertainty (N,) and the stress (6,) (the heads run only on
+            the step whose readouts are returned)."""
+            out = sim.step(pos[None], vel[None], species_b, box[None], env, origin_b, next_box=(box + growth)[None],
+                           mirror_average=mirror_average)
+            stepped = (out["box"][0], out["positions"][0], out["velocities"][0])
+            if not readouts:
+                return stepped
+            unc = sim.atom_uncertainty(out["latent"], env, out["state"])[0]
+            stress = sim.stress(out["latent_next"], out["positions"], out["velocities"], species_b, out["box"], origin_b)
+            return (*stepped, unc, stress[0])
 
         def body(i, pos, vel, box):
             box, pos, vel = advance(pos, vel, box, readouts=False)
@@ -327,7 +271,7 @@ class SagesnetServing(tf.Module):
         box, pos, vel, unc, stress = tf.cond(
             n_steps > 0, lambda: advance(pos, vel, box, readouts=True),
             lambda: (box, pos, vel, tf.zeros([n]), tf.zeros([6])))
-        strain = tf.reduce_sum((box / length0 - 1.0) * axis_mask)
+        strain = tf.reduce_sum((box / box_lengths - 1.0) * axis_mask)
         return {"positions": pos, "velocities": vel, "box_lengths": box, "box_origin": box_origin,
                 "uncertainty": unc, "stress": stress, "strain": strain}
 
@@ -336,83 +280,77 @@ class SagesnetServing(tf.Module):
                         n_steps, strain_rate_per_ps, axis):
         """``n_steps`` steps of coarse level 0 (each T·Δ) from a window of T atom frames.
 
-        Each coarse step voxelizes and encodes the window's T frames, coarsens them into one
-        coarse latent, advances it by the level's predictor, refines it into T fine latents and
-        decodes the atoms from them one frame after the other (each frame's atoms re-voxelized to
-        read the next), with the affine tension applied every Δ as in ``serving_default``: the
-        loop closes through the atoms every coarse step, as the ``coarse_joint`` stage trained
-        it. Returns the last T frames (they start the next call); per atom, ``uncertainty`` is
-        the predicted reconstruction loss of its coarse cell for the returned window (the coarse
-        level's uncertainty head); ``stress`` is that of the window's last frame (from its atoms
-        with ``pair_stress``, else from its refined latent). Within a coarse step the decoded
-        frames keep the window's grid (cell counts) while their box is stretched.
+        Each coarse step encodes the window's T frames (:meth:`LearnedSimulator.window_latent`,
+        their grids padded alike with spare cells), coarsens them into one coarse latent, advances
+        and refines it into T fine latents (:meth:`LearnedSimulator.coarse_step`) and decodes the
+        atoms from them one frame after the other (:meth:`LearnedSimulator.decode_window`, each
+        frame's atoms re-voxelized to read the next), with the affine tension applied every Δ as
+        in ``serving_default``: the loop closes through the atoms every coarse step, as the
+        ``coarse_joint`` stage trained it. Returns the last T frames (they start the next call);
+        per atom, ``uncertainty`` is the predicted reconstruction loss of its coarse cell for the
+        returned window (the coarse level's uncertainty head); ``stress`` is that of the window's
+        last frame (from its atoms with ``pair_stress``, else from its refined latent). Within a
+        coarse step the decoded frames keep the window's grid (cell counts) while their box is
+        stretched.
         """
         if not self.model.config.coarse_levels:
             return {"positions": self._no_coarse_levels(window_positions)}
-        steps = self.model.config.coarse_levels[0]["steps"]
+        sim = self.simulator
+        steps = sim.window_steps
         pos_w = tf.ensure_shape(window_positions, [steps, None, 3], name=f"window_positions_must_be_{steps}_by_N_by_3")
         vel_w = tf.ensure_shape(window_velocities, [steps, None, 3], name=f"window_velocities_must_be_{steps}_by_N_by_3")
         frames = [self._check_atoms(pos_w[k], vel_w[k], species, box_lengths, box_origin, pbc) for k in range(steps)]
         _, _, species, box_lengths, box_origin, pbc = frames[-1]
         pos_w, vel_w = tf.stack([f[0] for f in frames]), tf.stack([f[1] for f in frames])
-        env = tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")
+        env = self._check_env(tf.ensure_shape(env, [self._n_env], name=f"env_must_have_{self._n_env}_fields")[None])
         n_steps, axis_mask, growth = self._tension_inputs(n_steps, strain_rate_per_ps, axis, box_lengths, pbc,
                                                           steps_per_call_step=steps)
-        env_n = self._norm_env(env[None])
-        spare = 2 * tf.constant(self.model.config.grid_multiple)  # the sheet may roughen by two coarse cells
+        species_b, origin_b = species[None], box_origin[None]
 
-        def coarsen_frames(pos_w, vel_w, box):
-            """Coarse latent (1,Xc,Yc,Zc,D) of the T frames, the open-axis cells used (3,), and
-            the last frame's assignment (N,4)."""
-            grids = [self._voxelize(pos_w[k], vel_w[k], species, box, box_origin, pbc) for k in range(steps)]
-            open_cells = tf.reduce_max(tf.stack([tf.shape(g.atom_grid)[:3] for g in grids]), axis=0) + spare
-            window = tf.stack([self.model.encode(pad_open_axes(g.atom_grid, pbc, open_cells)[None])[0] for g in grids])
-            return self.model.coarsen(window[None], 0), open_cells, grids[-1].assignment
+        def coarse_latent(pos_w, vel_w, box):
+            """Coarse latent (1,Xc,Yc,Zc,D) of the T frames (T,N,3) and the open-axis cells used (3,)."""
+            latents, open_cells = sim.window_latent(pos_w[None], vel_w[None], species_b, box[None], origin_b,
+                                                    spare_cells=True)
+            return self.model.coarsen(latents, 0), open_cells
 
         def body(i, pos_w, vel_w, box):
-            coarse, open_cells, _ = coarsen_frames(pos_w, vel_w, box)
-            refined = self.model.refine(self.model.step_coarse(coarse, env_n, 0), 0)
-            pos, vel, out_p, out_v = pos_w[-1], vel_w[-1], [], []
-            for k in range(steps):
-                pos, box = self._stretch(pos, box, growth, box_origin)
-                pos = self._check_escape(pos, box, box_origin, pbc)
-                # on the window's grid: a box stretched within the coarse step keeps its cell counts
-                grid = self._voxelize(pos, vel, species, box, box_origin, pbc, periodic_counts=tf.shape(refined)[2:5])
-                # padded like the window's latent grid (fails if the sheet outgrew it)
-                grid = grid._replace(atom_grid=pad_open_axes(grid.atom_grid, pbc, open_cells))
-                out = self.model.decode_atoms(refined[:, k], atoms_state_from_grid(grid, pos, vel, species))
-                pos, vel = out["positions"][0], out["velocities"][0]
-                out_p.append(pos)
-                out_v.append(vel)
-            return i + 1, tf.stack(out_p), tf.stack(out_v), box
+            coarse, open_cells = coarse_latent(pos_w, vel_w, box)
+            # decoded on the window's grid, padded like its latents (fails if the sheet outgrew them)
+            pos, vel, box = sim.decode_window(sim.coarse_step(coarse, env), pos_w[-1][None], vel_w[-1][None], species_b,
+                                              box[None], origin_b, growth=growth[None], open_cells=open_cells)
+            return i + 1, pos[0], vel[0], box[0]
 
         _, pos_w, vel_w, box = tf.while_loop(lambda i, *_: i < n_steps, body, (tf.constant(0), pos_w, vel_w, box_lengths))
-        coarse, _, assignment = coarsen_frames(pos_w, vel_w, box)
-        coarse_cell = assignment[:, :3] // tf.constant(self.model.config.coarse_levels[0]["factor"])
-        unc = tf.gather_nd(self.model.predict_coarsen_uncertainty(coarse, env_n, 0)[0], coarse_cell)
-        stress = self._stress(self.model.refine(coarse, 0)[:, -1], pos_w[-1], vel_w[-1], species, box, box_origin, pbc)
+        coarse, _ = coarse_latent(pos_w, vel_w, box)
+        last = sim.atoms_state(pos_w[-1][None], vel_w[-1][None], species_b, box[None], origin_b)
+        unc = sim.coarse_atom_uncertainty(coarse, env, last)[0]
+        stress = sim.stress(self.model.refine(coarse, 0)[:, -1], pos_w[-1][None], vel_w[-1][None], species_b, box[None],
+                            origin_b)[0]
         strain = tf.reduce_sum((box / box_lengths - 1.0) * axis_mask)
         return {"positions": pos_w, "velocities": vel_w, "box_lengths": box, "box_origin": box_origin,
                 "uncertainty": unc, "stress": stress, "strain": strain}
 
+    # ---- the latent signatures ---------------------------------------------------------------
     @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32), _spec(tf.int32), _spec(tf.float32),
                                   _spec(tf.float32), _spec(tf.bool)])
     def encode(self, positions, velocities, species, box_lengths, box_origin, pbc):
-        args = self._check_atoms(positions, velocities, species, box_lengths, box_origin, pbc)
-        with tf.control_dependencies([self._check_grid_size(args[3], args[5])]):
-            grid = self._voxelize(*args)
-        return {"latent": self.model.encode(grid.atom_grid[None]), "assignment": grid.assignment,
-                "grid_origin": grid.origin, "spacing": grid.spacing}
+        positions, velocities, species, box_lengths, box_origin, pbc = self._check_atoms(
+            positions, velocities, species, box_lengths, box_origin, pbc)
+        with tf.control_dependencies([self._check_grid_size(box_lengths, pbc)]):
+            state = self.simulator.atoms_state(positions[None], velocities[None], species[None], box_lengths[None],
+                                               box_origin[None])
+        return {"latent": self.model.encode(state["atom_grid"]), "assignment": state["assignment"][0],
+                "grid_origin": state["grid_origin"][0], "spacing": state["spacing"][0]}
 
     @tf.function(input_signature=[_spec(tf.float32), _spec(tf.float32)])
     def step(self, latent, env):
         latent = self._check_latent(latent)
-        env_n = self._norm_env(env)
+        env = self._check_env(env)
         with tf.control_dependencies([tf.debugging.assert_equal(
-                tf.shape(env_n)[0], tf.shape(latent)[0], message="env and latent differ in batch size")]):
-            env_n = tf.identity(env_n)
-        return {"latent": self.model.step(latent, env_n),
-                "uncertainty": self.model.predict_uncertainty(latent, env_n)}
+                tf.shape(env)[0], tf.shape(latent)[0], message="env and latent differ in batch size")]):
+            env = tf.identity(env)
+        return {"latent": self.simulator.latent_step(latent, env),
+                "uncertainty": self.simulator.cell_uncertainty(latent, env)}
 
     @tf.function(input_signature=[_spec(tf.float32)])
     def decode(self, latent):
@@ -461,8 +399,8 @@ RUN_MODEL_FILE = "model.keras"
 
 def load_model_source(source) -> tuple[SagesnetModel, dict]:
     """A SagesnetModel and run info from an in-memory model, a ``.keras`` file, or a training
-    run directory (its :data:`RUN_MODEL_FILE`; ``model_info.json`` beside it is recorded when
-    present). ``run_info["model_file"]`` names the file exported."""
+    run directory (its :data:`RUN_MODEL_FILE`). ``run_info["model_file"]`` names the file
+    exported. The model is self-contained: its config carries the environment scales."""
     if isinstance(source, SagesnetModel):
         return source, {}
     path = Path(source)
@@ -484,9 +422,6 @@ def load_model_source(source) -> tuple[SagesnetModel, dict]:
     if not isinstance(model, SagesnetModel):
         raise SagesnetError(f"export: {model_file} holds a {type(model).__name__}, not a SagesnetModel")
     run_info["model_file"] = str(model_file.resolve())
-    model_info = model_file.parent / "model_info.json"
-    if model_info.is_file():  # written by `sagesnet-tf train` for MD models
-        run_info["env_scales"] = json.loads(model_info.read_text()).get("env_scales", {})
     return model, run_info
 
 
@@ -498,8 +433,9 @@ def read_metadata(model_dir: str | os.PathLike) -> dict:
 
 def model_from_savedmodel(model_dir: str | os.PathLike) -> tuple[SagesnetModel, dict]:
     """(SagesnetModel, metadata) rebuilt from an exported atom model (NAME/VERSION): the model
-    from the metadata's ``model_config``, every variable assigned from the SavedModel's variables
-    checkpoint, matched by variable path (the Keras ``Variable.path``, saved as its TensorFlow
+    from the metadata's ``model_config`` with ``env_scales`` its ``env_std`` (the normalisation
+    the SavedModel applied; a nonzero ``env_mean`` is refused), every variable assigned from the
+    SavedModel's variables checkpoint, matched by variable path (the Keras ``Variable.path``, saved as its TensorFlow
     name, below the model's own name, which Keras numbers per process) and shape. Raises
     SagesnetError unless every variable of each side is matched once."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
@@ -518,7 +454,10 @@ def model_from_savedmodel(model_dir: str | os.PathLike) -> tuple[SagesnetModel, 
     graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
     saved = {a.full_name: a.checkpoint_key for node in graph.nodes for a in node.attributes
              if a.name == "VARIABLE_VALUE"}
-    model = SagesnetModel(SagesnetConfig.from_dict(metadata["model_config"]))
+    if any(float(m) != 0.0 for m in metadata["env_mean"]):
+        raise SagesnetError(f"export: {model_dir} normalises env with a nonzero env_mean {metadata['env_mean']}; "
+                            "a model's env normalisation is a scale only (config env_scales)")
+    model = SagesnetModel(SagesnetConfig.from_dict({**metadata["model_config"], "env_scales": metadata["env_std"]}))
     model.build()
 
     def below(path, root):
@@ -570,14 +509,12 @@ def write_savedmodel(module: tf.Module, signatures: dict, metadata: dict, out: s
     return target
 
 
-def export_model(source, out: str | os.PathLike, version: int | None = None,
-                 env_mean=None, env_std=None) -> Path:
+def export_model(source, out: str | os.PathLike, version: int | None = None) -> Path:
     """Write ``out/VERSION`` (TF Serving layout) atomically; returns that directory.
 
     ``source``: SagesnetModel, ``.keras`` file or training run dir (see :func:`load_model_source`;
     a cellular-automaton run dir is exported by :func:`sagesnet_tf.ca_serving.export_ca_run`).
-    ``env_mean``/``env_std`` (E,): normalisation of the raw env values; by default mean 0 and,
-    for std, the training run's ``env_scales`` (``model_info.json``) or 1.
+    The raw env values are normalised by the model's own ``config.env_scales``.
     """
     if not isinstance(source, SagesnetModel):
         from sagesnet_tf import ca_serving
@@ -585,18 +522,16 @@ def export_model(source, out: str | os.PathLike, version: int | None = None,
         if ca_serving.is_ca_run(source):
             return ca_serving.export_ca_run(source, out, version)
     model, run_info = load_model_source(source)
-    if env_std is None and run_info.get("env_scales"):
-        env_std = [run_info["env_scales"].get(f, 1.0) for f in model.config.env_fields]
-    return _export_atom_model(model, build_metadata(model.config, env_mean, env_std, run_info), out, version)
+    return _export_atom_model(model, build_metadata(model.config, run_info), out, version)
 
 
 def reexport_savedmodel(model_dir: str | os.PathLike, out: str | os.PathLike, version: int | None = None) -> Path:
     """Export again an exported atom model (with this version's signatures and checks) from its
-    SavedModel alone: same variables (:func:`model_from_savedmodel`), same env normalisation, the
+    SavedModel alone: same variables and env normalisation (:func:`model_from_savedmodel`), the
     old ``training_run`` kept and ``reexported_from`` added to it."""
     model, old = model_from_savedmodel(model_dir)
     run_info = dict(old.get("training_run", {}), reexported_from=str(model_dir))
-    metadata = build_metadata(model.config, old["env_mean"], old["env_std"], run_info)
+    metadata = build_metadata(model.config, run_info)
     return _export_atom_model(model, metadata, out, version)
 
 

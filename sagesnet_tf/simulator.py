@@ -90,11 +90,12 @@ class LearnedSimulator:
         Returns:
             dict ``atom_grid`` (B,X,Y,Z,S,F), ``assignment`` (B,N,4) int32, ``atom_features``
             (B,N,F), ``positions`` (B,N,3), ``velocities`` (B,N,3), ``species`` (B,N) int32,
-            ``spacing`` (B,3) Å: the ``atoms_state`` of :meth:`SagesnetModel.decode_atoms`.
+            ``spacing`` (B,3) Å: the ``atoms_state`` of :meth:`SagesnetModel.decode_atoms`; and
+            ``grid_origin`` (B,3) Å, the lower corner of each grid.
         """
         c = self.config
         open_cells = self.open_cells if open_cells is None else open_cells
-        grids, assignments, spacings = [], [], []
+        grids, assignments, spacings, origins = [], [], [], []
         for b in range(positions.shape[0]):
             origin = tf.zeros(3) if box_origin is None else box_origin[b]
             grid = voxelize(positions[b], velocities[b], species[b], box[b], origin, self.pbc, c.h, c.slots,
@@ -103,15 +104,18 @@ class LearnedSimulator:
             grids.append(grid.atom_grid if open_cells is None else pad_open_axes(grid.atom_grid, self.pbc, open_cells))
             assignments.append(grid.assignment)
             spacings.append(grid.spacing)
+            origins.append(grid.origin)
         atom_grid, assignment = tf.stack(grids), tf.stack(assignments)
         return {"atom_grid": atom_grid, "assignment": assignment,
                 "atom_features": gather_atom_features(atom_grid, assignment),
                 "positions": tf.cast(positions, tf.float32), "velocities": tf.cast(velocities, tf.float32),
-                "species": tf.cast(species, tf.int32), "spacing": tf.stack(spacings)}
+                "species": tf.cast(species, tf.int32), "spacing": tf.stack(spacings),
+                "grid_origin": tf.stack(origins)}
 
-    def _guard(self, positions, box, box_origin):
-        """positions, unchanged; with ``check_escape`` InvalidArgument when they are NaN/Inf or atoms
-        left the box along an open axis by more than :data:`MAX_ESCAPE_FRACTION` of its length."""
+    def check_positions(self, positions, box, box_origin=None):
+        """positions (B,N,3) Å, unchanged; with ``check_escape`` InvalidArgument when they are
+        NaN/Inf or atoms left the box (B,3) Å along an open axis by more than
+        :data:`MAX_ESCAPE_FRACTION` of its length. Every step runs it first."""
         if not self.check_escape:
             return positions
         positions = tf.debugging.assert_all_finite(positions, "positions: NaN or Inf (the rollout diverged)")
@@ -144,10 +148,10 @@ class LearnedSimulator:
         """
         if next_box is not None:
             positions, box = affine_remap(positions, box, next_box, 0.0 if box_origin is None else box_origin[:, None]), next_box
-        positions = self._guard(positions, box, box_origin)
+        positions = self.check_positions(positions, box, box_origin)
         state = self.atoms_state(positions, velocities, species, box, box_origin)
         z = self.model.encode(state["atom_grid"])
-        z_next = self.model.step(z, self.normalise_env(env))
+        z_next = self.latent_step(z, env)
         out = dict(self.model.decode_atoms(z_next, state))
         if mirror_average:
             # x -> flip·x + shift is the mirror through the box's mid-plane along each open axis
@@ -159,12 +163,20 @@ class LearnedSimulator:
             out["velocities"] = 0.5 * (out["velocities"] + mirrored["velocities"] * flip)
         return {**out, "latent": z, "latent_next": z_next, "state": state, "box": box}
 
+    def latent_step(self, z, env):
+        """The core of :meth:`step`: latent grid z(t) (B,X,Y,Z,D), raw env (B,E) -> z(t+Δ)."""
+        return self.model.step(z, self.normalise_env(env))
+
     # ---- readouts --------------------------------------------------------------------------
+    def cell_uncertainty(self, latent, env):
+        """(B,X,Y,Z) the predicted one-step loss of each cell of the latent grid (B,X,Y,Z,D), raw
+        env (B,E)."""
+        return self.model.predict_uncertainty(latent, self.normalise_env(env))
+
     def atom_uncertainty(self, latent, env, state):
         """(B,N) the predicted one-step loss of each atom's cell, from the latent grid z(t)
         (B,X,Y,Z,D) the step read and its ``state``."""
-        cells = self.model.predict_uncertainty(latent, self.normalise_env(env))
-        return tf.gather_nd(cells, state["assignment"][..., :3], batch_dims=1)
+        return tf.gather_nd(self.cell_uncertainty(latent, env), state["assignment"][..., :3], batch_dims=1)
 
     def stress(self, latent, positions, velocities, species, box, box_origin=None):
         """(B,6) bar·Å³, each structure's stress × volume (−P·V; xx,yy,zz,xy,xz,yz): the pair stress
@@ -227,7 +239,7 @@ class LearnedSimulator:
             if growth is not None:
                 origin = 0.0 if box_origin is None else box_origin[:, None]
                 positions, box = affine_remap(positions, box, box + growth, origin), box + growth
-            positions = self._guard(positions, box, box_origin)
+            positions = self.check_positions(positions, box, box_origin)
             state = self.atoms_state(positions, velocities, species, box, box_origin, periodic_counts=counts,
                                      open_cells=open_cells)
             out = self.model.decode_atoms(refined[:, k], state)

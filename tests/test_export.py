@@ -182,7 +182,7 @@ def test_tensorflow_only_process_matches_in_process(exported, tmp_path):
     np.testing.assert_allclose(res["after_errors"], sim["positions"].numpy(), rtol=1e-4, atol=1e-4)
     enc = module.encode(*[call[k] for k in ("positions", "velocities", "species", "box_lengths", "box_origin", "pbc")])
     np.testing.assert_allclose(res["enc_latent"], enc["latent"].numpy(), rtol=1e-4, atol=1e-5)
-    z1 = model.step(enc["latent"], tf.constant(req["env"][None]))
+    z1 = module.simulator.latent_step(enc["latent"], tf.constant(req["env"][None]))  # raw env / env_scales
     np.testing.assert_allclose(res["step_latent"], z1.numpy(), rtol=1e-4, atol=1e-5)
     assert not np.allclose(res["step_latent"], res["enc_latent"])
     np.testing.assert_allclose(res["dec_stress"], model.cell_properties(z1)["stress"].numpy(), rtol=1e-4, atol=1e-4)
@@ -204,6 +204,9 @@ def test_export_cli_from_keras_file(tmp_path, capsys):
     assert meta["training_run"]["run_dir"] == str(run.resolve())
     assert meta["training_run"]["model_file"] == str((run / "model.keras").resolve())
     assert f"exported {(run / 'model.keras').resolve()}" in capsys.readouterr().out
+    # the .keras file alone carries the env normalisation (its config's env_scales)
+    assert meta["env_std"] == list(model.config.env_scales) != [1.0] * len(model.config.env_fields)
+    assert meta["env_mean"] == [0.0] * len(model.config.env_fields)
     # the run's model.keras is exported, not whichever .keras file is newest
     small_model(random=True).save(run / "newer.keras")
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "exp"), "--version", "4"]) == 0
@@ -239,6 +242,27 @@ def test_reexport_from_savedmodel_keeps_variables_and_results(exported, tmp_path
         np.testing.assert_array_equal(out_old[key].numpy(), out_new[key].numpy())
     assert main(["export", "--from-savedmodel", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "not an exported SAGESnet SavedModel" in capsys.readouterr().err
+
+
+def test_rebuilt_model_normalises_env_as_its_savedmodel_did(exported, tmp_path):
+    """A SavedModel's env_std becomes the rebuilt config's env_scales (also for a model_config
+    written before configs had them); a nonzero env_mean is refused in one line."""
+    import shutil
+
+    from sagesnet_tf.export import model_from_savedmodel
+
+    _, _, path = exported
+    copy = tmp_path / "1"
+    shutil.copytree(path, copy)
+    meta_file = copy / "assets" / METADATA_ASSET
+    meta = json.loads(meta_file.read_text())
+    del meta["model_config"]["env_scales"]
+    meta["env_std"] = [500.0, 1.0e4, 0.02, 0.1]
+    meta_file.write_text(json.dumps(meta))
+    assert model_from_savedmodel(copy)[0].config.env_scales == (500.0, 1.0e4, 0.02, 0.1)
+    meta_file.write_text(json.dumps(dict(meta, env_mean=[300.0, 0.0, 0.0, 0.0])))
+    with pytest.raises(SagesnetError, match="nonzero env_mean"):
+        model_from_savedmodel(copy)
 
 
 def _bad(req, **changes):
