@@ -25,7 +25,8 @@ Both models share the latent dynamics (:class:`LatentDynamics`)::
 
 ``atoms_state`` is a dict of batched tensors: ``positions`` (B,N,3) Å, ``velocities`` (B,N,3)
 Å/ps, ``species`` (B,N) int32, ``assignment`` (B,N,4) int32, ``atom_features`` (B,N,F),
-``spacing`` (B,3) Å (the voxel edges); build it for one structure with :func:`atoms_state_from_grid`.
+``spacing`` (B,3) Å (the voxel edges); build it with
+:meth:`sagesnet_tf.simulator.LearnedSimulator.atoms_state`.
 
 :class:`CellStateModel` (board (B,X,Y,Z,C) -> per-cell logits (B,X,Y,Z,states) at t+1)::
 
@@ -45,7 +46,7 @@ import tensorflow as tf
 
 from sagesnet_tf.atoms import ELEMENTS, MASSES
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import VELOCITY_SCALE, VoxelGrid, gather_atom_features, slot_feature_size
+from sagesnet_tf.grid import VELOCITY_SCALE, slot_feature_size
 from sagesnet_tf.layers import (
     MLP, AtomDecoder, BOUNDARY_MODES, CellDecoder, CellEncoder, CellHeads, Coarsener,
     EnvironmentConv, PairForces, PairStress, Refiner, ScatterPredictor, UncertaintyHead, VirtualCells)
@@ -335,27 +336,6 @@ class LatentDynamics(keras.Model):
 
     def build_from_config(self, config):
         self.build()
-
-
-def atoms_state_from_grid(voxel_grid: VoxelGrid, positions, velocities, species) -> dict[str, tf.Tensor]:
-    """The ``atoms_state`` of one structure, batch size 1.
-
-    Args:
-        voxel_grid: :func:`sagesnet_tf.grid.voxelize` result of that structure.
-        positions: (N, 3) Å; velocities: (N, 3) Å/ps; species: (N,) int.
-
-    Returns:
-        dict of ``positions`` (1,N,3) float32, ``velocities`` (1,N,3), ``species`` (1,N) int32,
-        ``assignment`` (1,N,4) int32, ``atom_features`` (1,N,F), ``spacing`` (1,3) Å.
-    """
-    return {
-        "positions": tf.cast(positions, tf.float32)[None],
-        "velocities": tf.cast(velocities, tf.float32)[None],
-        "species": tf.cast(species, tf.int32)[None],
-        "assignment": voxel_grid.assignment[None],
-        "atom_features": gather_atom_features(voxel_grid.atom_grid, voxel_grid.assignment)[None],
-        "spacing": tf.cast(voxel_grid.spacing, tf.float32)[None],
-    }
 
 
 @keras.saving.register_keras_serializable(package="sagesnet")

@@ -6,9 +6,9 @@ import tensorflow as tf
 import keras
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import voxelize, voxelize_atoms
-from sagesnet_tf.model import (CellStateConfig, CellStateModel, SagesnetConfig, SagesnetModel,
-                               atoms_state_from_grid)
+from sagesnet_tf.grid import orthorhombic_box
+from sagesnet_tf.model import CellStateConfig, CellStateModel, SagesnetConfig, SagesnetModel
+from sagesnet_tf.simulator import LearnedSimulator
 from sagesnet_tf.structures import graphene_sheet
 
 SMALL = dict(latent_dim=8, hidden=16, depth=1, encoder_layers=1, kernel_size=(3, 3, 1))
@@ -39,19 +39,23 @@ def model():
     return m
 
 
-def inputs_of(atoms, cfg):
-    vg = voxelize_atoms(atoms, cfg.h, cfg.slots, cfg.velocity_scale)
-    env = tf.constant([[300.0, 0.0, 0.0, 0.0]]) / 300.0
-    return vg, env, atoms_state_from_grid(vg, atoms.positions, atoms.velocities, atoms.species_index)
+def inputs_of(atoms, model):
+    """(normalised env (1,E), atoms_state of the structure, B = 1, from LearnedSimulator.atoms_state:
+    ``atom_grid`` (1,X,Y,Z,S,F) and the atoms)."""
+    lengths, origin = orthorhombic_box(atoms)
+    state = LearnedSimulator(model).atoms_state(atoms.positions[None], atoms.velocities[None],
+                                                atoms.species_index[None], lengths[None], origin[None])
+    return tf.constant([[300.0, 0.0, 0.0, 0.0]]) / 300.0, state
 
 
 def test_one_step_from_atoms_to_atoms_conserves_every_atom(model, sheet):
-    vg, env, state = inputs_of(sheet, model.config)
-    out = model({"atom_grid": vg.atom_grid[None], "env": env})
+    env, state = inputs_of(sheet, model)
+    grid = state["atom_grid"]
+    out = model({"atom_grid": grid, "env": env})
     z, z_next = out["latent"], out["latent_next"]
-    assert z.shape == (1, *vg.atom_grid.shape[:3], 8) == z_next.shape
+    assert z.shape == (1, *grid.shape[1:4], 8) == z_next.shape
     assert out["uncertainty"].shape == z.shape[:-1] and out["uncertainty"].numpy().min() >= 0
-    assert out["slots_next"]["occupancy_logits"].shape == (1, *vg.atom_grid.shape[:3], 2)
+    assert out["slots_next"]["occupancy_logits"].shape == (1, *grid.shape[1:4], 2)
     assert not np.allclose(z.numpy(), z_next.numpy())
     atoms = model.decode_atoms(z_next, state)
     assert atoms["positions"].shape == atoms["velocities"].shape == (1, len(sheet), 3)
@@ -62,8 +66,8 @@ def test_one_step_from_atoms_to_atoms_conserves_every_atom(model, sheet):
     shuffled = sheet.copy()
     for name in ("symbols", "positions", "velocities", "ids"):
         setattr(shuffled, name, getattr(sheet, name)[perm])
-    vg2, _, state2 = inputs_of(shuffled, model.config)
-    z2 = model.step(model.encode(vg2.atom_grid[None]), env)
+    _, state2 = inputs_of(shuffled, model)
+    z2 = model.step(model.encode(state2["atom_grid"]), env)
     atoms2 = model.decode_atoms(z2, state2)
     np.testing.assert_allclose(atoms2["positions"].numpy()[0], atoms["positions"].numpy()[0][perm], atol=1e-4)
     counts = np.bincount(atoms2["species"].numpy()[0], minlength=2)
@@ -71,8 +75,8 @@ def test_one_step_from_atoms_to_atoms_conserves_every_atom(model, sheet):
 
 
 def test_coarse_level_and_uncertainty_methods(model, sheet):
-    vg, env, _ = inputs_of(sheet, model.config)
-    z = model.encode(vg.atom_grid[None])[:, :8, :4]  # (1, 10, 5, 3, D) cropped to multiples of k = 2
+    env, state = inputs_of(sheet, model)
+    z = model.encode(state["atom_grid"])[:, :8, :4]  # cropped (grids are multiples of k = 2 already)
     window = tf.stack([z, model.step(z, env)], axis=1)
     coarse = model.coarsen(window)
     assert coarse.shape == (1, z.shape[1] // 2, z.shape[2] // 2, z.shape[3], 8)
@@ -83,13 +87,13 @@ def test_coarse_level_and_uncertainty_methods(model, sheet):
 
 
 def test_model_keras_save_load_gives_identical_outputs(model, sheet, tmp_path):
-    vg, env, state = inputs_of(sheet, model.config)
+    env, state = inputs_of(sheet, model)
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
     assert isinstance(loaded, SagesnetModel) and loaded.config == model.config
-    a = model({"atom_grid": vg.atom_grid[None], "env": env})
-    b = loaded({"atom_grid": vg.atom_grid[None], "env": env})
+    a = model({"atom_grid": state["atom_grid"], "env": env})
+    b = loaded({"atom_grid": state["atom_grid"], "env": env})
     tf.nest.map_structure(lambda x, y: np.testing.assert_array_equal(x.numpy(), y.numpy()), a, b)
     np.testing.assert_array_equal(model.decode_atoms(a["latent_next"], state)["positions"].numpy(),
                                   loaded.decode_atoms(b["latent_next"], state)["positions"].numpy())
@@ -133,24 +137,22 @@ def test_config_round_trip_and_bad_keys():
 
 
 def test_atoms_to_atoms_exports_as_a_savedmodel_with_in_graph_checks(model, sheet, tmp_path):
-    """Voxelizer + model in one tf.function: SavedModel round trip, overflow is InvalidArgument."""
-    cfg = model.config
+    """The simulator's step (voxelizer + model) in one tf.function: SavedModel round trip, overflow
+    is InvalidArgument."""
     module = tf.Module()
     module.model = model
+    sim = LearnedSimulator(model)
 
     @tf.function(input_signature=[tf.TensorSpec([None, 3]), tf.TensorSpec([None, 3]),
-                                  tf.TensorSpec([None], tf.int32), tf.TensorSpec([3]),
-                                  tf.TensorSpec([3], tf.bool), tf.TensorSpec([4])])
-    def step_atoms(positions, velocities, species, box_lengths, pbc, env):
-        vg = voxelize(positions, velocities, species, box_lengths, tf.zeros(3), pbc, cfg.h, cfg.slots)
-        state = atoms_state_from_grid(vg, positions, velocities, species)
-        z = module.model.step(module.model.encode(vg.atom_grid[None]), env[None])
-        return {"positions": module.model.decode_atoms(z, state)["positions"][0]}
+                                  tf.TensorSpec([None], tf.int32), tf.TensorSpec([3]), tf.TensorSpec([4])])
+    def step_atoms(positions, velocities, species, box_lengths, env):
+        out = sim.step(positions[None], velocities[None], species[None], box_lengths[None], env[None])
+        return {"positions": out["positions"][0]}
 
     module.step_atoms = step_atoms
     args = dict(positions=sheet.positions.astype("float32"), velocities=sheet.velocities.astype("float32"),
                 species=sheet.species_index, box_lengths=np.diag(sheet.cell).astype("float32"),
-                pbc=sheet.pbc, env=np.ones(4, "float32"))
+                env=np.array([300.0, 0.0, 0.0, 0.0], "float32"))
     expected = step_atoms(**args)["positions"].numpy()
     tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": step_atoms})
     served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]

@@ -10,11 +10,12 @@ import keras
 
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import voxelize_atoms
+from sagesnet_tf.grid import orthorhombic_box
 from sagesnet_tf.layers.grid_pairs import BASIS_SPACING, TAPER_WIDTH
 from sagesnet_tf.layers.pair_forces import PairForces
 from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3, TENSION_SCALE_EV_PER_A, VOIGT, PairStress
-from sagesnet_tf.model import SagesnetConfig, SagesnetModel, atoms_state_from_grid
+from sagesnet_tf.model import SagesnetConfig, SagesnetModel
+from sagesnet_tf.simulator import LearnedSimulator
 from sagesnet_tf.structures import graphene_sheet
 from sagesnet_tf.thermo import MVV2E
 
@@ -48,10 +49,19 @@ def random_stress_layer(seed=1):
     return with_random_kernel(layer, layer.tension, seed)
 
 
+def atoms_state(atoms, model=None):
+    """The atoms_state (B = 1) of a structure from LearnedSimulator.atoms_state, voxelized as
+    ``model`` does (default: a model of h = H, SLOTS slots, no coarse levels), and its grid shape (3,)."""
+    model = model or SagesnetModel(SagesnetConfig(h=H, slots=SLOTS, coarse_levels=()))
+    lengths, origin = orthorhombic_box(atoms)
+    state = LearnedSimulator(model).atoms_state(atoms.positions[None], atoms.velocities[None],
+                                                atoms.species_index[None], lengths[None], origin[None])
+    return state, tf.shape(state["atom_grid"])[1:4]
+
+
 def apply(layer, atoms):
-    vg = voxelize_atoms(atoms, H, SLOTS)
-    state = atoms_state_from_grid(vg, atoms.positions, atoms.velocities, atoms.species_index)
-    return layer(tf.shape(vg.atom_grid)[:3], state["assignment"], state["atom_features"], state["spacing"])[0].numpy()
+    state, grid_shape = atoms_state(atoms)
+    return layer(grid_shape, state["assignment"], state["atom_features"], state["spacing"])[0].numpy()
 
 
 def brute_pairs(layer, dense, atoms, lookahead_ps):
@@ -117,9 +127,8 @@ def test_pair_stress_is_the_brute_force_virial_plus_the_kinetic_part(hot_sheet):
 def test_design_times_the_weights_is_each_pair_terms_output(hot_sheet):
     # the least-squares stages (pair_force_fit, pair_stress_fit) fit w through `design`: design · w must be
     # exactly what the layer computes with those weights
-    vg = voxelize_atoms(hot_sheet, H, SLOTS)
-    state = atoms_state_from_grid(vg, hot_sheet.positions, hot_sheet.velocities, hot_sheet.species_index)
-    args = (tf.shape(vg.atom_grid)[:3], state["assignment"], state["atom_features"], state["spacing"])
+    state, grid_shape = atoms_state(hot_sheet)
+    args = (grid_shape, state["assignment"], state["atom_features"], state["spacing"])
     forces, stress = random_pair_layer(), random_stress_layer()
     design = forces.design(*args)                                                      # (1, N, 3, F)
     np.testing.assert_allclose(tf.linalg.matvec(design, forces.magnitude.kernel[:, 0]).numpy(), forces(*args).numpy(),
@@ -174,11 +183,10 @@ def test_model_with_pair_terms_and_momentum_conservation_saves_and_loads(tmp_pat
     rng = np.random.default_rng(2)
     for w in model.weights:  # nonzero everywhere: the grid decoder's outputs start at zero
         w.assign(rng.normal(scale=0.2, size=w.shape).astype("float32"))
-    vg = voxelize_atoms(hot_sheet, H, SLOTS)
-    state = atoms_state_from_grid(vg, hot_sheet.positions, hot_sheet.velocities, hot_sheet.species_index)
-    z = model.encode(vg.atom_grid[None])
+    state, grid_shape = atoms_state(hot_sheet, model)
+    z = model.encode(state["atom_grid"])
     out = model.decode_atoms(z, state)
-    stress = model.atom_stress(tf.shape(vg.atom_grid)[:3], state).numpy()
+    stress = model.atom_stress(grid_shape, state).numpy()
     change = out["velocities"].numpy()[0] - hot_sheet.velocities
     m = hot_sheet.masses[:, None]
     assert np.abs(change).max() > 1.0
@@ -188,5 +196,5 @@ def test_model_with_pair_terms_and_momentum_conservation_saves_and_loads(tmp_pat
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded.decode_atoms(z, state)["velocities"].numpy(), out["velocities"].numpy(), atol=1e-5)
-    np.testing.assert_allclose(loaded.atom_stress(tf.shape(vg.atom_grid)[:3], state).numpy(), stress,
+    np.testing.assert_allclose(loaded.atom_stress(grid_shape, state).numpy(), stress,
                                rtol=1e-5, atol=1e-6 * np.abs(stress).max())

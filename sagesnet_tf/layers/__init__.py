@@ -64,7 +64,7 @@ Models (:mod:`sagesnet_tf.model`; full method list in that module's docstring)::
         decode_atoms(z, atoms_state, halos=None); coarsen(window, level=0); refine(coarse, level=0);
         step_coarse(z_coarse, env, level=0); predict_uncertainty(z, env);
         predict_coarsen_uncertainty(z_coarse, env, level=0)
-        atoms_state_from_grid(voxel_grid, positions, velocities, species) -> atoms_state (B = 1)
+        (atoms_state from LearnedSimulator.atoms_state; a whole step: :mod:`sagesnet_tf.simulator`)
     CellStateModel(CellStateConfig(channels=C, states=C, latent_dim=16, hidden=16, depth=1,
                    kernel_size=(3,3,1), boundary=("periodic",)*3,
                    coarse_levels=[{"factor": (k if axis else 1 for each axis), "steps": T}], env_dim=0))
