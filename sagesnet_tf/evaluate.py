@@ -6,11 +6,12 @@ steps Δ. Metrics (units Å, Å/ps, K, GPa):
 
 - ``one_step``: position/velocity RMSE of k model steps from every reference frame to the next,
   and the same for the constant-velocity baseline (x + v·Δt, v unchanged);
-- ``rollout``: RMSE over all frames of one rollout from frame 0 (and the baseline's), the frames
-  it completed and, when it diverged (the model's in-graph checks failed, or a frame failed
-  ``simulate``'s rule: NaN/Inf, a runaway temperature, two atoms under 0.5 Å apart), ``diverged``:
-  the reason; the other metrics then cover the frames completed (the rollout RMSEs are None
-  when it stopped at its first step);
+- ``rollout``: RMSE over all frames of one rollout from frame 0 (and the baseline's), run by
+  the rollout driver (:class:`~sagesnet_tf.rollout.Rollout`, no thermostat, the environment of
+  each reference frame), the frames it completed and, when it diverged (the model's in-graph
+  checks failed, or a frame failed :func:`~sagesnet_tf.rollout.divergence_reason`: NaN/Inf, a
+  runaway temperature, two atoms under 0.5 Å apart), ``diverged``: the reason; the other metrics
+  then cover the frames completed (the rollout RMSEs are None when it stopped at its first step);
 - ``temperature_mae_K``; ``bond_survival`` (fraction of the initial C–C pairs < 1.9 Å still
   < 1.9 Å at the last frame, model and reference, 1 without any;
   :mod:`~sagesnet_tf.analysis.structure_metrics`); ``rdf_l1`` (L1 distance of normalised pair
@@ -24,14 +25,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.analysis.structure_metrics import bonded_fraction, bonds, pair_distances
 from sagesnet_tf.analysis.stress_strain import nominal_thickness, nominal_width, sheet_stress_gpa, yield_index_drop
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
-from sagesnet_tf.simulate import divergence_reason, env_vector, in_graph_failure, load_exported, resolve_model_dir
+from sagesnet_tf.rollout import Frame, Rollout, State
+from sagesnet_tf.simulate import env_vector, load_exported, resolve_model_dir, signature_advance
 from sagesnet_tf.thermo import temperature_k
 from sagesnet_tf.trajectory import Trajectory
 
@@ -112,44 +113,48 @@ def evaluate(model: str | Path | None, reference: str | Path, out: str | Path | 
     axis = int(np.argmax(np.abs(lengths[-1] - lengths[0])))
     frame_dt = float(ref.time_ps[1] - ref.time_ps[0])
 
-    def run(t, pos, vel, box, rate_now):
-        env = env_vector(meta, float(env_of["temperature_K"][t]), rate, float(env_of["strain"][t]))
-        res = fn(positions=np.asarray(pos, np.float32), velocities=np.asarray(vel, np.float32), species=species,
-                 box_lengths=np.asarray(box, np.float32), box_origin=np.zeros(3, np.float32), pbc=pbc, env=env,
-                 n_steps=np.int32(k), strain_rate_per_ps=np.float32(rate_now), axis=np.int32(axis))
-        return {key: v.numpy() for key, v in res.items()}
+    def reference_env(state: State) -> np.ndarray:  # the reference's environment at the frame the call starts from
+        t = state.step // k
+        return env_vector(meta, float(env_of["temperature_K"][t]), rate, float(env_of["strain"][t]))
+
+    advance = signature_advance(fn, species, pbc, lengths[0], axis, rate, reference_env)
+
+    def reference_state(t: int) -> State:
+        return State(ref.positions[t].astype(np.float32), ref.velocities[t].astype(np.float32), lengths[t], t * k)
 
     one_pos, one_vel, base_pos, base_vel = [], [], [], []
     for t in range(ref.n_frames - 1):
-        res = run(t, ref.positions[t], ref.velocities[t], lengths[t], rate * lengths[0][axis] / lengths[t][axis])
-        one_pos.append(_rmse(res["positions"], ref.positions[t + 1]))
-        one_vel.append(_rmse(res["velocities"], ref.velocities[t + 1]))
+        positions, velocities, _, _ = advance(reference_state(t), k)
+        one_pos.append(_rmse(positions, ref.positions[t + 1]))
+        one_vel.append(_rmse(velocities, ref.velocities[t + 1]))
         base_pos.append(_rmse(ref.positions[t] + ref.velocities[t] * frame_dt, ref.positions[t + 1]))
         base_vel.append(_rmse(ref.velocities[t], ref.velocities[t + 1]))
 
-    pos, vel, box = ref.positions[0], ref.velocities[0], lengths[0]
-    roll_pos, roll_vel, temps, stress, strain = [0.0], [0.0], [temperature_k(vel, masses)], [np.nan], [0.0]
-    cv_pos, diverged = [0.0], None
-    for t in range(ref.n_frames - 1):
-        try:
-            res = run(t, pos, vel, box, rate * lengths[0][axis] / box[axis])
-        except tf.errors.InvalidArgumentError as err:  # the model's in-graph checks
-            diverged = in_graph_failure(err)
-            break
-        frame = ref.frame(t + 1)  # the model's atoms under the reference's ids, for simulate's rule
-        frame.positions, frame.velocities = res["positions"].astype(np.float64), res["velocities"].astype(np.float64)
-        frame.cell = np.diag(res["box_lengths"].astype(np.float64))
-        temperature = temperature_k(res["velocities"], masses)
-        diverged = divergence_reason(frame, temperature, float(env_of["temperature_K"][t + 1]) or None)
-        if diverged:
-            break
-        pos, vel, box = res["positions"], res["velocities"], res["box_lengths"]
-        roll_pos.append(_rmse(pos, ref.positions[t + 1]))
-        roll_vel.append(_rmse(vel, ref.velocities[t + 1]))
-        cv_pos.append(_rmse(ref.positions[0] + ref.velocities[0] * frame_dt * (t + 1), ref.positions[t + 1]))
-        temps.append(temperature)
-        stress.append(float(res["stress"][axis]))
-        strain.append(float(box[axis] / lengths[0][axis] - 1.0))
+    pos, box = ref.positions[0], lengths[0]  # the rollout's last frame
+    roll_pos, roll_vel, cv_pos, stress, strain = [0.0], [0.0], [0.0], [np.nan], [0.0]
+    temps = [temperature_k(ref.velocities[0], masses)]
+
+    def observe(state: State, res) -> Frame:
+        t = state.step // k
+        frame = ref.frame(t)  # the model's atoms under the reference's ids, for the divergence rule
+        frame.positions, frame.velocities = state.positions.astype(np.float64), state.velocities.astype(np.float64)
+        frame.cell = np.diag(state.box_lengths.astype(np.float64))
+        return Frame(frame, temperature_k(state.velocities, masses), float(env_of["temperature_K"][t]) or None)
+
+    def on_frame(state: State, res, frame: Frame) -> bool:
+        nonlocal pos, box
+        t, pos, box = state.step // k, state.positions, state.box_lengths
+        roll_pos.append(_rmse(state.positions, ref.positions[t]))
+        roll_vel.append(_rmse(state.velocities, ref.velocities[t]))
+        cv_pos.append(_rmse(ref.positions[0] + ref.velocities[0] * frame_dt * t, ref.positions[t]))
+        temps.append(frame.temperature_K)
+        stress.append(float(res["stress"].numpy()[axis]))
+        strain.append(float(state.box_lengths[axis] / lengths[0][axis] - 1.0))
+        return False
+
+    rollout = Rollout(advance, float(meta["delta_ps"]),
+                      max_steps_per_call=meta.get("limits", {}).get("max_steps_per_call"))
+    diverged = rollout.run(reference_state(0), (ref.n_frames - 1) * k, k, observe, on_frame).diverged
     done = len(roll_pos)  # frames 0 .. done-1 of the rollout exist
     ref_temps = [temperature_k(v, masses) for v in ref.velocities[:done]]
 

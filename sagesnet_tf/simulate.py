@@ -2,10 +2,12 @@
 
 The model is loaded with ``tf.saved_model.load`` (TensorFlow alone, as TF Serving does) and its
 ``serving_default`` signature is called in chunks of ``every`` model steps (each chunk is one
-compiled ``tf.while_loop``). One model step is Δ = ``delta_ps`` of the model's metadata. At
-``scale`` 1 the model's ``simulate_coarse`` signature advances windows of T frames by coarse steps
-of T·Δ instead (the first window from T − 1 fine steps; ``every`` rounded down to whole coarse
-steps; the run ends at the last whole coarse step); docs/SIMULATE.md.
+compiled ``tf.while_loop``) by the rollout driver (:class:`~sagesnet_tf.rollout.Rollout`:
+calls, thermostat, divergence guard, progress); this module gives it the signature call
+(:func:`signature_advance`) and records the frames. One model step is Δ = ``delta_ps`` of the
+model's metadata. At ``scale`` 1 the model's ``simulate_coarse`` signature advances windows of
+T frames by coarse steps of T·Δ instead (the first window from T − 1 fine steps; ``every``
+rounded down to whole coarse steps; the run ends at the last whole coarse step); docs/SIMULATE.md.
 
 Outputs in ``out_dir`` (units LAMMPS metal):
 
@@ -28,12 +30,13 @@ Ensembles (:func:`resolve_ensemble`): ``nvt`` (the default with a target tempera
 the velocities between model calls with a thermostat of :data:`~sagesnet_tf.thermo.THERMOSTATS`
 (default Langevin, per degree of freedom; :func:`~sagesnet_tf.thermo.apply_thermostat`, time
 constant τ, one update for the call's span, random numbers from the run's seed and the step the
-update ends at); a call then spans at most :data:`THERMOSTAT_CALL_FRACTION` of τ (one step when a
-step is longer). ``nve`` leaves the learned dynamics free (the kinetic temperature is then the
-model's own).
+update ends at); a call then spans at most :data:`~sagesnet_tf.rollout.THERMOSTAT_CALL_FRACTION`
+of τ (one step when a step is longer). ``nve`` leaves the learned dynamics free (the kinetic
+temperature is then the model's own).
 
-A diverging rollout (NaN, runaway temperature, atoms pushed into one another, or a failed
-in-graph check) stops with :class:`RolloutDiverged` after writing what it has so far.
+A diverging rollout (:func:`~sagesnet_tf.rollout.divergence_reason`: NaN, runaway temperature,
+atoms pushed into one another; or a failed in-graph check) stops with :class:`RolloutDiverged`
+after writing what it has so far, the diverged frame included.
 """
 
 from __future__ import annotations
@@ -44,40 +47,29 @@ import io
 import json
 import math
 import os
-import re
+import sys
 import time
 from pathlib import Path
 
-import click
 import numpy as np
 
 from sagesnet_tf.analysis.plots import plot_stress_strain, plot_thermo
 from sagesnet_tf.analysis.stress_strain import axis_index, nominal_thickness, nominal_width, sheet_stress_gpa
-from sagesnet_tf.atoms import MIN_SEPARATION_A, Atoms
+from sagesnet_tf.atoms import Atoms
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
 from sagesnet_tf.io.extxyz import PER_ATOM_KEY, VELOCITY_SOURCE_KEY, write_extxyz_frames
 from sagesnet_tf.io.model_frame import ModelFrame, to_model_frame
 from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LIMIT_WHY
 from sagesnet_tf.md.protocols import EarlyStop
-from sagesnet_tf.structures import bond_pairs
-from sagesnet_tf.thermo import (THERMOSTATS, apply_thermostat, component_temperatures_k, maxwell_boltzmann_velocities,
-                                plane_axes, temperature_k)
+from sagesnet_tf.rollout import MAX_TEMPERATURE_K, Frame, Rollout, State, Thermostat
+from sagesnet_tf.thermo import (THERMOSTATS, component_temperatures_k, maxwell_boltzmann_velocities, plane_axes,
+                                temperature_k)
 
 DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
 THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "temperature_inplane_K", "temperature_outofplane_K",
                   "strain", "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_xy_GPa", "stress_xz_GPa",
                   "stress_yz_GPa", "n_atoms", "mean_uncertainty", "scale", "ensemble")
-#: Divergence limit: temperature above min(max(10 × target, RUNAWAY_FLOOR_K), this) K. (Atoms
-#: escaping the box along a non-periodic axis are caught inside the model step:
-#: ``export.MAX_ESCAPE_FRACTION``.)
-MAX_TEMPERATURE_K = 10000.0
-#: The limit never falls below this, K: a 4.2 K run at 50 K is inaccurate, not diverged (carbon
-#: sheets stay bonded far above it); the limit is for rollouts that blow up.
-RUNAWAY_FLOOR_K = 1000.0
-#: With the thermostat, one call (one thermostat update) spans at most this fraction of its time
-#: constant τ: a coupling applied every τ/10 relaxes like one applied every step, at a fraction of the calls.
-THERMOSTAT_CALL_FRACTION = 0.1
 #: Time constant τ (ps) of the NVT thermostat when none is given.
 DEFAULT_THERMOSTAT_PS = 0.1
 #: A frame is saved at once (trajectory, thermo, state, manifest) unless the last save took more
@@ -102,13 +94,6 @@ class RolloutDiverged(SagesnetError):
     def __init__(self, message: str, manifest: dict):
         super().__init__(message)
         self.manifest = manifest
-
-
-def in_graph_failure(err) -> str:
-    """The message of the failed in-graph check (e.g. the atom grid overflow) of a
-    ``tf.errors.InvalidArgumentError`` raised by a model signature."""
-    found = re.search(r"assertion failed: \[([^\]]*)\]", err.message)
-    return found.group(1) if found else err.message.strip().splitlines()[-1]
 
 
 def resolve_model_dir(model: str | Path | None) -> Path:
@@ -150,6 +135,27 @@ def env_vector(metadata: dict, temperature_K: float, strain_rate: float, strain:
     """Raw env (E,) in the model's field order; fields this run does not set are 0."""
     values = {"temperature_K": temperature_K, "pressure_bar": 0.0, "strain_rate_per_ps": strain_rate, "strain": strain}
     return np.array([values.get(name, 0.0) for name in metadata["env_fields"]], dtype=np.float32)
+
+
+def signature_advance(signature, species: np.ndarray, pbc: np.ndarray, lengths0: np.ndarray, axis: int,
+                      strain_rate: float, env_of, window: bool = False):
+    """The ``advance(state, n)`` of a :class:`~sagesnet_tf.rollout.Rollout` through an exported
+    step signature: ``serving_default`` or ``simulate_mirror_average`` (a frame (N, 3) in and out),
+    or ``simulate_coarse`` (``window``: T frames (T, N, 3), n coarse steps). Atoms ``species`` (N,)
+    in a box with periodic axes ``pbc`` (3,), origin 0; the box is stretched along ``axis`` at
+    ``strain_rate`` 1/ps of its initial length ``lengths0[axis]`` Å (sent as a rate of the current
+    length); ``env_of(state)``: the raw env (E,) of the call. Returns (positions, velocities, box
+    lengths) as numpy and the signature's outputs (tensors: ``uncertainty``, ``stress``, ...)."""
+    origin = np.zeros(3, np.float32)
+    keys = ("window_positions", "window_velocities") if window else ("positions", "velocities")
+
+    def advance(state: State, n: int):
+        res = signature(**{keys[0]: state.positions, keys[1]: state.velocities}, species=species,
+                        box_lengths=state.box_lengths, box_origin=origin, pbc=pbc, env=env_of(state),
+                        n_steps=np.int32(n), axis=np.int32(axis),
+                        strain_rate_per_ps=np.float32(strain_rate * lengths0[axis] / state.box_lengths[axis]))
+        return res["positions"].numpy(), res["velocities"].numpy(), res["box_lengths"].numpy(), res
+    return advance
 
 
 def resolve_ensemble(temperature_K: float | None, ensemble: str | None, thermostat: str | None,
@@ -284,24 +290,6 @@ def _frame(placed: ModelFrame, positions, velocities, lengths, step: int, time_p
     return frame
 
 
-def divergence_reason(frame: Atoms, temperature: float, target: float | None) -> str | None:
-    """Why ``frame`` (a recorded frame, positions unwrapped) at ``temperature`` K shows a diverged
-    rollout, or None: NaN/Inf, a runaway temperature, or two atoms closer than
-    ``MIN_SEPARATION_A`` (pushed into one another; minimum image)."""
-    if not np.all(np.isfinite(frame.positions)) or not math.isfinite(temperature):
-        return "NaN or Inf in the atoms"
-    limit = MAX_TEMPERATURE_K if target is None else min(MAX_TEMPERATURE_K, max(10.0 * target, RUNAWAY_FLOOR_K))
-    if temperature > limit:
-        return f"temperature ran away to {temperature:.0f} K (limit {limit:.0f} K)"
-    inside = frame.wrapped()  # one periodic image either way is then enough
-    i, j, d = bond_pairs(inside.positions, inside.cell, inside.pbc, MIN_SEPARATION_A)
-    if d.size:
-        k = int(np.argmin(d))
-        first, second = sorted((int(frame.ids[i[k]]), int(frame.ids[j[k]])))
-        return f"atoms {first} and {second} overlap ({d[k]:.2f} Å apart, under {MIN_SEPARATION_A} Å)"
-    return None
-
-
 def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = None, steps: int | None = None,
              time_ps: float | None = None, temperature_K: float | None = None, strain_rate: float = 0.0,
              axis: str = "x", max_strain: float | None = None, every: int = 10, scale: int = 0,
@@ -328,9 +316,6 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     structure, else a :class:`SagesnetError`); the outputs then equal an uninterrupted run's.
     """
     arguments = dict(locals())  # the call's arguments, before anything below rebinds them
-    import tensorflow as tf
-    from tqdm import tqdm
-
     if not 1 <= every <= MAX_STEPS:
         raise SagesnetError(f"simulate: --every must be between 1 and {MAX_STEPS} model steps, got {every}")
     for name, value in (("--time-ps", time_ps), ("--max-strain", max_strain), ("--thermostat-ps", thermostat_ps)):
@@ -399,8 +384,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     if temperature_K and not np.any(vel):
         vel = maxwell_boltzmann_velocities(masses, temperature_K, seed).astype(np.float32)
         initial_velocities = f"Maxwell-Boltzmann at {temperature_K} K, seed {seed}"
-    click.echo(f"simulate: input adaptation: {placed.describe()}; initial velocities: {initial_velocities} "
-               f"(structure's velocities: {velocity_source})", err=True)
+    print(f"simulate: input adaptation: {placed.describe()}; initial velocities: {initial_velocities} "
+          f"(structure's velocities: {velocity_source})", file=sys.stderr)
     lengths = lengths0.astype(np.float32)
     width, thick = nominal_width(structure, axis), nominal_thickness(structure)
     plane = plane_axes(structure.positions, structure.pbc)  # in-plane axes of temperature_inplane_K
@@ -422,22 +407,27 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                 "ensemble": ensemble, "thermostat": thermostat and {**thermostat, "seed": seed},
                 "units": "metal (Å, ps, Å/ps, K, GPa)", "options": options, "status": "running"}
 
-    def record(step, p, v, box, strain, unc, stress):
-        """Add one frame to the outputs (written at the next save); returns (the frame, its temperature K)."""
-        t = temperature_k(v, masses)
-        gpa = sheet_stress_gpa(np.asarray(stress, np.float64), box[a], width, thick)
-        rows.append(dict(zip(THERMO_COLUMNS, [step, step * delta, t, *component_temperatures_k(v, masses, plane),
-                                              strain, *[float(x) for x in gpa], len(p), float(np.mean(unc)),
-                                              scale, ensemble])))
-        frame = _frame(placed, p, v, box, step, step * delta, strain)
-        pending.append((frame, np.asarray(unc, np.float64)))
-        return frame, t
+    def output_frame(step: int, p, v, box, strain: float) -> Frame:
+        """The output frame of model positions (N, 3) Å, velocities (N, 3) Å/ps, box lengths (3,) Å at
+        model step ``step``, as the divergence guard reads it."""
+        return Frame(_frame(placed, p, v, box, step, step * delta, strain), temperature_k(v, masses), target)
 
-    def save(state: tuple | None) -> None:
+    def record(frame: Frame, box, unc, stress) -> None:
+        """Add ``frame`` (box lengths (3,) Å, per-atom uncertainty (N,), stress·volume (6,) bar·Å³)
+        to the outputs; written at the next save."""
+        atoms, step = frame.atoms, frame.atoms.info["step"]
+        gpa = sheet_stress_gpa(np.asarray(stress, np.float64), box[a], width, thick)
+        rows.append(dict(zip(THERMO_COLUMNS, [step, step * delta, frame.temperature_K,
+                                              *component_temperatures_k(atoms.velocities, masses, plane),
+                                              atoms.info["strain"], *[float(x) for x in gpa], len(atoms),
+                                              float(np.mean(unc)), scale, ensemble])))
+        pending.append((atoms, np.asarray(unc, np.float64)))
+
+    def save(state: State | None) -> None:
         """Write the frames recorded since the last save (trajectory.extxyz, thermo.csv), then the
-        ``state`` after them, (positions, velocities, box lengths, step) as the loop carries them
-        (:data:`STATE_FILE`; None: the run has ended and the file goes), the plots when due and
-        manifest.json, each file replaced whole: a kill at any moment leaves complete files."""
+        rollout ``state`` after them (:data:`STATE_FILE`; None: the run has ended and the file goes),
+        the plots when due and manifest.json, each file replaced whole: a kill at any moment leaves
+        complete files."""
         nonlocal saved_at, save_cost, plotted_at
         began = time.time()
         if pending:
@@ -447,8 +437,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         _write_thermo(out / "thermo.csv", rows)
         if state is not None:
             with atomic_output(out / STATE_FILE, "wb") as handle:
-                np.savez(handle, positions=state[0], velocities=state[1], box_lengths=state[2], step=state[3],
-                         n_frames=len(rows), trajectory_bytes=traj.stat().st_size)
+                np.savez(handle, positions=state.positions, velocities=state.velocities,
+                         box_lengths=state.box_lengths, step=state.step, n_frames=len(rows),
+                         trajectory_bytes=traj.stat().st_size)
         save_cost = time.time() - began
         if state is None or time.time() - plotted_at >= PLOT_INTERVAL_S:
             cols = {c: [r[c] for r in rows] for c in THERMO_COLUMNS}
@@ -469,13 +460,13 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         manifest["status"] = status
         save(None)
 
-    def restore() -> tuple:
-        """The killed run's state (positions, velocities, box lengths, step) from :data:`STATE_FILE`;
-        frames it wrote after that state (killed between their save and the state's) are cut off,
-        and the early stop is fed the thermo rows again."""
+    def restore() -> State:
+        """The killed run's rollout state from :data:`STATE_FILE`; frames it wrote after that state
+        (killed between their save and the state's) are cut off, and the early stop is fed the
+        thermo rows again."""
         nonlocal wall_before
         with np.load(out / STATE_FILE) as state:
-            saved = state["positions"], state["velocities"], state["box_lengths"], int(state["step"])
+            saved = State(state["positions"], state["velocities"], state["box_lengths"], int(state["step"]))
             n_frames, size = int(state["n_frames"]), int(state["trajectory_bytes"])
         written = _read_thermo(out / "thermo.csv") if (out / "thermo.csv").is_file() else []
         if not traj.is_file() or traj.stat().st_size < size or len(written) < n_frames:
@@ -486,83 +477,51 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         _write_thermo(out / "thermo.csv", rows)
         for row in rows[1:] if stopper is not None else []:
             stopper.update(row["strain"], row[f"stress_{axis}{axis}_GPa"])
-        manifest["resumed_at_steps"] = [*previous.get("resumed_at_steps", []), saved[3]]
+        manifest["resumed_at_steps"] = [*previous.get("resumed_at_steps", []), saved.step]
         wall_before = float(previous.get("wall_s", 0.0))
         return saved
 
-    def diverged(reason: str) -> RolloutDiverged:
-        finish(f"diverged: {reason}")
-        return RolloutDiverged(f"simulate: rollout diverged at step {done} ({reason}); "
-                               f"the trajectory so far is in {out}", manifest)
+    def strain_of(state: State) -> float:
+        return float(state.box_lengths[a] / lengths0[a] - 1.0)
 
-    def advance(positions, velocities, lengths, n: int, coarse: bool, end_step: int):
-        """n fine steps, or n coarse steps (a window of ``unit`` frames in and out), ending at
-        model step ``end_step``; then one thermostat update for their span (NVT)."""
-        strain = float(lengths[a] / lengths0[a] - 1.0)
-        kwargs = dict(species=species, box_lengths=lengths, box_origin=origin, pbc=pbc,
-                      env=env_vector(meta, temperature_K or 0.0, strain_rate, strain), n_steps=np.int32(n),
-                      strain_rate_per_ps=np.float32(strain_rate * lengths0[a] / lengths[a]),  # L0·rate·Δ per Δ
-                      axis=np.int32(a))
-        try:
-            if coarse:
-                res = coarse_fn(window_positions=positions, window_velocities=velocities, **kwargs)
-            else:
-                res = fn(positions=positions, velocities=velocities, **kwargs)
-        except tf.errors.InvalidArgumentError as err:  # the in-graph grid checks
-            raise diverged(in_graph_failure(err)) from None
-        velocities = res["velocities"].numpy()
-        if thermostat:
-            span = n * (unit if coarse else 1) * delta
-            velocities = apply_thermostat(thermostat["kind"], velocities, masses, target, span, thermostat["tau_ps"],
-                                          seed, end_step)
-        return res["positions"].numpy(), velocities, res["box_lengths"].numpy(), res
+    def observe(state: State, res) -> Frame:
+        p, v = state.positions.reshape(-1, len(species), 3)[-1], state.velocities.reshape(-1, len(species), 3)[-1]
+        return output_frame(state.step, p, v, state.box_lengths, strain_of(state))
 
+    def on_frame(state: State, res, frame: Frame) -> bool:
+        """Record a frame; True stops the run (early stop past the stress peak)."""
+        record(frame, state.box_lengths, res["uncertainty"].numpy(), res["stress"].numpy())
+        if stopper is not None and stopper.update(frame.atoms.info["strain"], rows[-1][f"stress_{axis}{axis}_GPa"]):
+            return True
+        if time.time() - saved_at >= save_cost / SAVE_OVERHEAD:
+            save(state)
+        return False
+
+    def env_of(state: State) -> np.ndarray:
+        return env_vector(meta, temperature_K or 0.0, strain_rate, strain_of(state))
+
+    step_args = (species, pbc, lengths0, a, strain_rate, env_of)
+    fine = signature_advance(fn, *step_args)
+    rollout = Rollout(signature_advance(coarse_fn, *step_args, window=True) if scale else fine, delta, unit,
+                      meta.get("limits", {}).get("max_steps_per_call"),
+                      thermostat and Thermostat(thermostat["kind"], thermostat["tau_ps"], target, masses, seed),
+                      fine_advance=fine, progress=progress, desc="simulate")
     start = saved_at = time.time()
     save_cost, plotted_at, wall_before = 0.0, -math.inf, 0.0
     stopper = EarlyStop() if stop_past_peak else None
     if previous is None:
-        done = 0
-        record(0, pos, vel, lengths, 0.0, np.zeros(len(pos)), np.zeros(6))
-        save((pos, vel, lengths, done))
+        state = State(pos, vel, lengths, 0)
+        record(output_frame(0, pos, vel, lengths, 0.0), lengths, np.zeros(len(pos)), np.zeros(6))
+        save(state)
     else:
-        pos, vel, lengths, done = restore()
-    with tqdm(total=total, initial=done, unit="step", desc="simulate", disable=not progress) as bar:
-        if scale and done == 0 and total >= unit:
-            # warm-up: the first window of `unit` frames comes from fine steps
-            frames_p, frames_v = [pos], [vel]
-            for _ in range(unit - 1):
-                p_next, v_next, lengths, _ = advance(frames_p[-1], frames_v[-1], lengths, 1, coarse=False,
-                                                     end_step=len(frames_p))
-                frames_p.append(p_next)
-                frames_v.append(v_next)
-            pos, vel = np.stack(frames_p), np.stack(frames_v)
-            done = unit - 1
-            bar.update(done)
-        # scale steps per call: a frame's worth, or at most THERMOSTAT_CALL_FRACTION·τ with the thermostat
-        # (never more than the model's per-call bound, metadata ``limits``)
-        per_call = max(1, meta.get("limits", {}).get("max_steps_per_call", total) // unit)
-        if thermostat:
-            per_call = min(per_call,
-                           max(1, int(THERMOSTAT_CALL_FRACTION * thermostat["tau_ps"] / (unit * delta) + 1e-9)))
-        while total - done >= unit:
-            per_frame = max(1, every // unit)
-            n_frame = min(per_frame, (total - done) // unit)
-            for n in [min(per_call, n_frame - k) for k in range(0, n_frame, per_call)]:
-                pos, vel, lengths, res = advance(pos, vel, lengths, n, coarse=bool(scale), end_step=done + n * unit)
-                done += n * unit
-                bar.update(n * unit)
-            strain = float(lengths[a] / lengths0[a] - 1.0)
-            p_last, v_last = pos.reshape(-1, len(species), 3)[-1], vel.reshape(-1, len(species), 3)[-1]
-            frame, temp = record(done, p_last, v_last, lengths, strain, res["uncertainty"].numpy(),
-                                 res["stress"].numpy())
-            reason = divergence_reason(frame, temp, target)
-            if reason:
-                raise diverged(reason)
-            if stopper is not None and stopper.update(strain, rows[-1][f"stress_{axis}{axis}_GPa"]):
-                finish("completed: stopped past the stress peak")
-                return manifest
-            if time.time() - saved_at >= save_cost / SAVE_OVERHEAD:
-                save((pos, vel, lengths, done))
-    finish("completed")
+        state = restore()
+    end = rollout.run(state, total, every, observe, on_frame)
+    if end.frame is not None:  # the frame that diverged stays in the outputs
+        record(end.frame, end.state.box_lengths, end.readouts["uncertainty"].numpy(), end.readouts["stress"].numpy())
+    if end.diverged:
+        finish(f"diverged: {end.diverged}")
+        raise RolloutDiverged(f"simulate: rollout diverged at step {end.state.step} ({end.diverged}); "
+                              f"the trajectory so far is in {out}", manifest)
+    finish("completed: stopped past the stress peak" if end.stopped else "completed")
     return manifest
 

@@ -102,35 +102,6 @@ def test_berendsen_factor():
     assert berendsen_factor(0.0, 300.0, 0.01, 0.1) == 1.0
 
 
-def _two_carbons(positions, pbc=(True, True, False)):
-    """Two carbon atoms (ids 7 and 9) in a 10 Å cube."""
-    from sagesnet_tf.atoms import Atoms
-
-    return Atoms(["C", "C"], positions, np.diag([10.0, 10.0, 10.0]), pbc, ids=[7, 9])
-
-
-def test_divergence_limit_is_ten_times_the_target_but_never_below_the_floor():
-    from sagesnet_tf.simulate import RUNAWAY_FLOOR_K, divergence_reason
-
-    frame = _two_carbons([[1.0, 1.0, 5.0], [2.4, 1.0, 5.0]])
-    assert divergence_reason(frame, 50.0, 4.2) is None  # inaccurate, not diverged
-    assert "ran away" in divergence_reason(frame, RUNAWAY_FLOOR_K + 1.0, 4.2)
-    assert divergence_reason(frame, 2900.0, 300.0) is None and "3000 K" in divergence_reason(frame, 3100.0, 300.0)
-    assert "NaN" in divergence_reason(_two_carbons(np.full((2, 3), np.nan)), 300.0, 300.0)
-
-
-def test_atoms_pushed_into_one_another_are_a_divergence():
-    """Two atoms 0.3 Å apart through the periodic boundary (unwrapped coordinates) stop the run."""
-    from sagesnet_tf.simulate import divergence_reason
-
-    apart = [[0.1, 1.0, 5.0], [29.8, 1.0, 5.0]]  # 0.3 Å through the x boundary, two boxes away
-    reason = divergence_reason(_two_carbons(apart), 300.0, 300.0)
-    assert reason is not None and "atoms 7 and 9 overlap (0.30 Å" in reason
-    bonded = [[0.1, 1.0, 5.0], [8.7, 1.0, 5.0]]  # 1.4 Å through the boundary: a bond
-    assert divergence_reason(_two_carbons(bonded), 300.0, 300.0) is None
-    assert divergence_reason(_two_carbons(apart, (False, True, False)), 300.0, 300.0) is None  # x open
-
-
 def test_thermostat_pulls_temperature_to_target(models, tmp_path):
     """The untrained model keeps velocities; the thermostat alone takes 300 K to 600 K."""
     out = tmp_path / "thermostat"

@@ -1,6 +1,7 @@
 """Held-out evaluation of an MD training run (:func:`~sagesnet_tf.training.md_stages.train_md` calls
 :func:`evaluate` after the last stage): one-step and coarse-step position errors, and rollouts from
-the first held-out frame, written to ``RUN/evaluation.json`` and ``RUN/rollout.png``.
+the first held-out frame (the rollout driver, :mod:`sagesnet_tf.rollout`), written to
+``RUN/evaluation.json`` and ``RUN/rollout.png``.
 
 Units: LAMMPS ``metal`` (Å, ps, Å/ps); temperatures in K.
 """
@@ -14,15 +15,15 @@ from typing import TYPE_CHECKING
 import matplotlib
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.analysis.structure_metrics import bonded_fraction, bonds
-from sagesnet_tf.atoms import MASSES
+from sagesnet_tf.atoms import MASSES, Atoms
 from sagesnet_tf.io import write_json
+from sagesnet_tf.rollout import Frame, Rollout, State, Thermostat
 from sagesnet_tf.training import md_batches
 from sagesnet_tf.training.md_config import MDEvaluationConfig
-from sagesnet_tf.thermo import berendsen_rescale, temperature_k
+from sagesnet_tf.thermo import temperature_k
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,9 +39,11 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     - one-step position RMSE (Å, root mean squared 3-D error per atom) of the model and of the
       constant-velocity extrapolation r + v·Δ, over ``onestep_frames`` evenly spaced windows;
     - a rollout of ``rollout_steps`` model steps from the first held-out frame (atoms
-      re-voxelized every step): atoms kept, fraction of the initial C–C bonds (< bond_cutoff Å,
-      minimum image) still shorter than bond_cutoff, kinetic temperature against the target
-      and the MD's own temperature over the held-out frames;
+      re-voxelized every step; :class:`~sagesnet_tf.rollout.Rollout`, whose divergence guard stops
+      it with the reason as ``failure``), and with ``thermostat_ps`` a second one with a Berendsen
+      update every step: atoms kept, fraction of the initial C–C bonds (< bond_cutoff Å, minimum
+      image) still shorter than bond_cutoff, kinetic temperature against the target and the MD's
+      own temperature over the held-out frames;
     - with ``coarse_trained``, one coarse step of level 0 (T·Δ, as the ``coarse_joint`` stage:
       atoms decoded frame by frame from the refined prediction) over the same windows: position
       RMSE at its last frame and the constant-velocity extrapolation over T·Δ.
@@ -74,34 +77,42 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     single = copy.copy(runner)
     single.open_cells = None  # one structure: no open-axis padding
     roll = tf.function(lambda p, v, s, b, e: single.one_step(p, v, s, b, e)[0], reduce_retracing=True)
-    start = {"positions": w["positions"][:1], "velocities": w["velocities"][:1], "species": w["species"][None],
-             "box": w["box"][:1], "env": w["env"][None]}
+    target = float(target_T) if np.isfinite(target_T) else None  # the runaway limit's reference
+
+    def advance(state: State, n: int):
+        """n model steps of the atoms (N, 3) in the held-out box, one model call each."""
+        p, v = state.positions[None], state.velocities[None]
+        for _ in range(n):
+            out = roll(*(tf.constant(x) for x in (p, v, w["species"][None], state.box_lengths[None], w["env"][None])))
+            p, v = out["positions"].numpy(), out["velocities"].numpy()
+        return p[0], v[0], state.box_lengths, None
+
+    def observe(state: State, _) -> Frame:
+        atoms = Atoms(traj.symbols, state.positions, np.diag(box), pbc, state.velocities, ids=traj.ids)
+        return Frame(atoms, temperature_k(state.velocities, masses), target)
 
     def rollout(thermostat_ps: float) -> tuple[dict, list, list]:
-        p, v = start["positions"], start["velocities"]
-        temps, bonded, completed, failure = [temperature_k(v[0], masses)], [1.0], 0, None
+        """One rollout from the first held-out frame, Berendsen towards the target every step with
+        ``thermostat_ps`` > 0: (figures, temperatures K, kept bond fractions), one per frame."""
+        temps, bonded = [temperature_k(w["velocities"][0], masses)], [1.0]
+
+        def on_frame(state: State, _, frame: Frame) -> bool:
+            temps.append(frame.temperature_K)
+            positions = state.positions.astype(np.float64)[carbon]
+            bonded.append(bonded_fraction(positions, pairs, box, pbc, ecfg.bond_cutoff))
+            return False
+
+        thermostat = Thermostat("berendsen", thermostat_ps, target_T, masses) if thermostat_ps else None
         desc = "held-out rollout" + (f" (thermostat {thermostat_ps:g} ps)" if thermostat_ps else "")
-        for _ in tqdm(range(ecfg.rollout_steps), disable=not progress, desc=desc, unit="step"):
-            try:
-                out = roll(*(tf.constant(x) for x in (p, v, start["species"], start["box"], start["env"])))
-            except tf.errors.InvalidArgumentError as err:
-                failure = err.message.splitlines()[0][:200]
-                break
-            p, v = out["positions"].numpy(), out["velocities"].numpy()
-            if not np.all(np.isfinite(p)):
-                failure = "non-finite positions"
-                break
-            if thermostat_ps:
-                v = berendsen_rescale(v, masses, target_T, delta, thermostat_ps)
-            completed += 1
-            temps.append(temperature_k(v[0], masses))
-            bonded.append(bonded_fraction(p[0].astype(np.float64)[carbon], pairs, box, pbc, ecfg.bond_cutoff))
+        end = Rollout(advance, delta, thermostat=thermostat, progress=progress, desc=desc).run(
+            State(w["positions"][0], w["velocities"][0], w["box"][0], 0), ecfg.rollout_steps, 1, observe, on_frame)
+        completed, p = len(temps) - 1, end.state.positions
         tail = temps[len(temps) // 2:]
         return {
-            "steps_requested": ecfg.rollout_steps, "steps_completed": completed, "failure": failure,
+            "steps_requested": ecfg.rollout_steps, "steps_completed": completed, "failure": end.diverged,
             "thermostat": {"kind": "berendsen", "tau_ps": thermostat_ps} if thermostat_ps else None,
-            "model_time_ps": completed * delta, "atoms_initial": int(len(w["species"])), "atoms_final": int(p.shape[1]),
-            "atoms_kept": bool(p.shape[1] == len(w["species"])), "initial_cc_bonds": int(len(pairs)),
+            "model_time_ps": completed * delta, "atoms_initial": int(len(w["species"])), "atoms_final": int(p.shape[0]),
+            "atoms_kept": bool(p.shape[0] == len(w["species"])), "initial_cc_bonds": int(len(pairs)),
             "bonded_fraction_final": float(bonded[-1]), "bonded_fraction_min": float(min(bonded)),
             "temperature_target_K": target_T, "temperature_md_mean_K": float(np.mean(md_T)),
             "temperature_model_mean_second_half_K": float(np.mean(tail)), "temperature_model_final_K": float(temps[-1]),
