@@ -393,7 +393,8 @@ class SagesnetServing(tf.Module):
 
 
 #: The model file a finished ``sagesnet-tf train`` run of the atom model leaves in its run
-#: directory (``md_stages.train_md``); ``export --run RUN`` exports exactly this file.
+#: directory (:func:`sagesnet_tf.training.md_trainer.train_md`); ``export --run RUN`` exports exactly
+#: this file.
 RUN_MODEL_FILE = "model.keras"
 
 
