@@ -36,8 +36,9 @@ along ``axis`` scaled about the box origin so that the box grows by input_length
 LAMMPS ``fix deform … remap x``), then re-voxelizes, encodes, steps and decodes the atoms
 (atoms stay explicit). The signatures only validate their inputs and call
 :class:`~sagesnet_tf.simulator.LearnedSimulator`, the one place a step is defined; the raw env is
-normalised there by the model's ``config.env_scales`` (metadata ``env_std``, ``env_mean`` 0). All inputs are validated in the graph: a bad request raises
-InvalidArgumentError, never crashes the server. Bounds of one call (metadata ``limits``):
+normalised there by the model's ``config.env_scales`` (metadata ``env_std``, ``env_mean`` 0).
+All inputs are validated in the graph: a bad request raises InvalidArgumentError, never crashes
+the server. Bounds of one call (metadata ``limits``):
 ``n_steps`` ≤ :data:`MAX_STEPS_PER_CALL` fine steps, |``strain_rate_per_ps``| ≤
 :data:`MAX_STRAIN_RATE_PER_PS`, at most :data:`MAX_GRID_CELLS` grid cells, ``pbc`` equal to the
 model's ``boundary`` (periodic ↔ True).
@@ -258,7 +259,8 @@ class SagesnetServing(tf.Module):
             if not readouts:
                 return stepped
             unc = sim.atom_uncertainty(out["latent"], env, out["state"])[0]
-            stress = sim.stress(out["latent_next"], out["positions"], out["velocities"], species_b, out["box"], origin_b)
+            stress = sim.stress(out["latent_next"], out["positions"], out["velocities"], species_b, out["box"],
+                                origin_b)
             return (*stepped, unc, stress[0])
 
         def body(i, pos, vel, box):
