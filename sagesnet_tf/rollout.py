@@ -37,7 +37,7 @@ from sagesnet_tf.thermo import apply_thermostat
 
 #: Divergence limit: temperature above min(max(10 × target, RUNAWAY_FLOOR_K), this) K. (Atoms
 #: escaping the box along a non-periodic axis are caught inside the model step:
-#: ``export.MAX_ESCAPE_FRACTION``.)
+#: ``simulator.MAX_ESCAPE_FRACTION``, :meth:`~sagesnet_tf.simulator.LearnedSimulator.check_positions`.)
 MAX_TEMPERATURE_K = 10000.0
 #: The limit never falls below this, K: a 4.2 K run at 50 K is inaccurate, not diverged (carbon
 #: sheets stay bonded far above it); the limit is for rollouts that blow up.
