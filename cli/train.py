@@ -68,8 +68,8 @@ def train(config_path, data_dir, run_dir, resume, overwrite, strategy, cpu_devic
     if cpu_devices:
         distribute.split_cpu(cpu_devices)
     if md:
-        from sagesnet_tf.training import md_stages
-        result = md_stages.train_md(cfg, data_dir, run_dir, resume=resume, progress=not no_progress)
+        from sagesnet_tf.training import md_trainer
+        result = md_trainer.train_md(cfg, data_dir, run_dir, resume=resume, progress=not no_progress)
         click.echo(f"evaluation: {result['summary'].get('evaluation')}")
         click.echo(f"run written to {run_dir} (metrics.json, evaluation.json, model.keras, checkpoints/)")
         return

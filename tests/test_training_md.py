@@ -11,7 +11,7 @@ from sagesnet_tf.md.protocols import Tension, make_protocol
 from sagesnet_tf.md.run import run_md
 from sagesnet_tf.pipelines.writer import write_dataset
 from sagesnet_tf.structures import graphene_sheet
-from sagesnet_tf.training import md_config, md_stages
+from sagesnet_tf.training import md_config, md_trainer
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +82,10 @@ def test_dataset_weights_set_how_often_windows_are_drawn(md_data, tmp_path):
     cfg = _config()
     cfg.data.dataset_weights = {"nvt_typo": 2.0}
     with pytest.raises(SagesnetError, match="dataset_weights names 'nvt_typo'"):
-        md_stages.train_md(cfg, md_data, str(tmp_path / "run"), progress=False)
+        md_trainer.train_md(cfg, md_data, str(tmp_path / "run"), progress=False)
     cfg.data.dataset_weights = {"nvt_300": 0}
     with pytest.raises(SagesnetError, match=r"dataset_weights\[nvt_300\] is 0"):
-        md_stages.train_md(cfg, md_data, str(tmp_path / "run"), progress=False)
+        md_trainer.train_md(cfg, md_data, str(tmp_path / "run"), progress=False)
 
 
 def _config(**extra):
@@ -105,7 +105,7 @@ def _config(**extra):
 
 def test_md_training_runs_stages_in_order_and_reduces_loss(md_data, tmp_path):
     run = str(tmp_path / "run")
-    result = md_stages.train_md(_config(), md_data, run, progress=False)
+    result = md_trainer.train_md(_config(), md_data, run, progress=False)
     stages = [r["stage"] for r in result["history"] if r["split"] == "train"]
     firsts = [stages.index(s) for s in ("autoencoder", "predictor", "unrolled", "uncertainty")]
     assert firsts == sorted(firsts)
@@ -225,7 +225,9 @@ def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tm
     import keras
     import tensorflow as tf
     from sagesnet_tf.pipelines import reader
-    from sagesnet_tf.training import md_batches
+    from sagesnet_tf.simulator import LearnedSimulator
+    from sagesnet_tf.training.least_squares import pair_force_equations
+    from sagesnet_tf.training.md_data import load_md_data
 
     cfg = _config(stages=[{"kind": "autoencoder", "steps": 3}, {"kind": "predictor", "steps": 60, "learning_rate": 3e-3},
                           {"kind": "unrolled", "steps": 3, "unroll": 2}, {"kind": "uncertainty", "steps": 2}])
@@ -233,7 +235,7 @@ def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tm
     cfg.data.datasets = ["nvt_300", "tension_300"]
     cfg.data.random_shift = cfg.data.random_mirror = True  # translated/mirrored windows, stretched ones included
     cfg.evaluation.rollout_steps = 2
-    result = md_stages.train_md(cfg, tension_data, str(tmp_path / "run"), progress=False)
+    result = md_trainer.train_md(cfg, tension_data, str(tmp_path / "run"), progress=False)
     pred = [r["loss"] for r in result["history"] if r["stage"] == "predictor" and r["split"] == "train"]
     assert np.all(np.isfinite(pred)) and np.mean(pred[-3:]) < np.mean(pred[:3]), pred
     # a `heads` stage teaches the trained model's stress/kinetic-energy heads, a `pair_stress_fit` stage
@@ -242,7 +244,7 @@ def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tm
                     stages=[{"kind": "heads", "steps": 4}, {"kind": "pair_stress_fit", "steps": 20}])
     heads.data.datasets = ["nvt_300", "tension_300"]
     heads.evaluation.rollout_steps = 1
-    md_stages.train_md(heads, tension_data, str(tmp_path / "heads"), progress=False)
+    md_trainer.train_md(heads, tension_data, str(tmp_path / "heads"), progress=False)
     before, after = (keras.models.load_model(str(tmp_path / r / "model.keras")) for r in ("run", "heads"))
     frozen = before.encoder.weights + before.predictor.weights + before.pair_forces.weights
     for a, b in zip(frozen, after.encoder.weights + after.predictor.weights + after.pair_forces.weights):
@@ -254,9 +256,9 @@ def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tm
     traj = reader.read_trajectories(os.path.join(tension_data, "tension_300"))[0]
     c = after.config
     pair_xx = [float(tf.reduce_sum(after.atom_stress(tf.shape(inp["atom_grid"])[1:4], inp)[..., 0]))
-               for inp in (md_batches.voxelize_batch(traj.positions[t:t + 1], traj.velocities[t:t + 1],
-                                                     np.zeros((1, traj.n_atoms), np.int32), traj.cell[t:t + 1].diagonal(0, 1, 2),
-                                                     traj.pbc, c.h, c.slots, len(c.elements), c.velocity_scale, None)
+               for inp in (LearnedSimulator(after).atoms_state(traj.positions[t:t + 1], traj.velocities[t:t + 1],
+                                                               np.zeros((1, traj.n_atoms), np.int32),
+                                                               traj.cell[t:t + 1].diagonal(0, 1, 2))
                            for t in range(traj.n_frames))]
     md_xx = traj.stress[:, :, 0].sum(1)
     assert np.ptp(md_xx) > 10 * np.std(np.diff(md_xx)), "the MD stress should rise with strain"
@@ -269,16 +271,16 @@ def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tm
                      stages=[{"kind": "pair_force_fit", "steps": 40}])
     forces.data.datasets = ["nvt_300", "tension_300"]
     forces.evaluation.rollout_steps = 1
-    md_stages.train_md(forces, tension_data, str(tmp_path / "forces"), progress=False)
+    md_trainer.train_md(forces, tension_data, str(tmp_path / "forces"), progress=False)
     fitted = keras.models.load_model(str(tmp_path / "forces" / "model.keras"))
     moved = {v.path.split("/")[1] for v, w in zip(before.variables, fitted.variables) if not np.array_equal(v.numpy(), w.numpy())}
     assert moved == {"pair_forces"}, moved
-    data = md_stages.load_md_data(tension_data, forces)
-    runner = md_stages.MDStageRunner(fitted, data, max(data.train.open_axis_cells(c.h), data.validation.open_axis_cells(c.h)))
+    data = load_md_data(tension_data, forces)
+    sim = LearnedSimulator(fitted, open_cells=max(data.train.open_axis_cells(c.h), data.validation.open_axis_cells(c.h)))
     misfit = {"adam": 0.0, "least_squares": 0.0}
     for seed in range(6):
         batch = {k: tf.constant(v) for k, v in data.train.sample(np.random.default_rng(seed), 2).items()}
-        rows, target, _ = runner.pair_force_equations(batch)
+        rows, target, _ = pair_force_equations(sim, batch, data.sigma_v)
         for name, kernel in (("adam", before.pair_forces.split_kernel(before.pair_forces.magnitude.kernel.numpy())),
                              ("least_squares", fitted.pair_forces.magnitude.kernel.numpy())):
             misfit[name] += float(tf.reduce_mean(tf.square(tf.linalg.matvec(rows, kernel[:, 0]) - target)))
@@ -286,11 +288,11 @@ def test_training_on_tension_data_and_coarse_stages_refusing_it(tension_data, tm
     coarse = _coarse_config(stages=[{"kind": "coarsener_autoencoder", "steps": 2}])
     coarse.data.datasets = ["nvt_300", "tension_300"]
     with pytest.raises(SagesnetError, match="constant boxes.*tension_300"):
-        md_stages.train_md(coarse, tension_data, str(tmp_path / "coarse"), progress=False)
+        md_trainer.train_md(coarse, tension_data, str(tmp_path / "coarse"), progress=False)
     held_out_tension = _config(data={"batch_size": 2, "datasets": ["nvt_300", "tension_300"],
                                      "validation_dataset": "tension_300", "validation_from": 0.6})
     with pytest.raises(SagesnetError, match="held-out tension_300.*changes its box"):
-        md_stages.train_md(held_out_tension, tension_data, str(tmp_path / "held_out"), progress=False)
+        md_trainer.train_md(held_out_tension, tension_data, str(tmp_path / "held_out"), progress=False)
 
 
 def test_bad_md_config_is_one_line_error():
@@ -336,7 +338,7 @@ def test_coarse_stages_train_level_0_and_init_from_keeps_the_fine_model(md_data,
     import keras
 
     run = str(tmp_path / "fine_and_coarse")
-    result = md_stages.train_md(_coarse_config(), md_data, run, progress=False)
+    result = md_trainer.train_md(_coarse_config(), md_data, run, progress=False)
     joint = [r for r in result["history"] if r["stage"] == "coarse_joint" and r["split"] == "train"]
     losses = [r["loss"] for r in joint]
     assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
@@ -349,7 +351,7 @@ def test_coarse_stages_train_level_0_and_init_from_keeps_the_fine_model(md_data,
     cfg = _coarse_config(init_from=run, model={}, stages=[{"kind": "coarse_joint", "steps": 3}])
     assert cfg.model_config.coarse_levels[0]["factor"] == (2, 2, 1)
     run2 = str(tmp_path / "continued")
-    md_stages.train_md(cfg, md_data, run2, progress=False)
+    md_trainer.train_md(cfg, md_data, run2, progress=False)
     before, after = (keras.models.load_model(os.path.join(r, "model.keras")) for r in (run, run2))
     for a, b in zip(before.encoder.weights + before.atom_decoder.weights, after.encoder.weights + after.atom_decoder.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -372,9 +374,9 @@ def test_coarse_oversampling_keeps_the_worst_windows_and_resumes_exactly(md_data
     stages = [{"kind": "coarsener_autoencoder", "steps": 12, "oversample": 0.5}]
     cfg = _coarse_config(stages=stages, checkpoint={"every_steps": 6, "keep": 3})
     run = str(tmp_path / "run")
-    result = md_stages.train_md(cfg, md_data, run, progress=False)
+    result = md_trainer.train_md(cfg, md_data, run, progress=False)
     reader = tf.train.load_checkpoint(os.path.join(run, "checkpoints"))
-    keys = [k for k in reader.get_variable_to_shape_map() if k.startswith("hard_windows/loss")]
+    keys = [k for k in reader.get_variable_to_shape_map() if k.startswith("oversampling/losses")]
     losses = reader.get_tensor(keys[0])
     assert np.isfinite(losses).sum() > 2  # the buffer holds the worst windows seen
     held = np.sort(losses[np.isfinite(losses)])[::-1]
@@ -389,7 +391,7 @@ def test_coarse_oversampling_keeps_the_worst_windows_and_resumes_exactly(md_data
         path.unlink()
     (cut / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-6"\n'
                                                     'all_model_checkpoint_paths: "ckpt-6"\n')
-    resumed = md_stages.train_md(cfg, md_data, str(cut), resume=True, progress=False)
+    resumed = md_trainer.train_md(cfg, md_data, str(cut), resume=True, progress=False)
     last = [r for r in result["history"] if r["split"] == "train"][-1]
     last_resumed = [r for r in resumed["history"] if r["split"] == "train"][-1]
     assert last["step"] == last_resumed["step"] == 12

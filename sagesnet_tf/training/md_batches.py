@@ -1,4 +1,4 @@
-"""MD windows -> voxelized, normalised model inputs and training targets for :class:`SagesnetModel`.
+"""MD windows -> batches of atoms and training targets for :class:`SagesnetModel`.
 
 Shapes: B batch, L window length (frames), N atoms, E environment fields, X/Y/Z cells, S slots,
 F slot features. Units: LAMMPS ``metal`` (Å, ps, Å/ps, eV, bar).
@@ -15,7 +15,8 @@ batches of windows as plain arrays:
   under tension (``fix deform … remap x``) or NPT the box grows and LAMMPS rescales the atom
   coordinates with it, so frame k+1 follows from frame k stretched affinely to box k+1 (what
   ``simulate`` does before each model step) plus the motion the model predicts.
-- ``env`` (B, E) float32, the environment of frame 0 normalised by :data:`ENV_SCALES`.
+- ``env`` (B, E) float32, the raw environment of frame 0, in the units of its field names (the
+  :class:`~sagesnet_tf.simulator.LearnedSimulator` normalises it with the model's ``env_scales``).
 - ``stress`` (B, N, 6) bar·Å³, per-atom stress × volume at frame 0.
 
 A window may be drawn **time-reversed** (``sample(..., time_reversal=True)``): frames in reverse
@@ -28,9 +29,10 @@ never reversed (a reversed tension run would be a compression the data does not 
 periodic axes (``data.random_shift``); :func:`mirror_windows` reflects half of them through the
 mid-plane of the open axis (``data.random_mirror``).
 
-:func:`voxelize_batch` turns positions/velocities into the model's atom grid inside the graph
-(so the unrolled stage can re-voxelize its own predictions), padding the open axis to a fixed
-number of cells so that a batch stacks.
+The stage losses voxelize a batch inside the graph with
+:meth:`~sagesnet_tf.simulator.LearnedSimulator.atoms_state` (so the unrolled stage can
+re-voxelize its own predictions), padding the open axis to a fixed number of cells so that a batch
+stacks; :func:`cell_sums` / :func:`cell_targets` sum per-atom targets per cell.
 """
 
 from __future__ import annotations
@@ -44,17 +46,9 @@ import tensorflow as tf
 from sagesnet_tf.analysis.structure_metrics import minimum_image
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import gather_atom_features, pad_open_axes, voxelize
 from sagesnet_tf.thermo import MVV2E
 from sagesnet_tf.pipelines import reader
-from sagesnet_tf.trajectory import ENV_SCALES, Trajectory
-
-
-
-def normalise_env(env, env_fields) -> np.ndarray:
-    """(..., E) raw environment (units in the field names) -> (..., E) float32 model input."""
-    scales = np.array([ENV_SCALES.get(f, 1.0) for f in env_fields], dtype=np.float32)
-    return (np.asarray(env, dtype=np.float32) / scales).astype(np.float32)
+from sagesnet_tf.trajectory import Trajectory
 
 
 def dataset_dirs(data_dir: str, names: list[str] | None = None) -> list[str]:
@@ -215,7 +209,7 @@ class MDWindows:
             "velocities": (-1.0 if reverse else 1.0) * traj.velocities[frames].astype(np.float32),
             "species": np.array([self.elements.index(s) for s in traj.symbols], np.int32),
             "box": box.astype(np.float32),
-            "env": normalise_env(traj.environment[t0], traj.env_fields),
+            "env": np.asarray(traj.environment[t0], np.float32),
             "stress": traj.stress[t0].astype(np.float32),
         }
 
@@ -299,37 +293,6 @@ def mirror_windows(batch: dict[str, np.ndarray], rng: np.random.Generator, pbc) 
         for component in _MIRROR_FLIPS[int(axis)]:
             stress[flip, :, component] *= -1.0
     return {**batch, "positions": positions, "velocities": velocities, "stress": stress}
-
-
-def voxelize_batch(positions, velocities, species, box, pbc, h: float, slots: int, n_elements: int,
-                   velocity_scale: float, open_cells: int | None, multiple=(1, 1, 1)) -> dict[str, tf.Tensor]:
-    """Voxelize each structure of a batch (static B) and stack (TF ops, differentiable in offsets).
-
-    Args:
-        positions: (B, N, 3) Å (unwrapped is fine; periodic axes wrap).
-        velocities: (B, N, 3) Å/ps. species: (B, N) int. box: (B, 3) Å. pbc: (3,) bool numpy.
-        h, slots, n_elements, velocity_scale: the model config's; multiple: its ``grid_multiple``.
-        open_cells: pad the non-periodic axis to this many cells (None: no padding, B must be 1
-            or all grids the same shape).
-
-    Returns:
-        dict ``atom_grid`` (B, X, Y, Z, S, F), ``assignment`` (B, N, 4) int32, ``atom_features``
-        (B, N, F), ``positions``, ``velocities``, ``species``, ``spacing`` (B, 3) Å (the atoms_state of
-        :meth:`SagesnetModel.decode_atoms`).
-    """
-    grids, assignments, spacings = [], [], []
-    for b in range(positions.shape[0]):
-        vg = voxelize(positions[b], velocities[b], species[b], box[b], tf.zeros(3), pbc, h, slots,
-                      n_elements, velocity_scale, multiple=multiple)
-        grids.append(pad_open_axes(vg.atom_grid, pbc, open_cells) if open_cells else vg.atom_grid)
-        assignments.append(vg.assignment)
-        spacings.append(vg.spacing)
-    atom_grid = tf.stack(grids)
-    assignment = tf.stack(assignments)
-    return {"atom_grid": atom_grid, "assignment": assignment,
-            "atom_features": gather_atom_features(atom_grid, assignment),
-            "positions": tf.cast(positions, tf.float32), "velocities": tf.cast(velocities, tf.float32),
-            "species": tf.cast(species, tf.int32), "spacing": tf.stack(spacings)}
 
 
 def atom_masses(species, elements) -> tf.Tensor:

@@ -1,6 +1,6 @@
 """The MD trainer's config schema (top-level ``kind: md``; :func:`~sagesnet_tf.training.config.load_config`
 dispatches here): data, stages, checkpoints, validation and the held-out evaluation, validated into
-dataclasses. What each stage kind trains is described in :mod:`~sagesnet_tf.training.md_stages`;
+dataclasses. What each stage kind trains is described in :mod:`~sagesnet_tf.training.md_losses`;
 ``sagesnet-tf train --print-schema`` prints every key with its default and description.
 
     kind: md
