@@ -1,4 +1,4 @@
-"""Held-out evaluation of an MD training run (:func:`~sagesnet_tf.training.md_stages.train_md` calls
+"""Held-out evaluation of an MD training run (:func:`~sagesnet_tf.training.md_trainer.train_md` calls
 :func:`evaluate` after the last stage): one-step and coarse-step position errors, and rollouts from
 the first held-out frame (the rollout driver, :mod:`sagesnet_tf.rollout`), written to
 ``RUN/evaluation.json`` and ``RUN/rollout.png``.
@@ -8,9 +8,7 @@ Units: LAMMPS ``metal`` (Å, ps, Å/ps); temperatures in K.
 
 from __future__ import annotations
 
-import copy
 import os
-from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -21,20 +19,20 @@ from sagesnet_tf.analysis.structure_metrics import bonded_fraction, bonds
 from sagesnet_tf.atoms import MASSES, Atoms
 from sagesnet_tf.io import write_json
 from sagesnet_tf.rollout import Frame, Rollout, State, Thermostat
+from sagesnet_tf.simulator import LearnedSimulator
 from sagesnet_tf.training import md_batches
 from sagesnet_tf.training.md_config import MDEvaluationConfig
+from sagesnet_tf.training.md_losses import CoarseJoint
 from sagesnet_tf.thermo import temperature_k
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-if TYPE_CHECKING:  # md_stages imports this module
-    from sagesnet_tf.training.md_stages import MDStageRunner
 
-
-def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEvaluationConfig, run_dir: str,
-             progress: bool = True, coarse_trained: bool = False) -> dict:
-    """Held-out figures, written to ``RUN/evaluation.json`` and ``RUN/rollout.png``.
+def evaluate(sim: LearnedSimulator, held_out: md_batches.MDWindows, ecfg: MDEvaluationConfig, run_dir: str,
+             progress: bool = True, coarse_joint: CoarseJoint | None = None) -> dict:
+    """Held-out figures of the run's simulator ``sim`` (its batches' padding), written to
+    ``RUN/evaluation.json`` and ``RUN/rollout.png``; ``held_out`` windows carry the raw env.
 
     - one-step position RMSE (Å, root mean squared 3-D error per atom) of the model and of the
       constant-velocity extrapolation r + v·Δ, over ``onestep_frames`` evenly spaced windows;
@@ -44,24 +42,24 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
       update every step: atoms kept, fraction of the initial C–C bonds (< bond_cutoff Å, minimum
       image) still shorter than bond_cutoff, kinetic temperature against the target and the MD's
       own temperature over the held-out frames;
-    - with ``coarse_trained``, one coarse step of level 0 (T·Δ, as the ``coarse_joint`` stage:
-      atoms decoded frame by frame from the refined prediction) over the same windows: position
-      RMSE at its last frame and the constant-velocity extrapolation over T·Δ.
+    - with ``coarse_joint`` (the run's ``coarse_joint`` stage), one coarse step of level 0 (T·Δ, as
+      that stage: atoms decoded frame by frame from the refined prediction) over the same windows:
+      position RMSE at its last frame and the constant-velocity extrapolation over T·Δ.
     """
-    model = runner.model
+    model = sim.model
     delta = model.config.delta_ps
     idx = np.linspace(0, held_out.n_windows - 1, min(ecfg.onestep_frames, held_out.n_windows)).astype(int)
     sq_model, sq_base = [], []
-    step_fn = tf.function(lambda p, v, s, b, e: runner.one_step(p, v, s, b, e)[0], reduce_retracing=True)
+    step_fn = _atom_step(sim)
     for i in idx:
         w = held_out.batch([i])
-        out = step_fn(w["positions"][:, 0], w["velocities"][:, 0], w["species"], w["box"][:, 0], w["env"])
+        positions, _ = step_fn(w["positions"][:, 0], w["velocities"][:, 0], w["species"], w["box"][:, 0], w["env"])
         true = w["positions"][0, 1]
-        sq_model.append(np.sum((out["positions"].numpy()[0] - true) ** 2, -1).mean())
+        sq_model.append(np.sum((positions.numpy()[0] - true) ** 2, -1).mean())
         sq_base.append(np.sum((w["positions"][0, 0] + w["velocities"][0, 0] * delta - true) ** 2, -1).mean())
     onestep = {"model_rmse_A": float(np.sqrt(np.mean(sq_model))),
                "const_velocity_rmse_A": float(np.sqrt(np.mean(sq_base))), "frames": int(len(idx))}
-    coarse = _coarse_step_figures(runner, held_out, idx) if coarse_trained else None
+    coarse = _coarse_step_figures(coarse_joint, model, held_out, idx) if coarse_joint is not None else None
 
     w = held_out.window(0)
     seg = held_out.segments[0]
@@ -74,17 +72,15 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     carbon = np.flatnonzero(w["species"] == list(model.config.elements).index("C"))
     p0 = w["positions"][0].astype(np.float64)
     pairs = bonds(p0[carbon], box, pbc, ecfg.bond_cutoff)
-    single = copy.copy(runner)
-    single.open_cells = None  # one structure: no open-axis padding
-    roll = tf.function(lambda p, v, s, b, e: single.one_step(p, v, s, b, e)[0], reduce_retracing=True)
+    roll = _atom_step(LearnedSimulator(model))  # one structure: no open-axis padding
     target = float(target_T) if np.isfinite(target_T) else None  # the runaway limit's reference
 
     def advance(state: State, n: int):
         """n model steps of the atoms (N, 3) in the held-out box, one model call each."""
         p, v = state.positions[None], state.velocities[None]
         for _ in range(n):
-            out = roll(*(tf.constant(x) for x in (p, v, w["species"][None], state.box_lengths[None], w["env"][None])))
-            p, v = out["positions"].numpy(), out["velocities"].numpy()
+            p, v = roll(*(tf.constant(x) for x in (p, v, w["species"][None], state.box_lengths[None], w["env"][None])))
+            p, v = p.numpy(), v.numpy()
         return p[0], v[0], state.box_lengths, None
 
     def observe(state: State, _) -> Frame:
@@ -134,16 +130,26 @@ def evaluate(runner: MDStageRunner, held_out: md_batches.MDWindows, ecfg: MDEval
     return figures
 
 
-def _coarse_step_figures(runner: MDStageRunner, held_out: md_batches.MDWindows, idx) -> dict:
-    """RMSE (Å) after one coarse step and of r + v·T·Δ, over the held-out windows ``idx``."""
-    fn = tf.function(lambda b: runner.loss("coarse_joint", b, None)[1], reduce_retracing=True)
+def _atom_step(sim: LearnedSimulator):
+    """tf.function (positions, velocities, species, box, raw env) -> (positions, velocities)
+    (B, N, 3) Å, Å/ps after one step Δ of ``sim``."""
+    def step(positions, velocities, species, box, env):
+        out = sim.step(positions, velocities, species, box, env)
+        return out["positions"], out["velocities"]
+    return tf.function(step, reduce_retracing=True)
+
+
+def _coarse_step_figures(coarse_joint: CoarseJoint, model, held_out: md_batches.MDWindows, idx) -> dict:
+    """RMSE (Å) after one coarse step of ``model`` (its ``coarse_joint`` stage's metrics) and of
+    r + v·T·Δ, over the held-out windows ``idx``."""
+    fn = tf.function(lambda b: coarse_joint.loss(b, None)[1], reduce_retracing=True)
     model_sq, base_sq = [], []
     for i in idx:
         mets = fn({k: tf.constant(v) for k, v in held_out.batch([i]).items()})
         model_sq.append(float(mets["coarse_step_rmse_A"][0]) ** 2)
         base_sq.append(float(mets["const_velocity_rmse_A"][0]) ** 2)
-    steps = runner.model.config.coarse_levels[0]["steps"]
-    return {"span_ps": steps * runner.model.config.delta_ps, "model_rmse_A": float(np.sqrt(np.mean(model_sq))),
+    steps = model.config.coarse_levels[0]["steps"]
+    return {"span_ps": steps * model.config.delta_ps, "model_rmse_A": float(np.sqrt(np.mean(model_sq))),
             "const_velocity_rmse_A": float(np.sqrt(np.mean(base_sq))), "frames": int(len(idx))}
 
 
