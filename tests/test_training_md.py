@@ -368,7 +368,7 @@ def test_coarse_stage_without_coarse_level_and_bad_bool_are_one_line_errors():
         _coarse_config(init_from="/nonexistent/run", model={})
 
 
-def test_coarse_oversampling_keeps_the_worst_windows_and_resumes_exactly(md_data, tmp_path):
+def test_coarse_oversampling_keeps_the_worst_windows_and_resumes_exactly(md_data, tmp_path, capsys):
     import tensorflow as tf
 
     stages = [{"kind": "coarsener_autoencoder", "steps": 12, "oversample": 0.5}]
@@ -389,13 +389,23 @@ def test_coarse_oversampling_keeps_the_worst_windows_and_resumes_exactly(md_data
     shutil.copytree(run, cut)
     for path in (cut / "checkpoints").glob("ckpt-12.*"):
         path.unlink()
+    # (without a timestamp the CheckpointManager would list no checkpoint, and the run start afresh)
     (cut / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-6"\n'
-                                                    'all_model_checkpoint_paths: "ckpt-6"\n')
+                                                    'all_model_checkpoint_paths: "ckpt-6"\n'
+                                                    'all_model_checkpoint_timestamps: 1.0\n')
+    capsys.readouterr()
     resumed = md_trainer.train_md(cfg, md_data, str(cut), resume=True, progress=False)
+    assert "resumed from" in capsys.readouterr().out
     last = [r for r in result["history"] if r["split"] == "train"][-1]
     last_resumed = [r for r in resumed["history"] if r["split"] == "train"][-1]
     assert last["step"] == last_resumed["step"] == 12
-    assert last_resumed["loss"] == pytest.approx(last["loss"], rel=1e-4)
+    assert last_resumed["loss"] == last["loss"]
+    # bit-identical: every variable of the final checkpoints (model, Adam, the buffer) is equal
+    final, final_resumed = (tf.train.load_checkpoint(os.path.join(r, "checkpoints", "ckpt-12")) for r in (run, cut))
+    names = [k for k in final.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    assert any(k.startswith("oversampling/") for k in names)
+    for k in names:
+        np.testing.assert_array_equal(final.get_tensor(k), final_resumed.get_tensor(k), err_msg=k)
 
 
 def test_oversample_outside_coarse_stages_is_refused():

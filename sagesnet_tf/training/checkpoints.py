@@ -69,7 +69,9 @@ class Checkpointer:
                 missing = [name for name in self.optional if name not in saved]
                 checkpoint = self.checkpoint if not missing else tf.train.Checkpoint(
                     state=self.state, **{k: v for k, v in self.objects.items() if k not in missing})
-                checkpoint.restore(path).assert_existing_objects_matched()
+                status = checkpoint.restore(path).assert_existing_objects_matched()
+                if missing:
+                    status.expect_partial()  # the older version's name for the missing object stays unread
             except (tf.errors.OpError, IndexError) as exc:  # IndexError: a truncated data file
                 first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
                 tqdm.write(f"checkpoint {path} is unreadable ({first}); trying the one before it")
