@@ -81,6 +81,7 @@ from sagesnet_tf.layers.cell_autoencoder import CellDecoder, CellEncoder
 from sagesnet_tf.layers.coarsener import Coarsener, Refiner
 from sagesnet_tf.layers.environment import EnvironmentConv
 from sagesnet_tf.layers.heads import CellHeads
+from sagesnet_tf.layers.local_energy import LocalEnergy
 from sagesnet_tf.layers.mlp import MLP
 from sagesnet_tf.layers.pair_forces import PairForces
 from sagesnet_tf.layers.pair_stress import PairStress

@@ -1,0 +1,144 @@
+"""A learned local energy with pair and three-body (angle) terms; forces are its negative gradient.
+
+The learned pair forces (:class:`~sagesnet_tf.layers.PairForces`) are central, so they cannot hold a
+bond angle or resist the pyramidalization of an sp² atom; and a learned step that is not the flow
+of some Hamiltonian need not share energy evenly among the degrees of freedom (equipartition). This
+layer learns an energy instead, and forces ``F = −∂E/∂r`` from it: a velocity-Verlet integrator then
+conserves the energy (to its O(dt²) error) and, with it, equipartition; the forces sum to zero
+(the energy depends on separations only), so momentum is conserved too. The energy is::
+
+    E = ½ Σ_{i≠j} Σ_f w_f φ_f(r_ij)                                              (pairs, r < cutoff)
+      + Σ_i Σ_{j<k ∈ N(i)} Σ_{f,l} u_{fl} ψ_f(r_ij) ψ_f(r_ik) P_l(cos θ_jik)     (angles, r < angle_cutoff)
+
+with φ the pair features of :class:`~sagesnet_tf.layers.grid_pairs.GridPairs` at ``cutoff`` and ψ
+those at ``angle_cutoff`` (Gaussian radial functions × the pair's element code, switched off
+smoothly at the cutoff), P_l the Legendre polynomials l = 0 … ``legendre − 1`` and θ_jik the
+angle at atom i between its neighbours j and k. E is LINEAR in its weights (w, u): :meth:`design`
+gives the forces per unit of each weight, for fitting them exactly by least squares on reference
+forces. The flat sp² geometry needs no separate out-of-plane term: the three bond angles around an
+atom sum to 360° only when it is flat, so the angle term resists pyramidalization.
+
+Everything is core TensorFlow (the gradient is a ``tf.GradientTape`` over the atoms' grid offsets),
+so a ``tf.function`` computing the forces serves from a SavedModel.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from sagesnet_tf.grid import VELOCITY_SCALE
+from sagesnet_tf.layers.grid_pairs import GridPairs
+
+#: Default Legendre orders of the angle term (l = 0 … 3).
+LEGENDRE_ORDERS = 4
+
+
+def legendre(cosine: tf.Tensor, orders: int) -> tf.Tensor:
+    """Legendre polynomials P_0 … P_{orders−1} of ``cosine`` (T,) -> (T, orders) (Bonnet's recursion)."""
+    values = [tf.ones_like(cosine), cosine][:orders]
+    for n in range(1, orders - 1):
+        values.append(((2 * n + 1) * cosine * values[n] - n * values[n - 1]) / (n + 1))
+    return tf.stack(values, -1)
+
+
+def neighbour_triplets(atom: tf.Tensor, n_atoms: tf.Tensor) -> tf.Tensor:
+    """Every unordered pair of neighbours of each atom: (T, 2) int64 indices (p, q), p < q, into a
+    pair list whose ``atom`` (P, 2) int64 (batch entry, atom i) is sorted (as ``tf.where`` gives it),
+    with p and q the pairs (i, j) and (i, k) of one atom i. ``n_atoms``: N atoms per batch entry."""
+    flat = atom[:, 0] * tf.cast(n_atoms, tf.int64) + atom[:, 1]                                # (P,)
+    first = tf.searchsorted(flat, flat, side="left", out_type=tf.int64)                                           # (P,)
+    rank = tf.range(tf.shape(flat, out_type=tf.int64)[0]) - first                               # (P,)
+    width = tf.reduce_max(tf.concat([rank + 1, [0]], 0))
+    table = tf.scatter_nd(tf.stack([first, rank], -1), tf.range(1, tf.size(flat, tf.int64) + 1),
+                          tf.stack([tf.size(flat, tf.int64), width]))                            # (P,K) 1 + pair
+    upper = tf.where(tf.linalg.band_part(tf.ones([width, width]), 0, -1) - tf.eye(width) > 0)   # (C,2) j<k
+    p, q = tf.gather(table, upper[:, 0], axis=1), tf.gather(table, upper[:, 1], axis=1)         # (P,C)
+    found = tf.where((p > 0) & (q > 0))
+    return tf.stack([tf.gather_nd(p, found), tf.gather_nd(q, found)], -1) - 1
+
+
+@keras.saving.register_keras_serializable(package="sagesnet")
+class LocalEnergy(keras.layers.Layer):
+    """(grid_shape, assignment, atom_features, spacing) -> dict(energy (B,) eV, forces (B,N,3) eV/Å).
+
+    Call args (as :class:`~sagesnet_tf.layers.PairForces`, e.g. from
+    :meth:`~sagesnet_tf.simulator.LearnedSimulator.atoms_state`):
+        grid_shape: (3,) int32, X, Y, Z of the atom grid the assignment refers to.
+        assignment: (B, N, 4) int32, each atom's voxel (ix, iy, iz) and slot.
+        atom_features: (B, N, F) float32, each atom's slot features (offset in voxel edges).
+        spacing: (B, 3) float32, Å, the voxel edge per axis.
+
+    Args:
+        cutoff: Å, range of the pair term.
+        angle_cutoff: Å, a neighbour j of i enters the angle term while r_ij < angle_cutoff
+            (about the bonded neighbours: 2.0 Å for sp² carbon).
+        h: the atom grid's nominal voxel edge, Å (sets the neighbour window).
+        slots: S, atom slots per voxel.
+        boundary: per axis ``'periodic'`` or ``'open'``.
+        n_elements: element classes in the slot features.
+        legendre_orders: L, the angle term's Legendre polynomials P_0 … P_{L−1}.
+
+    Weights: ``energy_weights`` (n_features,) eV, the pair weights w (``n_pair_features``) then the
+    angle weights u (``n_angle_features``, radial-major: index f·L + l), zero-initialised.
+    """
+
+    def __init__(self, cutoff: float, angle_cutoff: float, h: float, slots: int, boundary, n_elements: int = 2,
+                 legendre_orders: int = LEGENDRE_ORDERS, **kwargs):
+        super().__init__(**kwargs)
+        self.cutoff, self.angle_cutoff, self.h = float(cutoff), float(angle_cutoff), float(h)
+        self.slots, self.n_elements, self.legendre_orders = int(slots), int(n_elements), int(legendre_orders)
+        self.boundary = tuple(str(b) for b in boundary)
+        self.pairs = GridPairs(cutoff, h, slots, boundary, n_elements, VELOCITY_SCALE)
+        self.bonds = GridPairs(angle_cutoff, h, slots, boundary, n_elements, VELOCITY_SCALE)
+        self.n_pair_features = self.pairs.n_features
+        self.n_angle_features = self.bonds.n_features * self.legendre_orders
+        self.n_features = self.n_pair_features + self.n_angle_features
+        self.energy_weights = self.add_weight(shape=(self.n_features,), initializer="zeros", name="energy_weights")
+
+    def features(self, grid_shape, assignment, atom_features, spacing) -> tf.Tensor:
+        """(B, n_features) the energy's features summed over each structure: E = features · weights."""
+        n_batch, n_atoms = tf.shape(assignment)[0], tf.shape(assignment)[1]
+        pairs = self.pairs(grid_shape, assignment, atom_features, spacing)
+        pair_sums = 0.5 * tf.math.unsorted_segment_sum(pairs["features"], pairs["atom"][:, 0], n_batch)
+        bonds = self.bonds(grid_shape, assignment, atom_features, spacing)
+        triplet = neighbour_triplets(bonds["atom"], n_atoms)                                     # (T,2)
+        first, second = tf.gather(bonds["separation"], triplet[:, 0]), tf.gather(bonds["separation"], triplet[:, 1])
+        cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bonds["distance"], triplet[:, 0])
+                                                       * tf.gather(bonds["distance"], triplet[:, 1]))
+        radial = tf.gather(bonds["features"], triplet[:, 0]) * tf.gather(bonds["features"], triplet[:, 1])
+        angular = tf.reshape(radial[:, :, None] * legendre(cosine, self.legendre_orders)[:, None, :],
+                             [-1, self.n_angle_features])                                        # (T, Fa·L)
+        angle_sums = tf.math.unsorted_segment_sum(angular, tf.gather(bonds["atom"][:, 0], triplet[:, 0]), n_batch)
+        return tf.concat([pair_sums, angle_sums], -1)
+
+    @property
+    def _offsets(self) -> slice:
+        """The offset columns of the slot features (see :mod:`sagesnet_tf.grid`)."""
+        return slice(1 + self.n_elements, 4 + self.n_elements)
+
+    def call(self, grid_shape, assignment, atom_features, spacing):
+        """See class docstring for shapes and units."""
+        with tf.GradientTape() as tape:
+            tape.watch(atom_features)
+            energy = tf.linalg.matvec(self.features(grid_shape, assignment, atom_features, spacing),
+                                      self.energy_weights)
+        gradient = tape.gradient(energy, atom_features)[..., self._offsets]     # (B,N,3) eV/offset
+        return {"energy": energy, "forces": -gradient / spacing[:, None, :]}
+
+    def design(self, grid_shape, assignment, atom_features, spacing) -> tf.Tensor:
+        """The forces as a linear function of the weights (n_features,): forces = design · weights.
+
+        Returns:
+            (B, N, 3, n_features) eV/Å per unit of each weight (for fitting the weights by least squares).
+        """
+        with tf.GradientTape() as tape:
+            tape.watch(atom_features)
+            features = self.features(grid_shape, assignment, atom_features, spacing)
+        jacobian = tape.batch_jacobian(features, atom_features)[..., self._offsets]  # (B,F,N,3)
+        return -tf.transpose(jacobian, [0, 2, 3, 1]) / spacing[:, None, :, None]
+
+    def get_config(self):
+        return {**super().get_config(), "cutoff": self.cutoff, "angle_cutoff": self.angle_cutoff, "h": self.h,
+                "slots": self.slots, "boundary": list(self.boundary), "n_elements": self.n_elements,
+                "legendre_orders": self.legendre_orders}
