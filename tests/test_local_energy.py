@@ -1,0 +1,139 @@
+"""LocalEnergy: forces are the negative gradient of the energy (finite differences), sum to zero
+(momentum), vanish on a perfect flat periodic sheet (symmetry), are linear in the weights through
+``design``; the energy is invariant under rotations and translations; a tf.function computing the
+forces round-trips through a SavedModel."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sagesnet_tf.atoms import ELEMENTS
+from sagesnet_tf.grid import gather_atom_features, orthorhombic_box, slot_feature_size, voxelize
+from sagesnet_tf.layers import LocalEnergy
+from sagesnet_tf.layers.local_energy import legendre, neighbour_triplets
+from sagesnet_tf.structures import graphene_sheet
+
+H, SLOTS, CUTOFF, ANGLE_CUTOFF = 1.8, 3, 3.2, 2.0
+SHEET = ("periodic", "periodic", "open")
+CLUSTER = ("open", "open", "open")
+
+
+def random_layer(boundary, seed=0, scale=0.1):
+    """A LocalEnergy with random weights (every pair and angle term switched on)."""
+    layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, boundary, len(ELEMENTS))
+    weights = np.random.default_rng(seed).normal(scale=scale, size=layer.n_features).astype("float32")
+    layer.energy_weights.assign(weights)
+    return layer
+
+
+def inputs(positions, atoms):
+    """The layer's inputs (grid_shape, assignment, atom_features, spacing), B = 1, of a structure
+    ``atoms`` at ``positions`` (N, 3) Å."""
+    lengths, origin = orthorhombic_box(atoms)
+    grid = voxelize(positions, np.zeros_like(positions), atoms.species_index, lengths, origin, atoms.pbc,
+                    H, SLOTS, len(ELEMENTS))
+    return (tf.shape(grid.atom_grid)[:3], grid.assignment[None],
+            gather_atom_features(grid.atom_grid, grid.assignment)[None], grid.spacing[None])
+
+
+@pytest.fixture(scope="module")
+def hot_sheet():
+    """A thermal 6×4 graphene sheet (96 atoms, periodic x/y) with some atoms made hydrogen."""
+    atoms = graphene_sheet(6, 4)
+    atoms.positions += np.random.default_rng(0).normal(scale=0.08, size=atoms.positions.shape)
+    atoms.symbols[::9] = "H"
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def flake(hot_sheet):
+    """The atoms of the hot sheet within 4 Å of its centre: positions (N, 3) Å, species (N,)."""
+    p = hot_sheet.positions
+    near = np.linalg.norm(p - p.mean(0), axis=1) < 4.0
+    return p[near], hot_sheet.species_index[near]
+
+
+def cluster_inputs(positions, species):
+    """Inputs of an open cluster (all three axes open: the box lengths are not used)."""
+    grid = voxelize(positions, np.zeros_like(positions), species, np.ones(3), np.zeros(3), [False] * 3, H, SLOTS,
+                    len(ELEMENTS))
+    return (tf.shape(grid.atom_grid)[:3], grid.assignment[None],
+            gather_atom_features(grid.atom_grid, grid.assignment)[None], grid.spacing[None])
+
+
+def test_legendre_and_triplets():
+    c = tf.constant([-1.0, -0.3, 0.2, 0.9])
+    expected = np.stack([np.polynomial.legendre.legval(c.numpy(), np.eye(4)[l]) for l in range(4)], -1)
+    np.testing.assert_allclose(legendre(c, 4).numpy(), expected, atol=1e-6)
+    # atoms (0: 3 neighbours, 1: 1, 2: 2) -> 3 + 0 + 1 triplets, both pairs of each from one atom
+    atom = tf.constant([[0, 0], [0, 0], [0, 0], [0, 1], [0, 2], [0, 2]], tf.int64)
+    triplets = neighbour_triplets(atom, tf.constant(3)).numpy()
+    assert sorted(map(tuple, triplets)) == [(0, 1), (0, 2), (1, 2), (4, 5)]
+
+
+def test_forces_sum_to_zero(hot_sheet):
+    forces = random_layer(SHEET)(*inputs(hot_sheet.positions, hot_sheet))["forces"].numpy()[0]
+    assert np.abs(forces).max() > 1.0
+    np.testing.assert_allclose(forces.sum(0), 0.0, atol=1e-5 * np.abs(forces).max() * len(forces))
+
+
+def test_forces_are_minus_the_gradient(hot_sheet):
+    layer = random_layer(SHEET, seed=1)
+    positions = hot_sheet.positions.astype(np.float64)
+    forces = layer(*inputs(positions, hot_sheet))["forces"].numpy()[0]
+    eps = 2e-3
+    for atom in (0, 17, 50):
+        for axis in range(3):
+            shifted = []
+            for sign in (1, -1):
+                p = positions.copy()
+                p[atom, axis] += sign * eps
+                shifted.append(float(layer(*inputs(p, hot_sheet))["energy"][0]))
+            numeric = -(shifted[0] - shifted[1]) / (2 * eps)
+            assert numeric == pytest.approx(forces[atom, axis], abs=0.02 + 0.01 * abs(forces[atom, axis]))
+
+
+def test_energy_invariant_under_rotation_and_translation(flake):
+    positions, species = flake
+    layer = random_layer(CLUSTER, seed=2)
+    out = layer(*cluster_inputs(positions, species))
+    q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))
+    moved = positions @ q.T + np.array([3.3, -7.1, 0.4])
+    turned = layer(*cluster_inputs(moved, species))
+    assert float(turned["energy"][0]) == pytest.approx(float(out["energy"][0]), rel=1e-5, abs=1e-4)
+    np.testing.assert_allclose(turned["forces"].numpy()[0], out["forces"].numpy()[0] @ q.T, atol=2e-4 * np.abs(
+        out["forces"]).max())
+
+
+def test_flat_sheet_is_stationary():
+    atoms = graphene_sheet(6, 4)
+    out = random_layer(SHEET, seed=4)(*inputs(atoms.positions, atoms))
+    thermal = random_layer(SHEET, seed=4)(*inputs(
+        atoms.positions + np.random.default_rng(5).normal(scale=0.05, size=atoms.positions.shape), atoms))
+    assert np.abs(thermal["forces"]).max() > 1.0
+    assert np.abs(out["forces"]).max() < 1e-4 * np.abs(thermal["forces"]).max()
+
+
+def test_design_times_weights_is_the_force(hot_sheet):
+    layer = random_layer(SHEET, seed=6)
+    state = inputs(hot_sheet.positions, hot_sheet)
+    design = layer.design(*state).numpy()
+    assert design.shape == (1, len(hot_sheet.positions), 3, layer.n_features)
+    forces = layer(*state)["forces"].numpy()
+    np.testing.assert_allclose(design @ layer.energy_weights.numpy(), forces, atol=1e-4 * np.abs(forces).max())
+
+
+def test_saved_model_round_trip(hot_sheet, tmp_path):
+    layer = random_layer(SHEET, seed=7)
+    state = inputs(hot_sheet.positions, hot_sheet)
+    module = tf.Module()
+    module.layer = layer
+    module.forces = tf.function(lambda g, a, f, s: layer(g, a, f, s)["forces"], input_signature=[
+        tf.TensorSpec([3], tf.int32), tf.TensorSpec([None, None, 4], tf.int32),
+        tf.TensorSpec([None, None, slot_feature_size(len(ELEMENTS))], tf.float32), tf.TensorSpec([None, 3], tf.float32)])
+    expected = module.forces(*state).numpy()
+    tf.saved_model.save(module, str(tmp_path / "forces"))
+    loaded = tf.saved_model.load(str(tmp_path / "forces"))
+    np.testing.assert_array_equal(loaded.forces(*state).numpy(), expected)
+    clone = LocalEnergy.from_config(layer.get_config())
+    assert clone.n_features == layer.n_features and clone.get_config() == layer.get_config()
