@@ -41,7 +41,7 @@ def train(config_path, data_dir, run_dir, resume, overwrite, strategy, cpu_devic
     if resume and overwrite:
         raise SagesnetError("--resume and --overwrite contradict each other; pass one of them")
     from sagesnet_tf.pipelines import reader
-    from sagesnet_tf.training import md_batches
+    from sagesnet_tf.training import md_data
     from sagesnet_tf.training.md_config import MDTrainConfig
     cfg = load_config(config_path)
     md = isinstance(cfg, MDTrainConfig)  # `kind: md` configs train the atom model
@@ -50,7 +50,7 @@ def train(config_path, data_dir, run_dir, resume, overwrite, strategy, cpu_devic
                             "runs on one device: drop --strategy (or pass --strategy default)")
     # the data must be a dataset before anything in --out is created or replaced
     if md:
-        md_batches.dataset_dirs(data_dir, cfg.data.datasets or None)
+        md_data.dataset_dirs(data_dir, cfg.data.datasets or None)
     else:
         reader.load_metadata(data_dir)
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):

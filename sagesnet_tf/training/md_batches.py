@@ -38,7 +38,6 @@ stacks; :func:`cell_sums` / :func:`cell_targets` sum per-atom targets per cell.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -47,36 +46,7 @@ from sagesnet_tf.analysis.structure_metrics import minimum_image
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.thermo import MVV2E
-from sagesnet_tf.pipelines import reader
 from sagesnet_tf.trajectory import Trajectory
-
-
-def dataset_dirs(data_dir: str, names: list[str] | None = None) -> list[str]:
-    """The md dataset dirs under ``data_dir``: itself if it holds ``metadata.json``, else its
-    subdirectories that do (only ``names`` when given, in that order)."""
-    if os.path.isfile(os.path.join(data_dir, "metadata.json")):
-        return [data_dir]
-    if not os.path.isdir(data_dir):
-        raise SagesnetError(f"data directory {data_dir} does not exist; pass the dir written by `sagesnet-tf generate md`")
-    if names:
-        dirs = [os.path.join(data_dir, n) for n in names]
-        missing = [d for d in dirs if not os.path.isfile(os.path.join(d, "metadata.json"))]
-        if missing:
-            raise SagesnetError(f"dataset {missing[0]} has no metadata.json; generate it or drop it from data.datasets")
-        return dirs
-    dirs = sorted(os.path.join(data_dir, n) for n in os.listdir(data_dir)
-                  if os.path.isfile(os.path.join(data_dir, n, "metadata.json")))
-    if not dirs:
-        raise SagesnetError(f"{data_dir} holds no md dataset (no metadata.json in it or its subdirectories)")
-    return dirs
-
-
-def load_statistics(data_dir: str) -> dict:
-    """The normalisation statistics (metadata.json ``statistics``) of one md dataset."""
-    meta = reader.load_metadata(data_dir)
-    if meta.get("kind") != "md":
-        raise SagesnetError(f"{data_dir} holds a {meta.get('kind')!r} dataset; MD training needs `generate md` data")
-    return meta["statistics"]
 
 
 @dataclasses.dataclass

@@ -1,5 +1,5 @@
-"""The data of an MD training run: training and validation windows and the normalisation scales of
-the losses, from the ``generate md`` datasets a config names.
+"""The data of an MD training run: the ``generate md`` datasets a config names (:func:`dataset_dirs`),
+their training and validation windows and the normalisation scales of the losses (:class:`MDData`).
 
 Units: LAMMPS ``metal`` (Å, ps, Å/ps, eV, bar·Å³). Every loss is unitless: each error is divided
 by a dataset statistic (metadata.json ``statistics``, pooled over the training datasets as the
@@ -54,9 +54,37 @@ class MDData:
         return float(np.sqrt(np.mean(np.square(self.sigma_stress))))
 
 
+def dataset_dirs(data_dir: str, names: list[str] | None = None) -> list[str]:
+    """The md dataset dirs under ``data_dir``: itself if it holds ``metadata.json``, else its
+    subdirectories that do (only ``names`` when given, in that order)."""
+    if os.path.isfile(os.path.join(data_dir, "metadata.json")):
+        return [data_dir]
+    if not os.path.isdir(data_dir):
+        raise SagesnetError(f"data directory {data_dir} does not exist; pass the dir written by `sagesnet-tf generate md`")
+    if names:
+        dirs = [os.path.join(data_dir, n) for n in names]
+        missing = [d for d in dirs if not os.path.isfile(os.path.join(d, "metadata.json"))]
+        if missing:
+            raise SagesnetError(f"dataset {missing[0]} has no metadata.json; generate it or drop it from data.datasets")
+        return dirs
+    dirs = sorted(os.path.join(data_dir, n) for n in os.listdir(data_dir)
+                  if os.path.isfile(os.path.join(data_dir, n, "metadata.json")))
+    if not dirs:
+        raise SagesnetError(f"{data_dir} holds no md dataset (no metadata.json in it or its subdirectories)")
+    return dirs
+
+
+def load_md_metadata(data_dir: str) -> dict:
+    """metadata.json of one md dataset (SagesnetError for another kind)."""
+    meta = reader.load_metadata(data_dir)
+    if meta.get("kind") != "md":
+        raise SagesnetError(f"{data_dir} holds a {meta.get('kind')!r} dataset; MD training needs `generate md` data")
+    return meta
+
+
 def load_md_data(data_dir: str, cfg: MDTrainConfig) -> MDData:
     """Read the datasets, split off validation (the last part of ``validation_dataset``), pool stats."""
-    dirs = md_batches.dataset_dirs(data_dir, cfg.data.datasets or None)
+    dirs = dataset_dirs(data_dir, cfg.data.datasets or None)
     names = [os.path.basename(os.path.normpath(d)) for d in dirs]
     val_name = cfg.data.validation_dataset or names[-1]
     if val_name not in names:
@@ -72,9 +100,7 @@ def load_md_data(data_dir: str, cfg: MDTrainConfig) -> MDData:
     length = cfg.window_length
     train_segs, val_segs, stats, strides, dts = [], [], [], set(), set()
     for d, name in zip(dirs, names):
-        meta = reader.load_metadata(d)
-        if meta.get("kind") != "md":
-            raise SagesnetError(f"{d} holds a {meta.get('kind')!r} dataset; MD training needs `generate md` data")
+        meta = load_md_metadata(d)
         stats.append(meta["statistics"])
         strides.add(int(meta["record_stride_steps"]))
         dts.add(float(meta["dt_fs"]))
