@@ -189,9 +189,9 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
             rng = np.random.default_rng([cfg.seed, step])
             picks, reverse = data.train.draw(rng, cfg.data.batch_size, cfg.data.time_reversal)
             if s.oversample > 0:
-                group = picks[0]
+                first = int(picks[0])  # buffered windows join only a batch of their structure group
                 rows = hard.mix(np.stack([picks, reverse], axis=1), s.oversample, rng,
-                                eligible=lambda held: data.train.same_group(int(group), held[:, 0]))
+                                eligible=lambda held: data.train.same_group(first, held[:, 0]))
                 picks, reverse = rows[:, 0], rows[:, 1].astype(bool)
             batch = data.train.batch(picks, reverse)
             if cfg.data.random_shift:
