@@ -213,10 +213,15 @@ class LearnedSimulator:
                      ["atom_grid"] for k in range(steps)]
         return tf.stack([self.model.encode(g) for g in grids], axis=1), open_cells
 
+    def coarse_latent_step(self, coarse, env):
+        """The core of :meth:`coarse_step`: coarse latent (B,Xc,Yc,Zc,D), raw env (B,E) -> the
+        coarse latent T·Δ later (B,Xc,Yc,Zc,D)."""
+        return self.model.step_coarse(coarse, self.normalise_env(env), 0)
+
     def coarse_step(self, coarse, env):
         """One step of coarse level 0 and its refinement: coarse latent (B,Xc,Yc,Zc,D) -> the T
         fine latents (B,T,X,Y,Z,D) it predicts (each T·Δ/T = Δ apart)."""
-        return self.model.refine(self.model.step_coarse(coarse, self.normalise_env(env), 0), 0)
+        return self.model.refine(self.coarse_latent_step(coarse, env), 0)
 
     def decode_window(self, refined, positions, velocities, species, box, box_origin=None, growth=None,
                       open_cells=None, teacher=None):
@@ -249,10 +254,15 @@ class LearnedSimulator:
                                      else (teacher[0][:, k], teacher[1][:, k]))
         return tf.stack(frames_p, axis=1), tf.stack(frames_v, axis=1), box
 
+    def coarse_cell_uncertainty(self, coarse, env):
+        """(B,Xc,Yc,Zc) the predicted reconstruction loss of each coarse cell (level 0's head) of the
+        coarse latent (B,Xc,Yc,Zc,D), raw env (B,E)."""
+        return self.model.predict_coarsen_uncertainty(coarse, self.normalise_env(env), 0)
+
     def coarse_atom_uncertainty(self, coarse, env, state):
         """(B,N) the predicted reconstruction loss of each atom's coarse cell (level 0's head),
         from the coarse latent (B,Xc,Yc,Zc,D) and the atoms_state of a frame on its fine grid."""
-        cells = self.model.predict_coarsen_uncertainty(coarse, self.normalise_env(env), 0)
+        cells = self.coarse_cell_uncertainty(coarse, env)
         factor = tf.constant(self.config.coarse_levels[0]["factor"], tf.int32)
         return tf.gather_nd(cells, state["assignment"][..., :3] // factor, batch_dims=1)
 

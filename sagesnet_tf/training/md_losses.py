@@ -382,7 +382,7 @@ class CoarseJoint(CoarseStage):
         last_p, last_v = p[:, t], v[:, t]  # the atoms each coarse step decodes from
         for j in range(1, unroll + 1):
             c_b = tf.stop_gradient(model.coarsen(self.window(p, v, sp, box, j * t + 1), 0))
-            c_next = model.step_coarse(c_cur, self.sim.normalise_env(env), 0)
+            c_next = self.sim.coarse_latent_step(c_cur, env)
             latent += mean_squared(c_next, c_b, tf.sqrt(_latent_variance(c_b))) / unroll
             pred_p, pred_v, _ = self.sim.decode_window(model.refine(c_next, 0), last_p, last_v, sp, box)
             targets = slice(j * t + 1, (j + 1) * t + 1)
@@ -412,8 +412,7 @@ class CoarseUncertainty(CoarseStage):
         k = self.model.config.coarse_levels[0]["factor"]
         per_cell = tf.nn.avg_pool3d(tf.reduce_mean(err, axis=[1, 5])[..., None], k, k, "VALID")[..., 0]
         target = tf.stop_gradient(per_cell)                                                   # (B,Xc,Yc,Zc)
-        env = self.sim.normalise_env(batch["env"])
-        pred = self.model.predict_coarsen_uncertainty(tf.stop_gradient(coarse), env, 0)
+        pred = self.sim.coarse_cell_uncertainty(tf.stop_gradient(coarse), batch["env"])
         per_ex = mean_squared(pred, target)
         return per_ex, {"loss": per_ex, "mean_target": tf.reduce_mean(target, [1, 2, 3])}
 
