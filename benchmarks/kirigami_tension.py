@@ -30,7 +30,7 @@ from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.analysis.stress_strain import curve_error_to_yield, summarize
 from sagesnet_tf.md.protocols import Tension
 from sagesnet_tf.md.run import run_md, write_md_outputs
-from sagesnet_tf.export import read_metadata
+from sagesnet_tf.savedmodel import read_metadata
 from sagesnet_tf.simulate import RolloutDiverged, resolve_model_dir, simulate
 from sagesnet_tf.structures import kirigami
 

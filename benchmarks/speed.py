@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.export import read_metadata
+from sagesnet_tf.savedmodel import read_metadata
 from sagesnet_tf.md.protocols import NVT
 from sagesnet_tf.md.run import run_md
 from sagesnet_tf.simulate import RolloutDiverged, env_vector, resolve_model_dir, simulate

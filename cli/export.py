@@ -24,7 +24,8 @@ def export(run: str | None, saved: str | None, out: str, version: int | None) ->
     """Export a trained model to OUT/VERSION (saved_model.pb, variables/, assets/)."""
     if (run is None) == (saved is None):
         raise SagesnetError("export: pass exactly one of --run RUN and --from-savedmodel DIR")
-    from sagesnet_tf.export import export_model, read_metadata, reexport_savedmodel
+    from sagesnet_tf.export import export_model, reexport_savedmodel
+    from sagesnet_tf.savedmodel import read_metadata
 
     target = reexport_savedmodel(saved, out, version) if saved else export_model(run, out, version)
     meta = read_metadata(target)

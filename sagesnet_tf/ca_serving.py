@@ -32,11 +32,11 @@ import numpy as np
 import tensorflow as tf
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.export import (EXPORT_SCHEMA_VERSION, MAX_GRID_CELLS, MAX_STEPS_PER_CALL, serving_limits,
-                                write_savedmodel)
+from sagesnet_tf.savedmodel import (EXPORT_SCHEMA_VERSION, MAX_GRID_CELLS, MAX_STEPS_PER_CALL, serving_limits,
+                                    write_savedmodel)
 from sagesnet_tf.io import atomic_output
 
-#: Most cells of all frames one call returns (n_steps × X·Y·Z), besides ``export.MAX_GRID_CELLS``
+#: Most cells of all frames one call returns (n_steps × X·Y·Z), besides ``savedmodel.MAX_GRID_CELLS``
 #: per board: a call's frames stay within 256 MiB of int32.
 MAX_FRAME_CELLS = 2 ** 26
 #: Files a CA run writes into its output directory.

@@ -40,7 +40,7 @@ normalised there by the model's ``config.env_scales`` (metadata ``env_std``, ``e
 All inputs are validated in the graph: a bad request raises InvalidArgumentError, never crashes
 the server. Bounds of one call (metadata ``limits``):
 ``n_steps`` ≤ :data:`MAX_STEPS_PER_CALL` fine steps, |``strain_rate_per_ps``| ≤
-:data:`MAX_STRAIN_RATE_PER_PS`, at most :data:`MAX_GRID_CELLS` grid cells, ``pbc`` equal to the
+:data:`MAX_CALL_STRAIN_RATE_PER_PS`, at most :data:`MAX_GRID_CELLS` grid cells, ``pbc`` equal to the
 model's ``boundary`` (periodic ↔ True).
 
 Dtypes are fixed by the signatures and cannot be checked in the graph: a Python caller of a
@@ -54,9 +54,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import keras
@@ -64,27 +61,9 @@ import tensorflow as tf
 
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
+from sagesnet_tf.savedmodel import (EXPORT_SCHEMA_VERSION, MAX_CALL_STRAIN_RATE_PER_PS, MAX_GRID_CELLS,
+                                    MAX_STEPS_PER_CALL, read_metadata, serving_limits, write_savedmodel)
 from sagesnet_tf.simulator import MAX_ESCAPE_FRACTION, LearnedSimulator
-
-#: Version of the exported signature set and metadata layout.
-EXPORT_SCHEMA_VERSION = 1
-METADATA_ASSET = "sagesnet_metadata.json"
-#: Upper bounds of one simulate call, so that a request can neither run for hours nor allocate
-#: without bound (refused with InvalidArgument; stored in the metadata as ``limits``): fine
-#: steps Δ per call (a coarse step counts T), |strain rate| in 1/ps, and cells of the atom grid
-#: (at the largest box of the call; along an open axis counted over the box plus the escape margins).
-#: The rate bound is twice the CLI's ±1 ps⁻¹: ``simulate`` passes the rate relative to the current
-#: box (L0·rate / L), which exceeds |rate| once a box is compressed.
-MAX_STEPS_PER_CALL = 10_000
-MAX_STRAIN_RATE_PER_PS = 2.0
-MAX_GRID_CELLS = 2 ** 24
-
-
-def serving_limits() -> dict:
-    """The ``limits`` entry of the metadata: the bounds above, by name."""
-    return {"max_steps_per_call": MAX_STEPS_PER_CALL, "max_strain_rate_per_ps": MAX_STRAIN_RATE_PER_PS,
-            "max_grid_cells": MAX_GRID_CELLS}
-
 
 def _spec(dtype):
     """Fully unknown shape: the shape is checked inside the graph (InvalidArgument, not a crash)."""
@@ -208,8 +187,8 @@ class SagesnetServing(tf.Module):
                                            message=f"n_steps must be <= {max_steps} per call (max_steps_per_call "
                                                    f"{MAX_STEPS_PER_CALL} fine steps); split the run into calls"),
             tf.debugging.assert_all_finite(rate, "strain_rate_per_ps: NaN or Inf"),
-            tf.debugging.assert_less_equal(tf.abs(rate), MAX_STRAIN_RATE_PER_PS,
-                                           message=f"|strain_rate_per_ps| must be <= {MAX_STRAIN_RATE_PER_PS:g} "
+            tf.debugging.assert_less_equal(tf.abs(rate), MAX_CALL_STRAIN_RATE_PER_PS,
+                                           message=f"|strain_rate_per_ps| must be <= {MAX_CALL_STRAIN_RATE_PER_PS:g} "
                                                    "(max_strain_rate_per_ps)"),
             tf.debugging.assert_non_negative(axis, message="axis must be 0, 1 or 2"),
             tf.debugging.assert_less(axis, 3, message="axis must be 0, 1 or 2"),
@@ -428,12 +407,6 @@ def load_model_source(source) -> tuple[SagesnetModel, dict]:
     return model, run_info
 
 
-def read_metadata(model_dir: str | os.PathLike) -> dict:
-    """The metadata of the SavedModel in ``model_dir`` (NAME/VERSION) from its asset file, without
-    loading the model (the same JSON as its ``metadata`` signature)."""
-    return json.loads((Path(model_dir) / "assets" / METADATA_ASSET).read_text())
-
-
 def model_from_savedmodel(model_dir: str | os.PathLike) -> tuple[SagesnetModel, dict]:
     """(SagesnetModel, metadata) rebuilt from an exported atom model (NAME/VERSION): the model
     from the metadata's ``model_config`` with ``env_scales`` its ``env_std`` (the normalisation
@@ -480,36 +453,6 @@ def model_from_savedmodel(model_dir: str | os.PathLike) -> tuple[SagesnetModel, 
                                 f"{tuple(variable.shape)} in its model_config")
         variable.assign(value)
     return model, metadata
-
-
-def next_version(base: Path) -> int:
-    """1 + the largest integer version directory under ``base`` (1 if none)."""
-    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)] if base.is_dir() else []
-    return max(versions, default=0) + 1
-
-
-def write_savedmodel(module: tf.Module, signatures: dict, metadata: dict, out: str | os.PathLike,
-                     version: int | None = None) -> Path:
-    """Save ``module`` with ``signatures`` and the metadata asset as ``out/VERSION`` (TF Serving
-    layout), atomically (a temporary directory renamed into place); returns that directory."""
-    base = Path(out)
-    version = next_version(base) if version is None else int(version)
-    if version < 1:
-        raise SagesnetError(f"export: --version must be a positive integer, got {version}")
-    target = base / str(version)
-    if target.exists():
-        raise SagesnetError(f"export: {target} already exists; pick another --version or leave it out")
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp", dir=base))
-    try:
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
-        (tmp / "assets").mkdir(exist_ok=True)
-        (tmp / "assets" / METADATA_ASSET).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
-        tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is read by servers of other users
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def export_model(source, out: str | os.PathLike, version: int | None = None) -> Path:

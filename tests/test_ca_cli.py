@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from sagesnet_tf import cellular_automata as ca
 from sagesnet_tf.cli.main import main
-from sagesnet_tf.export import METADATA_ASSET
+from sagesnet_tf.savedmodel import METADATA_ASSET
 
 GLIDER = """# a glider on a 12x10 board (line = x, character = y)
 0100000000

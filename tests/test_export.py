@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.export import METADATA_ASSET, SagesnetServing, build_metadata, export_model, read_metadata
+from sagesnet_tf.export import SagesnetServing, build_metadata, export_model
+from sagesnet_tf.savedmodel import METADATA_ASSET, read_metadata
 from sagesnet_tf.io import read_structure
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from sagesnet_tf.atoms import MASSES, Atoms
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.io import atomic_output
+from sagesnet_tf.io.atomic import atomic_output
 
 #: Columns every frame written here starts with.
 STANDARD_PROPERTIES = "species:S:1:pos:R:3:velo:R:3:id:I:1:flags:I:1"

@@ -37,7 +37,7 @@ import numpy as np
 
 from sagesnet_tf.atoms import ELEMENTS, MASSES, Atoms
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.io import atomic_output
+from sagesnet_tf.io.atomic import atomic_output
 from sagesnet_tf.io.extxyz import PER_ATOM_KEY, VELOCITY_SOURCE_KEY, format_frame, iter_extxyz_frames
 
 #: Format name -> file-name suffixes (lower case) that select it.

@@ -1,0 +1,73 @@
+"""The SavedModel layout every SAGESnet export shares (atom models, :mod:`sagesnet_tf.export`;
+cellular automata, :mod:`sagesnet_tf.ca_serving`): ``NAME/VERSION/{saved_model.pb, variables/,
+assets/sagesnet_metadata.json}`` written atomically, the metadata asset, and the bounds of one
+serving call (metadata ``limits``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+from sagesnet_tf.errors import SagesnetError
+
+#: Version of the exported signature set and metadata layout.
+EXPORT_SCHEMA_VERSION = 1
+METADATA_ASSET = "sagesnet_metadata.json"
+#: Upper bounds of one simulate call, so that a request can neither run for hours nor allocate
+#: without bound (refused with InvalidArgument; stored in the metadata as ``limits``): fine
+#: steps Δ per call (a coarse step counts T), |strain rate| in 1/ps, and cells of the atom grid
+#: (at the largest box of the call; along an open axis counted over the box plus the escape margins).
+#: The rate bound is twice the CLI's ±1 ps⁻¹: ``simulate`` passes the rate relative to the current
+#: box (L0·rate / L), which exceeds |rate| once a box is compressed.
+MAX_STEPS_PER_CALL = 10_000
+MAX_CALL_STRAIN_RATE_PER_PS = 2.0
+MAX_GRID_CELLS = 2 ** 24
+
+
+def serving_limits() -> dict:
+    """The ``limits`` entry of the metadata: the bounds above, by name."""
+    return {"max_steps_per_call": MAX_STEPS_PER_CALL, "max_strain_rate_per_ps": MAX_CALL_STRAIN_RATE_PER_PS,
+            "max_grid_cells": MAX_GRID_CELLS}
+
+
+def read_metadata(model_dir: str | os.PathLike) -> dict:
+    """The metadata of the SavedModel in ``model_dir`` (NAME/VERSION) from its asset file, without
+    loading the model (the same JSON as its ``metadata`` signature)."""
+    return json.loads((Path(model_dir) / "assets" / METADATA_ASSET).read_text())
+
+
+def next_version(base: Path) -> int:
+    """1 + the largest integer version directory under ``base`` (1 if none)."""
+    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)] if base.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def write_savedmodel(module: tf.Module, signatures: dict, metadata: dict, out: str | os.PathLike,
+                     version: int | None = None) -> Path:
+    """Save ``module`` with ``signatures`` and the metadata asset as ``out/VERSION`` (TF Serving
+    layout), atomically (a temporary directory renamed into place); returns that directory."""
+    base = Path(out)
+    version = next_version(base) if version is None else int(version)
+    if version < 1:
+        raise SagesnetError(f"export: --version must be a positive integer, got {version}")
+    target = base / str(version)
+    if target.exists():
+        raise SagesnetError(f"export: {target} already exists; pick another --version or leave it out")
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.tmp", dir=base))
+    try:
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        (tmp / "assets").mkdir(exist_ok=True)
+        (tmp / "assets" / METADATA_ASSET).write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is read by servers of other users
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
