@@ -13,7 +13,9 @@
    960-atom 12 × 20 sheet from a LAMMPS NVT 300 K snapshot (1 ps, seed 20; positions and
    velocities), and LAMMPS/AIREBO NVE from the same snapshot: in-plane / out-of-plane temperatures
    over time, the initial C–C bonds (< 1.9 Å) kept, the first RDF peak against the snapshot's, the
-   total-energy drift, and the wall time per step (same process, same threads).
+   total-energy drift, and the wall time per step (same process, same threads). Before it, a static
+   bending check: the energy of the flat 12 × 20 sheet rippled by z = A·sin(2πx/λ) (λ = the box
+   length and half of it; A = 0.2, 0.5, 1 Å) above the flat one, AIREBO against both fits.
 
 Writes ``DIR/local_energy_equipartition.json`` and ``DIR/local_energy_temperatures.png``.
 """
@@ -48,12 +50,12 @@ DT_PS, TDAMP_PS = 0.001, 0.1
 BOND_CUTOFF = 1.9
 #: (name, nx, ny, temperature K, frames, MD steps between frames, velocity seed, held out?)
 SAMPLES = [
-    ("train_8x6_300K", 8, 6, 300.0, 80, 25, 11, False),
-    ("train_5x10_300K", 5, 10, 300.0, 40, 25, 12, False),
-    ("train_8x6_1000K", 8, 6, 1000.0, 30, 25, 13, False),
-    ("train_8x6_4K", 8, 6, 4.2, 10, 50, 14, False),
-    ("heldout_7x8_300K", 7, 8, 300.0, 30, 25, 21, True),
-    ("heldout_7x8_1000K", 7, 8, 1000.0, 15, 25, 22, True),
+    ("train_8x6_300K", 8, 6, 300.0, 60, 25, 11, False),
+    ("train_5x10_300K", 5, 10, 300.0, 30, 25, 12, False),
+    ("train_8x6_1000K", 8, 6, 1000.0, 20, 25, 13, False),
+    ("train_8x6_4K", 8, 6, 4.2, 6, 50, 14, False),
+    ("heldout_7x8_300K", 7, 8, 300.0, 20, 25, 21, True),
+    ("heldout_7x8_1000K", 7, 8, 1000.0, 10, 25, 22, True),
 ]
 #: NVT steps before the first recorded frame.
 EQUILIBRATE_STEPS = 1000
@@ -134,6 +136,29 @@ def fit(layer: LocalEnergy, samples: dict) -> dict:
     return {"weights": weights, "r2_xyz": r2, "design_wall_s": design_s}
 
 
+def ripple_energies(layer: LocalEnergy, weights: dict, sheet, log: Path, threads: int) -> list[dict]:
+    """Static bending check: the energy (meV/atom) of the flat ``sheet`` rippled by z = A·sin(2πx/λ)
+    above the flat one, from AIREBO (LAMMPS ``run 0``) and from each fitted energy."""
+    rows = []
+    for wavelength in (sheet.cell[0, 0], sheet.cell[0, 0] / 2):
+        for amplitude in (0.2, 0.5, 1.0):
+            row = {"wavelength_A": float(wavelength), "amplitude_A": amplitude}
+            rippled = sheet.copy()
+            rippled.positions[:, 2] += amplitude * np.sin(2 * np.pi * sheet.positions[:, 0] / wavelength)
+            for structure, sign in ((rippled, 1.0), (sheet, -1.0)):
+                with LammpsEngine(str(log), threads) as engine:
+                    engine.load_atoms(structure)
+                    engine.command("run 0")
+                    row["airebo"] = row.get("airebo", 0.0) + sign * engine.lmp.get_thermo("pe")
+                for kind, w in weights.items():
+                    layer.energy_weights.assign(w)
+                    energy = float(layer(*grid_inputs(tf.constant(structure.positions, tf.float32), sheet))["energy"][0])
+                    row[kind] = row.get(kind, 0.0) + sign * energy
+            rows.append({key: value * 1000 / len(sheet) if key in ("airebo", *weights) else value
+                         for key, value in row.items()})
+    return rows
+
+
 def first_rdf_peak(positions, atoms) -> float:
     """Å, the most frequent pair distance below 2 Å (0.005-Å bins) of one frame."""
     lengths, _ = orthorhombic_box(atoms)
@@ -164,18 +189,21 @@ def learned_nve(layer: LocalEnergy, atoms, start: dict, steps: int, every: int) 
     x, v = start["positions"].copy(), start["velocities"].copy()
     plane = plane_axes(x, atoms.pbc)
     potential, a = accelerations(x)
-    rows, t0 = [], time.perf_counter()
+    rows, stopped, t0 = [], None, time.perf_counter()
     record(rows, 0, v, masses, plane, potential)
     for step in range(1, steps + 1):
         v += 0.5 * DT_PS * a
         x += DT_PS * v
-        potential, a = accelerations(x)
-        v += 0.5 * DT_PS * a
-        if not np.all(np.isfinite(x)):
+        try:
+            potential, a = accelerations(x)
+        except tf.errors.InvalidArgumentError as err:  # NaN positions, a grid overflow: the run blew up
+            stopped = f"step {step}: {err.message.splitlines()[0]}"
             break
+        v += 0.5 * DT_PS * a
         if step % every == 0:
             record(rows, step, v, masses, plane, potential)
-    return {"rows": rows, "positions": x, "wall_s_per_step": (time.perf_counter() - t0) / steps}
+    return {"rows": rows, "positions": x, "stopped": stopped,
+            "wall_s_per_step": (time.perf_counter() - t0) / (step if stopped is None else max(step - 1, 1))}
 
 
 def lammps_nve(start_engine: LammpsEngine, atoms, steps: int, every: int) -> dict:
@@ -191,7 +219,8 @@ def lammps_nve(start_engine: LammpsEngine, atoms, steps: int, every: int) -> dic
         if step:
             engine.command(f"run {every} pre no post no")
         record(rows, step, snapshot(engine)["velocities"], masses, plane, float(engine.lmp.get_thermo("pe")))
-    return {"rows": rows, "positions": snapshot(engine)["positions"], "wall_s_per_step": (time.perf_counter() - t0) / steps}
+    return {"rows": rows, "positions": snapshot(engine)["positions"], "stopped": None,
+            "wall_s_per_step": (time.perf_counter() - t0) / steps}
 
 
 def summarise(run: dict, atoms, start_positions, start_peak: float, nve_ps: float) -> dict:
@@ -203,7 +232,7 @@ def summarise(run: dict, atoms, start_positions, start_peak: float, nve_ps: floa
     finite = np.all(np.isfinite(run["positions"]))
     energies = np.array([r["total_eV"] for r in rows])
     return {
-        "completed_ps": rows[-1]["time_ps"],
+        "completed_ps": rows[-1]["time_ps"], "stopped": run["stopped"],
         "mean_in_plane_K_second_half": float(np.mean([r["in_plane_K"] for r in late])) if late else None,
         "mean_out_of_plane_K_second_half": float(np.mean([r["out_of_plane_K"] for r in late])) if late else None,
         "bonds_kept": bonded_fraction(run["positions"], initial, lengths, atoms.pbc, BOND_CUTOFF) if finite else 0.0,
@@ -248,9 +277,11 @@ def main(argv=None) -> dict:
         samples[name] = {**sample_frames(nx, ny, temperature, n_frames, every, seed,
                                          out / "lammps" / f"{name}.log", args.threads), "held_out": held_out}
     sampling_s = time.perf_counter() - t0
+    print(f"LAMMPS frames: {sum(len(s['positions']) for s in samples.values())} in {sampling_s:.0f} s", flush=True)
 
     layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, ("periodic", "periodic", "open"), len(ELEMENTS))
     fitted = fit(layer, samples)
+    print(f"held-out force R² (x, y, z): {fitted['r2_xyz']}", flush=True)
 
     sheet = graphene_sheet(12, 20)
     steps = int(round(args.nve_ps / DT_PS))
@@ -259,9 +290,11 @@ def main(argv=None) -> dict:
         start = snapshot(engine)
         runs = {"LAMMPS AIREBO": lammps_nve(engine, sheet, steps, args.every)}
     start_peak = first_rdf_peak(start["positions"], sheet)
+    ripples = ripple_energies(layer, fitted["weights"], sheet, out / "lammps" / "ripples.log", args.threads)
     for kind, label in (("pair_angle", "pair + angle energy"), ("pair", "pair energy")):
         layer.energy_weights.assign(fitted["weights"][kind])
         runs[label] = learned_nve(layer, sheet, start, steps, args.every)
+        print(f"NVE {label}: {runs[label]['rows'][-1]}", flush=True)
     plot(runs, out / "local_energy_temperatures.png")
 
     start_t = component_temperatures_k(start["velocities"], sheet.masses, plane_axes(start["positions"], sheet.pbc))
@@ -273,6 +306,7 @@ def main(argv=None) -> dict:
                            "held_out": s["held_out"]} for name, s in samples.items()},
         "lammps_sampling_wall_s": sampling_s, "design_wall_s": fitted["design_wall_s"],
         "heldout_force_r2_xyz": fitted["r2_xyz"],
+        "ripple_energy_meV_per_atom": ripples,
         "nve": {"atoms": len(sheet), "dt_fs": DT_PS * 1000, "steps": steps,
                 "start_in_plane_K": start_t[0], "start_out_of_plane_K": start_t[1],
                 "runs": {name: summarise(run, sheet, start["positions"], start_peak, args.nve_ps)

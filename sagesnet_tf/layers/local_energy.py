@@ -47,11 +47,12 @@ def neighbour_triplets(atom: tf.Tensor, n_atoms: tf.Tensor) -> tf.Tensor:
     pair list whose ``atom`` (P, 2) int64 (batch entry, atom i) is sorted (as ``tf.where`` gives it),
     with p and q the pairs (i, j) and (i, k) of one atom i. ``n_atoms``: N atoms per batch entry."""
     flat = atom[:, 0] * tf.cast(n_atoms, tf.int64) + atom[:, 1]                                # (P,)
-    first = tf.searchsorted(flat, flat, side="left", out_type=tf.int64)                                           # (P,)
-    rank = tf.range(tf.shape(flat, out_type=tf.int64)[0]) - first                               # (P,)
-    width = tf.reduce_max(tf.concat([rank + 1, [0]], 0))
+    first = tf.searchsorted(flat, flat, side="left", out_type=tf.int64)  # (P,) the atom's first pair
+    rank = tf.range(tf.size(flat, tf.int64)) - first                    # (P,) rank among the atom's pairs
+    width = tf.reduce_max(tf.concat([rank + 1, [0]], 0))                # K, the most neighbours of an atom
+    # row `first` of an atom lists 1 + its pairs (0: none); other rows stay empty
     table = tf.scatter_nd(tf.stack([first, rank], -1), tf.range(1, tf.size(flat, tf.int64) + 1),
-                          tf.stack([tf.size(flat, tf.int64), width]))                            # (P,K) 1 + pair
+                          tf.stack([tf.size(flat, tf.int64), width]))                            # (P,K)
     upper = tf.where(tf.linalg.band_part(tf.ones([width, width]), 0, -1) - tf.eye(width) > 0)   # (C,2) j<k
     p, q = tf.gather(table, upper[:, 0], axis=1), tf.gather(table, upper[:, 1], axis=1)         # (P,C)
     found = tf.where((p > 0) & (q > 0))
