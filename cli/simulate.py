@@ -89,7 +89,7 @@ def simulate(model, structures, steps, time_ps, scale, temperature, ensemble, th
             click.echo(f"simulate {name}: {err}", err=True)
             diverged.append(name)
             continue
-        click.echo(f"simulate: {manifest['steps_done']} steps, strain {manifest['final_strain']:.4f}, "
+        click.echo(f"simulate: {manifest['steps_done']} steps, strain {round(manifest['final_strain'], 4) + 0.0:.4f}, "
                    f"{manifest['wall_s']} s -> {target}")
     if diverged:
         raise SagesnetError(f"simulate: {len(diverged)} of {len(atoms)} rollouts diverged ({', '.join(diverged)}); "
