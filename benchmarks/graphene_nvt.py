@@ -17,7 +17,7 @@ from sagesnet_tf.evaluate import evaluate
 from sagesnet_tf.md.protocols import NVT
 from sagesnet_tf.md.run import run_md
 from sagesnet_tf.pipelines.writer import write_dataset
-from sagesnet_tf.simulate import load_exported, resolve_model_dir
+from sagesnet_tf.savedmodel import load_exported, resolve_model_dir
 from sagesnet_tf.structures import graphene_sheet
 
 from benchmarks.report import row

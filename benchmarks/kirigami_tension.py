@@ -31,7 +31,8 @@ from sagesnet_tf.analysis.stress_strain import curve_error_to_yield, summarize
 from sagesnet_tf.md.protocols import Tension
 from sagesnet_tf.md.run import run_md, write_md_outputs
 from sagesnet_tf.savedmodel import read_metadata
-from sagesnet_tf.simulate import RolloutDiverged, resolve_model_dir, simulate
+from sagesnet_tf.savedmodel import resolve_model_dir
+from sagesnet_tf.simulate import RolloutDiverged, simulate
 from sagesnet_tf.structures import kirigami
 
 from benchmarks.report import row

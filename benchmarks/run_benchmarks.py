@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.simulate import resolve_model_dir
+from sagesnet_tf.savedmodel import resolve_model_dir
 
 from benchmarks import graphene_nvt, kirigami_tension, speed
 from benchmarks.report import write_report

@@ -30,7 +30,8 @@ from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.savedmodel import read_metadata
 from sagesnet_tf.md.protocols import NVT
 from sagesnet_tf.md.run import run_md
-from sagesnet_tf.simulate import RolloutDiverged, env_vector, resolve_model_dir, simulate
+from sagesnet_tf.savedmodel import resolve_model_dir
+from sagesnet_tf.simulate import RolloutDiverged, env_vector, simulate
 from sagesnet_tf.structures import graphene_sheet
 
 from benchmarks.report import row

@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.savedmodel import (EXPORT_SCHEMA_VERSION, MAX_GRID_CELLS, MAX_STEPS_PER_CALL, serving_limits,
-                                    write_savedmodel)
+from sagesnet_tf.savedmodel import (EXPORT_SCHEMA_VERSION, MAX_GRID_CELLS, MAX_STEPS_PER_CALL, load_exported,
+                                    resolve_model_dir, serving_limits, write_savedmodel)
 from sagesnet_tf.io import atomic_output
 
 #: Most cells of all frames one call returns (n_steps × X·Y·Z), besides ``savedmodel.MAX_GRID_CELLS``
@@ -206,8 +206,6 @@ def simulate_board(board_file, model, steps: int, out, overwrite: bool = False) 
     """Roll the board in ``board_file`` out ``steps`` generations with the CA SavedModel ``model``
     (NAME or NAME/VERSION); writes OUT/frames.npy, OUT/frames.txt (boards one cell thick) and
     OUT/manifest.json; returns the manifest."""
-    from sagesnet_tf.simulate import load_exported, resolve_model_dir
-
     if steps < 1:
         raise SagesnetError(f"ca simulate: --steps must be >= 1 (got {steps})")
     out = Path(out)

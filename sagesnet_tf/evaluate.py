@@ -32,7 +32,8 @@ from sagesnet_tf.analysis.stress_strain import nominal_thickness, nominal_width,
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output
 from sagesnet_tf.rollout import Frame, Rollout, State
-from sagesnet_tf.simulate import env_vector, load_exported, resolve_model_dir, signature_advance
+from sagesnet_tf.savedmodel import load_exported, resolve_model_dir
+from sagesnet_tf.simulate import env_vector, signature_advance
 from sagesnet_tf.thermo import temperature_k
 from sagesnet_tf.trajectory import Trajectory
 

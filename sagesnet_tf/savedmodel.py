@@ -1,7 +1,8 @@
 """The SavedModel layout every SAGESnet export shares (atom models, :mod:`sagesnet_tf.export`;
 cellular automata, :mod:`sagesnet_tf.ca_serving`): ``NAME/VERSION/{saved_model.pb, variables/,
-assets/sagesnet_metadata.json}`` written atomically, the metadata asset, and the bounds of one
-serving call (metadata ``limits``).
+assets/sagesnet_metadata.json}`` written atomically, the metadata asset, the bounds of one
+serving call (metadata ``limits``), and finding and loading an exported model
+(:func:`resolve_model_dir`, :func:`load_exported`) for ``simulate``, ``evaluate`` and ``ca simulate``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import tensorflow as tf
-
 from sagesnet_tf.errors import SagesnetError
 
+#: The model ``simulate`` runs when none is given (its newest version).
+DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
 #: Version of the exported signature set and metadata layout.
 EXPORT_SCHEMA_VERSION = 1
 METADATA_ASSET = "sagesnet_metadata.json"
@@ -37,6 +38,41 @@ def serving_limits() -> dict:
             "max_grid_cells": MAX_GRID_CELLS}
 
 
+def resolve_model_dir(model: str | Path | None) -> Path:
+    """``NAME/VERSION`` as given, or the newest integer version under ``NAME`` (default
+    ``exported_models/sagesnet_graphene``)."""
+    base = Path(model) if model else DEFAULT_MODEL
+    if (base / "saved_model.pb").is_file():
+        return base
+    versions = sorted((int(p.name), p) for p in base.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()) \
+        if base.is_dir() else []
+    if not versions:
+        if model is None:
+            raise SagesnetError(f"no default model at {DEFAULT_MODEL}; pass --model exported_models/NAME[/VERSION] "
+                                "(create one with `sagesnet-tf export`)")
+        raise SagesnetError(f"{base} holds no SavedModel (NAME/VERSION/saved_model.pb); check --model")
+    return versions[-1][1]
+
+
+def load_exported(model_dir: Path, kind: str = "md"):
+    """(loaded SavedModel, metadata dict) of an exported model of ``kind`` (metadata ``kind``:
+    ``md`` atom models, ``ca`` cellular automata; models exported before the key existed are ``md``)."""
+    import tensorflow as tf
+    try:
+        loaded = tf.saved_model.load(str(model_dir))
+        metadata = json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode("utf-8"))
+    except Exception as exc:  # corrupt protobuf, missing or truncated variables, no metadata signature
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise SagesnetError(f"{model_dir} is not a readable SAGESnet SavedModel ({type(exc).__name__}: {first}); "
+                            "export the model again with `sagesnet-tf export` or check --model") from None
+    found = metadata.get("kind", "md")
+    if found != kind:
+        usage = {"md": "`sagesnet-tf simulate --structure FILE`", "ca": "`sagesnet-tf ca simulate --board FILE`"}
+        raise SagesnetError(f"{model_dir} holds a {found!r} model, not {kind!r}; run it with "
+                            f"{usage.get(found, 'the command for its kind')}")
+    return loaded, metadata
+
+
 def read_metadata(model_dir: str | os.PathLike) -> dict:
     """The metadata of the SavedModel in ``model_dir`` (NAME/VERSION) from its asset file, without
     loading the model (the same JSON as its ``metadata`` signature)."""
@@ -53,6 +89,7 @@ def write_savedmodel(module: tf.Module, signatures: dict, metadata: dict, out: s
                      version: int | None = None) -> Path:
     """Save ``module`` with ``signatures`` and the metadata asset as ``out/VERSION`` (TF Serving
     layout), atomically (a temporary directory renamed into place); returns that directory."""
+    import tensorflow as tf
     base = Path(out)
     version = next_version(base) if version is None else int(version)
     if version < 1:

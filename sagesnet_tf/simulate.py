@@ -63,10 +63,10 @@ from sagesnet_tf.io.model_frame import ModelFrame, to_model_frame
 from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LIMIT_WHY
 from sagesnet_tf.md.protocols import EarlyStop
 from sagesnet_tf.rollout import MAX_TEMPERATURE_K, Frame, Rollout, State, Thermostat
+from sagesnet_tf.savedmodel import load_exported, resolve_model_dir
 from sagesnet_tf.thermo import (THERMOSTATS, component_temperatures_k, maxwell_boltzmann_velocities, plane_axes,
                                 temperature_k)
 
-DEFAULT_MODEL = Path("exported_models") / "sagesnet_graphene"
 THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "temperature_inplane_K", "temperature_outofplane_K",
                   "strain", "stress_xx_GPa", "stress_yy_GPa", "stress_zz_GPa", "stress_xy_GPa", "stress_xz_GPa",
                   "stress_yz_GPa", "n_atoms", "mean_uncertainty", "scale", "ensemble")
@@ -94,41 +94,6 @@ class RolloutDiverged(SagesnetError):
     def __init__(self, message: str, manifest: dict):
         super().__init__(message)
         self.manifest = manifest
-
-
-def resolve_model_dir(model: str | Path | None) -> Path:
-    """``NAME/VERSION`` as given, or the newest integer version under ``NAME`` (default
-    ``exported_models/sagesnet_graphene``)."""
-    base = Path(model) if model else DEFAULT_MODEL
-    if (base / "saved_model.pb").is_file():
-        return base
-    versions = sorted((int(p.name), p) for p in base.glob("*") if p.name.isdigit() and (p / "saved_model.pb").is_file()) \
-        if base.is_dir() else []
-    if not versions:
-        if model is None:
-            raise SagesnetError(f"no default model at {DEFAULT_MODEL}; pass --model exported_models/NAME[/VERSION] "
-                                "(create one with `sagesnet-tf export`)")
-        raise SagesnetError(f"{base} holds no SavedModel (NAME/VERSION/saved_model.pb); check --model")
-    return versions[-1][1]
-
-
-def load_exported(model_dir: Path, kind: str = "md"):
-    """(loaded SavedModel, metadata dict) of an exported model of ``kind`` (metadata ``kind``:
-    ``md`` atom models, ``ca`` cellular automata; models exported before the key existed are ``md``)."""
-    import tensorflow as tf
-    try:
-        loaded = tf.saved_model.load(str(model_dir))
-        metadata = json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode("utf-8"))
-    except Exception as exc:  # corrupt protobuf, missing or truncated variables, no metadata signature
-        first = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise SagesnetError(f"{model_dir} is not a readable SAGESnet SavedModel ({type(exc).__name__}: {first}); "
-                            "export the model again with `sagesnet-tf export` or check --model") from None
-    found = metadata.get("kind", "md")
-    if found != kind:
-        usage = {"md": "`sagesnet-tf simulate --structure FILE`", "ca": "`sagesnet-tf ca simulate --board FILE`"}
-        raise SagesnetError(f"{model_dir} holds a {found!r} model, not {kind!r}; run it with "
-                            f"{usage.get(found, 'the command for its kind')}")
-    return loaded, metadata
 
 
 def env_vector(metadata: dict, temperature_K: float, strain_rate: float, strain: float) -> np.ndarray:
