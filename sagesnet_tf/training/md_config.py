@@ -22,6 +22,7 @@ import os
 
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.model import SagesnetConfig
+from sagesnet_tf.thermo import THERMOSTATS
 from sagesnet_tf.training.config_schema import (CheckpointConfig, ValidationConfig, build_config, check_stages,
                                                 config_field)
 
@@ -75,8 +76,10 @@ class MDEvaluationConfig:
     onestep_frames: int = config_field(64, "held-out frames scored for one-step RMSE", min=1)
     rollout_steps: int = config_field(200, "model steps of the held-out rollout", min=1)
     bond_cutoff: float = config_field(1.9, "C–C distance (Å) below which an initial bond counts as kept", min=0.0, exclusive_min=True)
-    thermostat_ps: float = config_field(0.1, "time constant (ps) of a second, thermostatted rollout (Berendsen towards the "
-                                             "target, as `simulate --thermostat-ps`); 0: free rollout only", min=0.0)
+    thermostat_ps: float = config_field(0.1, "time constant (ps) of a second, thermostatted rollout (towards the target, "
+                                             "as `simulate --thermostat-ps`); 0: free rollout only", min=0.0)
+    thermostat: str = config_field("langevin", "thermostat of that rollout, as `simulate --thermostat` (berendsen: not "
+                                               "canonical)", choices=THERMOSTATS)
 
 
 @dataclasses.dataclass

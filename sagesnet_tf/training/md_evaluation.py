@@ -38,8 +38,8 @@ def evaluate(sim: LearnedSimulator, held_out: md_batches.MDWindows, ecfg: MDEval
       constant-velocity extrapolation r + v·Δ, over ``onestep_frames`` evenly spaced windows;
     - a rollout of ``rollout_steps`` model steps from the first held-out frame (atoms
       re-voxelized every step; :class:`~sagesnet_tf.rollout.Rollout`, whose divergence guard stops
-      it with the reason as ``failure``), and with ``thermostat_ps`` a second one with a Berendsen
-      update every step: atoms kept, fraction of the initial C–C bonds (< bond_cutoff Å, minimum
+      it with the reason as ``failure``), and with ``thermostat_ps`` a second one with an update of
+      ``thermostat`` (default Langevin, as ``simulate``) every step: atoms kept, fraction of the initial C–C bonds (< bond_cutoff Å, minimum
       image) still shorter than bond_cutoff, kinetic temperature against the target and the MD's
       own temperature over the held-out frames;
     - with ``coarse_joint`` (the run's ``coarse_joint`` stage), one coarse step of level 0 (T·Δ, as
@@ -88,8 +88,9 @@ def evaluate(sim: LearnedSimulator, held_out: md_batches.MDWindows, ecfg: MDEval
         return Frame(atoms, temperature_k(state.velocities, masses), target)
 
     def rollout(thermostat_ps: float) -> tuple[dict, list, list]:
-        """One rollout from the first held-out frame, Berendsen towards the target every step with
-        ``thermostat_ps`` > 0: (figures, temperatures K, kept bond fractions), one per frame."""
+        """One rollout from the first held-out frame, thermostatted (``ecfg.thermostat``) towards the
+        target every step with ``thermostat_ps`` > 0: (figures, temperatures K, kept bond fractions),
+        one per frame."""
         temps, bonded = [temperature_k(w["velocities"][0], masses)], [1.0]
 
         def on_frame(state: State, _, frame: Frame) -> bool:
@@ -98,7 +99,7 @@ def evaluate(sim: LearnedSimulator, held_out: md_batches.MDWindows, ecfg: MDEval
             bonded.append(bonded_fraction(positions, pairs, box, pbc, ecfg.bond_cutoff))
             return False
 
-        thermostat = Thermostat("berendsen", thermostat_ps, target_T, masses) if thermostat_ps else None
+        thermostat = Thermostat(ecfg.thermostat, thermostat_ps, target_T, masses) if thermostat_ps else None
         desc = "held-out rollout" + (f" (thermostat {thermostat_ps:g} ps)" if thermostat_ps else "")
         end = Rollout(advance, delta, thermostat=thermostat, progress=progress, desc=desc).run(
             State(w["positions"][0], w["velocities"][0], w["box"][0], 0), ecfg.rollout_steps, 1, observe, on_frame)
@@ -106,7 +107,7 @@ def evaluate(sim: LearnedSimulator, held_out: md_batches.MDWindows, ecfg: MDEval
         tail = temps[len(temps) // 2:]
         return {
             "steps_requested": ecfg.rollout_steps, "steps_completed": completed, "failure": end.diverged,
-            "thermostat": {"kind": "berendsen", "tau_ps": thermostat_ps} if thermostat_ps else None,
+            "thermostat": {"kind": ecfg.thermostat, "tau_ps": thermostat_ps} if thermostat_ps else None,
             "model_time_ps": completed * delta, "atoms_initial": int(len(w["species"])), "atoms_final": int(p.shape[0]),
             "atoms_kept": bool(p.shape[0] == len(w["species"])), "initial_cc_bonds": int(len(pairs)),
             "bonded_fraction_final": float(bonded[-1]), "bonded_fraction_min": float(min(bonded)),
