@@ -114,6 +114,9 @@ def test_md_training_runs_stages_in_order_and_reduces_loss(md_data, tmp_path):
     ev = json.load(open(os.path.join(run, "evaluation.json")))
     assert ev["rollout"]["atoms_kept"] and ev["rollout"]["atoms_final"] == 48
     assert np.isfinite(ev["one_step"]["model_rmse_A"])
+    # the thermostatted rollout runs simulate's default thermostat
+    assert ev["rollout_thermostat"]["thermostat"] == {"kind": "langevin", "tau_ps": 0.1}
+    assert ev["rollout_thermostat"]["steps_completed"] == 5
     for name in ("model.keras", "model_info.json", "rollout.png", "metrics.json"):
         assert os.path.isfile(os.path.join(run, name))
 
