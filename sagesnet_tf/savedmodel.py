@@ -7,6 +7,8 @@ serving call (metadata ``limits``), and finding and loading an exported model
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import re
@@ -56,20 +58,41 @@ def resolve_model_dir(model: str | Path | None) -> Path:
 
 def load_exported(model_dir: Path, kind: str = "md"):
     """(loaded SavedModel, metadata dict) of an exported model of ``kind`` (metadata ``kind``:
-    ``md`` atom models, ``ca`` cellular automata; models exported before the key existed are ``md``)."""
-    import tensorflow as tf
+    ``md`` atom models, ``ca`` cellular automata; models exported before the key existed are ``md``).
+    The last :data:`LOADED_MODELS_KEPT` models loaded stay loaded (a process that simulates several
+    structures loads its model once); a directory whose files changed since is loaded again."""
+    model_dir = Path(model_dir)
     try:
-        loaded = tf.saved_model.load(str(model_dir))
-        metadata = json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode("utf-8"))
-    except Exception as exc:  # corrupt protobuf, missing or truncated variables, no metadata signature
-        first = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise SagesnetError(f"{model_dir} is not a readable SAGESnet SavedModel ({type(exc).__name__}: {first}); "
-                            "export the model again with `sagesnet-tf export` or check --model") from None
+        stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                      for p in sorted(model_dir.rglob("*")) if p.is_file())
+    except OSError:
+        stamp = ()
+    loaded, metadata = _load_savedmodel(str(model_dir), stamp)
+    metadata = copy.deepcopy(metadata)  # the caller's to change; the cached one stays as read
     found = metadata.get("kind", "md")
     if found != kind:
         usage = {"md": "`sagesnet-tf simulate --structure FILE`", "ca": "`sagesnet-tf ca simulate --board FILE`"}
         raise SagesnetError(f"{model_dir} holds a {found!r} model, not {kind!r}; run it with "
                             f"{usage.get(found, 'the command for its kind')}")
+    return loaded, metadata
+
+
+#: Loaded SavedModels :func:`load_exported` keeps (each holds its variables and traced graphs).
+LOADED_MODELS_KEPT = 2
+
+
+@functools.lru_cache(maxsize=LOADED_MODELS_KEPT)
+def _load_savedmodel(model_dir: str, stamp: tuple):
+    """(loaded SavedModel, metadata) of ``model_dir``; ``stamp`` (its files' names, times and sizes)
+    only keys the cache. A one-line SagesnetError when it is not a readable SAGESnet SavedModel."""
+    import tensorflow as tf
+    try:
+        loaded = tf.saved_model.load(model_dir)
+        metadata = json.loads(loaded.signatures["metadata"]()["metadata"].numpy().decode("utf-8"))
+    except Exception as exc:  # corrupt protobuf, missing or truncated variables, no metadata signature
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise SagesnetError(f"{model_dir} is not a readable SAGESnet SavedModel ({type(exc).__name__}: {first}); "
+                            "export the model again with `sagesnet-tf export` or check --model") from None
     return loaded, metadata
 
 
