@@ -5,17 +5,19 @@
 1. LAMMPS/AIREBO NVT (1 fs, Nosé–Hoover τ = 0.1 ps) of small periodic graphene sheets, none the
    96-atom sheet of the tests: training frames of an 8 × 6 sheet (192 atoms) at 300 K, 1000 K and
    4.2 K and of a 5 × 10 sheet (200 atoms) at 300 K; held-out frames of a 7 × 8 sheet (224 atoms) at
-   300 K and 1000 K. Each frame keeps the positions and the AIREBO forces.
-2. Least-squares fit (ridge, float64 normal equations: :class:`~sagesnet_tf.training.least_squares.
-   NormalEquations`) of the :class:`~sagesnet_tf.layers.LocalEnergy` weights on the training forces,
-   twice: the pair term alone, and pair + angle. Force R² per axis (x, y, z) on the held-out frames.
-3. NVE velocity Verlet (1 fs, float64 integration of float32 forces) with each fitted energy on the
-   960-atom 12 × 20 sheet from a LAMMPS NVT 300 K snapshot (1 ps, seed 20; positions and
-   velocities), and LAMMPS/AIREBO NVE from the same snapshot: in-plane / out-of-plane temperatures
-   over time, the initial C–C bonds (< 1.9 Å) kept, the first RDF peak against the snapshot's, the
-   total-energy drift, and the wall time per step (same process, same threads). Before it, a static
-   bending check: the energy of the flat 12 × 20 sheet rippled by z = A·sin(2πx/λ) (λ = the box
-   length and half of it; A = 0.2, 0.5, 1 Å) above the flat one, AIREBO against both fits.
+   300 K and 1000 K. Each frame keeps the positions, the AIREBO forces and the potential virial.
+2. Least-squares fits (ridge, float64 normal equations: :class:`~sagesnet_tf.training.least_squares.
+   NormalEquations`) of the :class:`~sagesnet_tf.layers.LocalEnergy` weights (:data:`FITS`): the
+   pair term alone and pair + angle on the training forces, and pair + angle on the forces and the
+   in-plane virial (W_xx, W_yy). Force R² per axis (x, y, z) and the in-plane virial error on the
+   held-out frames.
+3. Static checks on the flat 960-atom 12 × 20 sheet: the energy of the sheet rippled by
+   z = A·sin(2πx/λ) and strained biaxially, above the flat one, AIREBO against each fit.
+4. NVE velocity Verlet (1 fs, float64 integration of float32 forces) with each fitted energy
+   (``--nve-fits``) on the 12 × 20 sheet from a LAMMPS NVT 300 K snapshot (1 ps, seed 20; positions
+   and velocities), and LAMMPS/AIREBO NVE from the same snapshot: in-plane / out-of-plane
+   temperatures over time, the initial C–C bonds (< 1.9 Å) kept, the first RDF peak against the
+   snapshot's, the total-energy drift, and the wall time per step (same process, same threads).
 
 Writes ``DIR/local_energy_equipartition.json`` and ``DIR/local_energy_temperatures.png``.
 """
@@ -35,6 +37,7 @@ from sagesnet_tf.atoms import ELEMENTS
 from sagesnet_tf.grid import gather_atom_features, orthorhombic_box, slot_feature_size, voxelize
 from sagesnet_tf.io import write_json
 from sagesnet_tf.layers import LocalEnergy
+from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3
 from sagesnet_tf.md.engine import LammpsEngine
 from sagesnet_tf.structures import graphene_sheet
 from sagesnet_tf.thermo import MVV2E, component_temperatures_k, kinetic_energy_ev, plane_axes
@@ -59,14 +62,25 @@ SAMPLES = [
 ]
 #: NVT steps before the first recorded frame.
 EQUILIBRATE_STEPS = 1000
+#: Å: in the fit with the virial, a frame's in-plane virial equations (W_xx, W_yy per atom, eV) weigh
+#: as much as its 3N force equations (eV/Å) would with errors of one eV per this length.
+VIRIAL_LENGTH_A = 1.0
+#: The fits: name -> label.
+FITS = {"pair": "pair energy", "pair_angle": "pair + angle energy",
+        "pair_angle_virial": "pair + angle energy, fitted with the virial"}
 
 
 def snapshot(engine: LammpsEngine) -> dict[str, np.ndarray]:
-    """Positions (N, 3) Å, velocities (N, 3) Å/ps and forces (N, 3) eV/Å of the atoms in id order."""
+    """Positions (N, 3) Å, velocities (N, 3) Å/ps and forces (N, 3) eV/Å of the atoms in id order,
+    and the potential virial W_aa (3,) eV (x, y, z) of the whole box."""
     n = engine.natoms
     order = np.argsort(np.array(engine.lmp.numpy.extract_atom("id")[:n]))
-    return {name: np.array(engine.lmp.numpy.extract_atom(key)[:n], np.float64)[order]
-            for name, key in (("positions", "x"), ("velocities", "v"), ("forces", "f"))}
+    frame = {name: np.array(engine.lmp.numpy.extract_atom(key)[:n], np.float64)[order]
+             for name, key in (("positions", "x"), ("velocities", "v"), ("forces", "f"))}
+    _, cell = engine.box()
+    pressure = np.array(engine.lmp.numpy.extract_compute("md_virial", 0, 1)[:3], np.float64)   # bar
+    frame["virial"] = pressure * np.linalg.det(cell) / EV_TO_BAR_A3
+    return frame
 
 
 def nvt_engine(atoms, temperature: float, seed: int, log: Path, threads: int) -> LammpsEngine:
@@ -77,20 +91,21 @@ def nvt_engine(atoms, temperature: float, seed: int, log: Path, threads: int) ->
     engine.command(f"timestep {DT_PS!r}")
     engine.command(f"velocity all create {temperature!r} {seed} mom yes rot no dist gaussian")
     engine.command(f"fix md_int all nvt temp {temperature!r} {temperature!r} {TDAMP_PS!r}")
+    engine.command("compute md_virial all pressure NULL virial")
     engine.command(f"run {EQUILIBRATE_STEPS}")
     return engine
 
 
 def sample_frames(nx, ny, temperature, n_frames, every, seed, log, threads) -> dict:
-    """LAMMPS NVT frames of an nx × ny sheet: ``positions``/``forces`` (F, N, 3), and the sheet."""
+    """LAMMPS NVT frames of an nx × ny sheet: ``positions``/``forces`` (F, N, 3), ``virial`` (F, 3),
+    and the sheet."""
     atoms = graphene_sheet(nx, ny)
     with nvt_engine(atoms, temperature, seed, log, threads) as engine:
         frames = []
         for _ in range(n_frames):
             engine.command(f"run {every} pre no post no")
             frames.append(snapshot(engine))
-    return {"atoms": atoms, "positions": np.stack([f["positions"] for f in frames]),
-            "forces": np.stack([f["forces"] for f in frames])}
+    return {"atoms": atoms, **{key: np.stack([f[key] for f in frames]) for key in ("positions", "forces", "virial")}}
 
 
 def grid_inputs(positions, atoms) -> tuple:
@@ -109,54 +124,86 @@ def r2_per_axis(predicted: np.ndarray, target: np.ndarray) -> list[float]:
 
 
 def fit(layer: LocalEnergy, samples: dict) -> dict:
-    """Fit the pair-only and the pair + angle weights; R² of both on the held-out samples."""
-    design = tf.function(layer.design, input_signature=[
-        tf.TensorSpec([3], tf.int32), tf.TensorSpec([1, None, 4], tf.int32),
-        tf.TensorSpec([1, None, slot_feature_size(len(ELEMENTS))], tf.float32), tf.TensorSpec([1, 3], tf.float32)])
+    """Fit the weights of :data:`FITS` (pair only and pair + angle on the forces; pair + angle on
+    the forces and the in-plane virial); force R² per axis and in-plane virial error of each on the
+    held-out samples."""
+    signature = [tf.TensorSpec([3], tf.int32), tf.TensorSpec([1, None, 4], tf.int32),
+                 tf.TensorSpec([1, None, slot_feature_size(len(ELEMENTS))], tf.float32),
+                 tf.TensorSpec([1, 3], tf.float32)]
+    design = tf.function(layer.design, input_signature=signature)
+    strain_design = tf.function(layer.strain_design, input_signature=signature)
     n_pair = layer.n_pair_features
-    pair_only, full = NormalEquations(n_pair, "pair_only"), NormalEquations(layer.n_features, "pair_angle")
+    equations = {"pair": NormalEquations(n_pair, "pair"), "pair_angle": NormalEquations(layer.n_features, "pair_angle"),
+                 "pair_angle_virial": NormalEquations(layer.n_features, "pair_angle_virial")}
     held_out, t0 = {}, time.perf_counter()
     for name, sample in samples.items():
         rows = []
-        for positions, forces in zip(sample["positions"], sample["forces"]):
-            frame = design(*grid_inputs(tf.constant(positions, tf.float32), sample["atoms"]))[0].numpy()
+        n_atoms = sample["positions"].shape[1]
+        for positions, forces, virial in zip(sample["positions"], sample["forces"], sample["virial"]):
+            state = grid_inputs(tf.constant(positions, tf.float32), sample["atoms"])
+            frame = design(*state)[0].numpy().reshape(-1, layer.n_features)                    # (3N, F)
+            strain = -strain_design(*state)[0, :2].numpy()                                      # (2, F) W_xx, W_yy
             if sample["held_out"]:
-                rows.append(frame)
-            else:
-                flat, target = frame.reshape(-1, layer.n_features), forces.reshape(-1)
-                full.add(flat, target)
-                pair_only.add(flat[:, :n_pair], target)
+                rows.append((frame, strain))
+                continue
+            for kind in ("pair", "pair_angle", "pair_angle_virial"):
+                width = n_pair if kind == "pair" else layer.n_features
+                equations[kind].add(frame[:, :width], forces.reshape(-1))
+            weight = np.sqrt(1.5 * n_atoms) / (n_atoms * VIRIAL_LENGTH_A)
+            equations["pair_angle_virial"].add(strain * weight, virial[:2] * weight)
         if sample["held_out"]:
-            held_out[name] = np.stack(rows)
+            held_out[name] = rows
     design_s = time.perf_counter() - t0
-    weights = {"pair": np.concatenate([pair_only.solve(np.zeros(n_pair)), np.zeros(layer.n_angle_features, np.float32)]),
-               "pair_angle": full.solve(np.zeros(layer.n_features))}
-    r2 = {kind: {name: r2_per_axis(rows @ w, samples[name]["forces"]) for name, rows in held_out.items()}
-          for kind, w in weights.items()}
-    return {"weights": weights, "r2_xyz": r2, "design_wall_s": design_s}
+    weights = {kind: eq.solve(np.zeros(eq.gram.shape[0])) for kind, eq in equations.items()}
+    weights["pair"] = np.concatenate([weights["pair"], np.zeros(layer.n_angle_features, np.float32)])
+    r2, virial_error = {}, {}
+    for kind, w in weights.items():
+        r2[kind] = {name: r2_per_axis(np.stack([f @ w for f, _ in rows]), samples[name]["forces"])
+                    for name, rows in held_out.items()}
+        virial_error[kind] = {name: {
+            "rms_eV_per_atom": float(np.sqrt(np.mean((np.stack([s @ w for _, s in rows]) - samples[name]["virial"][:, :2]) ** 2))
+                                     / samples[name]["positions"].shape[1]),
+            "md_mean_eV_per_atom": float(np.mean(samples[name]["virial"][:, :2]) / samples[name]["positions"].shape[1]),
+            "fit_mean_eV_per_atom": float(np.mean([s @ w for _, s in rows]) / samples[name]["positions"].shape[1])}
+            for name, rows in held_out.items()}
+    return {"weights": weights, "r2_xyz": r2, "virial": virial_error, "design_wall_s": design_s}
 
 
-def ripple_energies(layer: LocalEnergy, weights: dict, sheet, log: Path, threads: int) -> list[dict]:
-    """Static bending check: the energy (meV/atom) of the flat ``sheet`` rippled by z = A·sin(2πx/λ)
-    above the flat one, from AIREBO (LAMMPS ``run 0``) and from each fitted energy."""
-    rows = []
+def deformations(sheet) -> list[tuple[dict, object]]:
+    """The static checks' structures: the flat ``sheet`` rippled by z = A·sin(2πx/λ) (λ = the box
+    length and half of it; A = 0.2, 0.5, 1 Å) and strained biaxially (ε = ±0.5 %, ±1 %, box and atoms)."""
+    out = []
     for wavelength in (sheet.cell[0, 0], sheet.cell[0, 0] / 2):
         for amplitude in (0.2, 0.5, 1.0):
-            row = {"wavelength_A": float(wavelength), "amplitude_A": amplitude}
             rippled = sheet.copy()
             rippled.positions[:, 2] += amplitude * np.sin(2 * np.pi * sheet.positions[:, 0] / wavelength)
-            for structure, sign in ((rippled, 1.0), (sheet, -1.0)):
-                with LammpsEngine(str(log), threads) as engine:
-                    engine.load_atoms(structure)
-                    engine.command("run 0")
-                    row["airebo"] = row.get("airebo", 0.0) + sign * engine.lmp.get_thermo("pe")
-                for kind, w in weights.items():
-                    layer.energy_weights.assign(w)
-                    energy = float(layer(*grid_inputs(tf.constant(structure.positions, tf.float32), sheet))["energy"][0])
-                    row[kind] = row.get(kind, 0.0) + sign * energy
-            rows.append({key: value * 1000 / len(sheet) if key in ("airebo", *weights) else value
-                         for key, value in row.items()})
-    return rows
+            out.append(({"ripple_wavelength_A": float(wavelength), "amplitude_A": amplitude}, rippled))
+    for strain in (-0.01, -0.005, 0.005, 0.01):
+        strained = sheet.copy()
+        scale = np.array([1 + strain, 1 + strain, 1.0])
+        strained.positions = sheet.positions * scale
+        strained.cell = sheet.cell * scale[:, None]
+        out.append(({"biaxial_strain": strain}, strained))
+    return out
+
+
+def deformation_energies(layer: LocalEnergy, weights: dict, sheet, log: Path, threads: int) -> list[dict]:
+    """Energy (meV/atom) of each of :func:`deformations` above the flat ``sheet``, from AIREBO
+    (LAMMPS ``run 0``) and from each fitted energy (``weights``: name -> (n_features,))."""
+
+    def energies(structure) -> dict:
+        with LammpsEngine(str(log), threads) as engine:
+            engine.load_atoms(structure)
+            engine.command("run 0")
+            found = {"airebo": engine.lmp.get_thermo("pe")}
+        for kind, w in weights.items():
+            layer.energy_weights.assign(w)
+            found[kind] = float(layer(*grid_inputs(tf.constant(structure.positions, tf.float32), structure))["energy"][0])
+        return found
+
+    flat = energies(sheet)
+    return [{**label, **{key: (value - flat[key]) * 1000 / len(sheet) for key, value in energies(structure).items()}}
+            for label, structure in deformations(sheet)]
 
 
 def first_rdf_peak(positions, atoms) -> float:
@@ -247,7 +294,7 @@ def summarise(run: dict, atoms, start_positions, start_peak: float, nve_ps: floa
 
 def plot(runs: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
-    for (name, run), color in zip(runs.items(), ("k", "tab:blue", "tab:orange")):
+    for (name, run), color in zip(runs.items(), ("k", "tab:blue", "tab:orange", "tab:green")):
         t = [r["time_ps"] for r in run["rows"]]
         ax.plot(t, [r["in_plane_K"] for r in run["rows"]], color=color, label=f"{name} in-plane")
         ax.plot(t, [r["out_of_plane_K"] for r in run["rows"]], color=color, ls="--", label=f"{name} out-of-plane")
@@ -265,6 +312,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--nve-ps", type=float, default=2.0, help="NVE length, ps (default 2)")
     parser.add_argument("--every", type=int, default=10, help="NVE steps between recorded rows (default 10)")
     parser.add_argument("--threads", type=int, default=1, help="LAMMPS and TensorFlow threads (default 1)")
+    parser.add_argument("--nve-fits", nargs="+", choices=list(FITS), default=list(FITS),
+                        help="the fitted energies to run NVE with (default all)")
     args = parser.parse_args(argv)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -281,7 +330,7 @@ def main(argv=None) -> dict:
 
     layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, ("periodic", "periodic", "open"), len(ELEMENTS))
     fitted = fit(layer, samples)
-    print(f"held-out force R² (x, y, z): {fitted['r2_xyz']}", flush=True)
+    print(f"held-out force R² (x, y, z): {fitted['r2_xyz']}\nheld-out in-plane virial: {fitted['virial']}", flush=True)
 
     sheet = graphene_sheet(12, 20)
     steps = int(round(args.nve_ps / DT_PS))
@@ -290,9 +339,10 @@ def main(argv=None) -> dict:
         start = snapshot(engine)
         runs = {"LAMMPS AIREBO": lammps_nve(engine, sheet, steps, args.every)}
     start_peak = first_rdf_peak(start["positions"], sheet)
-    ripples = ripple_energies(layer, fitted["weights"], sheet, out / "lammps" / "ripples.log", args.threads)
-    for kind, label in (("pair_angle", "pair + angle energy"), ("pair", "pair energy")):
+    deformed = deformation_energies(layer, fitted["weights"], sheet, out / "lammps" / "deformations.log", args.threads)
+    for kind in args.nve_fits:
         layer.energy_weights.assign(fitted["weights"][kind])
+        label = FITS[kind]
         runs[label] = learned_nve(layer, sheet, start, steps, args.every)
         print(f"NVE {label}: {runs[label]['rows'][-1]}", flush=True)
     plot(runs, out / "local_energy_temperatures.png")
@@ -306,7 +356,9 @@ def main(argv=None) -> dict:
                            "held_out": s["held_out"]} for name, s in samples.items()},
         "lammps_sampling_wall_s": sampling_s, "design_wall_s": fitted["design_wall_s"],
         "heldout_force_r2_xyz": fitted["r2_xyz"],
-        "ripple_energy_meV_per_atom": ripples,
+        "heldout_inplane_virial": fitted["virial"],
+        "weights_eV": {kind: w.tolist() for kind, w in fitted["weights"].items()},
+        "deformation_energy_meV_per_atom": deformed,
         "nve": {"atoms": len(sheet), "dt_fs": DT_PS * 1000, "steps": steps,
                 "start_in_plane_K": start_t[0], "start_out_of_plane_K": start_t[1],
                 "runs": {name: summarise(run, sheet, start["positions"], start_peak, args.nve_ps)

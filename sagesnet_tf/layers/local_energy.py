@@ -15,7 +15,7 @@ those at ``angle_cutoff`` (Gaussian radial functions × the pair's element code,
 smoothly at the cutoff), P_l the Legendre polynomials l = 0 … ``legendre − 1`` and θ_jik the
 angle at atom i between its neighbours j and k. E is LINEAR in its weights (w, u): :meth:`design`
 gives the forces per unit of each weight, for fitting them exactly by least squares on reference
-forces. The flat sp² geometry needs no separate out-of-plane term: the three bond angles around an
+forces (and :meth:`strain_design` the strain derivatives, for the virial). The flat sp² geometry needs no separate out-of-plane term: the three bond angles around an
 atom sum to 360° only when it is flat, so the angle term resists pyramidalization.
 
 Everything is core TensorFlow (the gradient is a ``tf.GradientTape`` over the atoms' grid offsets),
@@ -138,6 +138,23 @@ class LocalEnergy(keras.layers.Layer):
             features = self.features(grid_shape, assignment, atom_features, spacing)
         jacobian = tape.batch_jacobian(features, atom_features)[..., self._offsets]  # (B,F,N,3)
         return -tf.transpose(jacobian, [0, 2, 3, 1]) / spacing[:, None, :, None]
+
+    def strain_design(self, grid_shape, assignment, atom_features, spacing) -> tf.Tensor:
+        """The energy's derivatives under a homogeneous strain of each axis, linear in the weights:
+        dE/dε_aa = strain_design · weights (the virial W_aa = −dE/dε_aa).
+
+        Straining axis a scales every separation's a-component (the voxel edge ``spacing[:, a]``
+        with the offsets kept), and a periodic axis's box length with it.
+
+        Returns:
+            (B, 3, n_features) eV per unit of each weight, the axes x, y, z.
+        """
+        derivatives = []
+        for axis in range(3):  # forward mode: one pass per axis instead of one per feature
+            with tf.autodiff.ForwardAccumulator(spacing, tf.one_hot([axis], 3) * spacing) as accumulator:
+                features = self.features(grid_shape, assignment, atom_features, spacing)
+            derivatives.append(accumulator.jvp(features))
+        return tf.stack(derivatives, 1)
 
     def get_config(self):
         return {**super().get_config(), "cutoff": self.cutoff, "angle_cutoff": self.angle_cutoff, "h": self.h,
