@@ -1,6 +1,6 @@
 """LocalEnergy: forces are the negative gradient of the energy (finite differences), sum to zero
 (momentum), vanish on a perfect flat periodic sheet (symmetry), are linear in the weights through
-``design``; the energy is invariant under rotations and translations; a tf.function computing the
+``design`` (and the strain derivatives through ``strain_design``); the energy is invariant under rotations and translations; a tf.function computing the
 forces round-trips through a SavedModel."""
 
 import numpy as np
@@ -121,6 +121,21 @@ def test_design_times_weights_is_the_force(hot_sheet):
     assert design.shape == (1, len(hot_sheet.positions), 3, layer.n_features)
     forces = layer(*state)["forces"].numpy()
     np.testing.assert_allclose(design @ layer.energy_weights.numpy(), forces, atol=1e-4 * np.abs(forces).max())
+
+
+def test_strain_design_is_the_strain_derivative(hot_sheet):
+    layer = random_layer(SHEET, seed=8)
+    derivative = layer.strain_design(*inputs(hot_sheet.positions, hot_sheet)).numpy()[0] @ layer.energy_weights.numpy()
+    eps = 1e-3
+    for axis in range(2):
+        energies = []
+        for sign in (1, -1):
+            scale = np.ones(3)
+            scale[axis] += sign * eps
+            strained = hot_sheet.copy()
+            strained.positions, strained.cell = hot_sheet.positions * scale, hot_sheet.cell * scale[:, None]
+            energies.append(float(layer(*inputs(strained.positions, strained))["energy"][0]))
+        assert (energies[0] - energies[1]) / (2 * eps) == pytest.approx(derivative[axis], rel=2e-3, abs=0.5)
 
 
 def test_saved_model_round_trip(hot_sheet, tmp_path):
