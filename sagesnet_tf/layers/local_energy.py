@@ -4,19 +4,24 @@ The learned pair forces (:class:`~sagesnet_tf.layers.PairForces`) are central, s
 bond angle or resist the pyramidalization of an sp² atom; and a learned step that is not the flow
 of some Hamiltonian need not share energy evenly among the degrees of freedom (equipartition). This
 layer learns an energy instead, and forces ``F = −∂E/∂r`` from it: a velocity-Verlet integrator then
-conserves the energy (to its O(dt²) error) and, with it, equipartition; the forces sum to zero
-(the energy depends on separations only), so momentum is conserved too. The energy is::
+conserves the energy (to its O(dt²) error) and its dynamics is Hamiltonian, whose long-time average
+gives every degree of freedom the same kinetic energy (equipartition, once the motions have mixed);
+the forces sum to zero (the energy depends on separations only), so momentum is conserved too. The
+energy is::
 
     E = ½ Σ_{i≠j} Σ_f w_f φ_f(r_ij)                                              (pairs, r < cutoff)
       + Σ_i Σ_{j<k ∈ N(i)} Σ_{f,l} u_{fl} ψ_f(r_ij) ψ_f(r_ik) P_l(cos θ_jik)     (angles, r < angle_cutoff)
 
 with φ the pair features of :class:`~sagesnet_tf.layers.grid_pairs.GridPairs` at ``cutoff`` and ψ
 those at ``angle_cutoff`` (Gaussian radial functions × the pair's element code, switched off
-smoothly at the cutoff), P_l the Legendre polynomials l = 0 … ``legendre − 1`` and θ_jik the
+smoothly at the cutoff), P_l the Legendre polynomials l = 0 … ``legendre_orders − 1`` and θ_jik the
 angle at atom i between its neighbours j and k. E is LINEAR in its weights (w, u): :meth:`design`
 gives the forces per unit of each weight, for fitting them exactly by least squares on reference
-forces (and :meth:`strain_design` the strain derivatives, for the virial). The flat sp² geometry needs no separate out-of-plane term: the three bond angles around an
-atom sum to 360° only when it is flat, so the angle term resists pyramidalization.
+forces (and :meth:`strain_design` the strain derivatives, for the virial: on a perfect periodic
+lattice every force vanishes whatever lattice constant the energy prefers, so forces alone leave
+the energy's in-plane stress free). There is no separate out-of-plane term: the three bond angles
+around an sp² atom sum to 360° only when it is flat, so the angle term resists pyramidalization
+(docs/BENCHMARKS.md, "A learned local energy", measures the bending and equipartition it gives).
 
 Everything is core TensorFlow (the gradient is a ``tf.GradientTape`` over the atoms' grid offsets),
 so a ``tf.function`` computing the forces serves from a SavedModel.
