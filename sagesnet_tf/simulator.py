@@ -11,9 +11,9 @@ does for particles::
     postprocess  decode the atoms from the new latent grid (grid decoder + pair forces),
                  readouts: per-atom uncertainty, stress × volume
 
-The training losses (:mod:`sagesnet_tf.training`), the exported SavedModel's signatures
-(:mod:`sagesnet_tf.export`, which ``simulate`` and ``evaluate`` call) and the benchmarks call these
-methods; nothing else composes encode/step/decode into a step.
+The training losses (:mod:`sagesnet_tf.training.md_losses`) and the exported SavedModel's
+signatures (:mod:`sagesnet_tf.export`, which ``simulate``, ``evaluate`` and the benchmarks call)
+call these methods; nothing else composes encode/step/decode into a step.
 
 Shapes: B batch (static), T frames of a coarse window, N atoms, X/Y/Z cells, S slots, F slot
 features, D latent width, E environment fields. Units: LAMMPS ``metal`` (Å, ps, Å/ps, bar·Å³).
