@@ -243,6 +243,25 @@ def max_voxel_occupancy(positions, box_lengths, pbc, h: float, multiple=(1, 1, 1
     return (tf.reduce_max(rank, axis=-1) + 1).numpy()
 
 
+def frames_fit(positions, box_lengths, pbc, h: float, slots: int, multiple=(1, 1, 1)) -> np.ndarray:
+    """Whether :func:`voxelize` places every atom of each frame: positions (F, N, 3) Å, box_lengths
+    (F, 3) Å (origin at 0), pbc (3,) -> (F,) bool. True when no voxel holds more than ``slots``
+    atoms, or when the overflow spill finds the extra atoms room in neighbour voxels (only those
+    frames are voxelized: a crowded voxel in a buckled sheet fits, a clump of broken atoms may not)."""
+    positions = np.asarray(positions, np.float32)
+    box_lengths = np.asarray(box_lengths, np.float32)
+    fit = max_voxel_occupancy(positions, box_lengths, pbc, h, multiple) <= slots
+    for f in np.flatnonzero(~fit):
+        n = positions.shape[1]
+        try:
+            voxelize(positions[f], np.zeros((n, 3), np.float32), np.zeros(n, np.int32), box_lengths[f],
+                     np.zeros(3, np.float32), pbc, h, slots, multiple=multiple)
+            fit[f] = True
+        except tf.errors.InvalidArgumentError:  # the spill found no room: the atom grid overflows
+            pass
+    return fit
+
+
 def pad_open_axes(atom_grid: tf.Tensor, pbc, open_cells) -> tf.Tensor:
     """Pad an atom grid (X, Y, Z, S, F) with empty voxels at the upper side of each non-periodic
     axis up to ``open_cells`` cells (int, or (3,) per axis; ignored along periodic axes), so that

@@ -187,3 +187,21 @@ def test_thermal_graphene_fits_two_slots_at_h_1_8_and_works_in_a_graph():
                        np.zeros(3, np.float32), sheet.pbc)
     np.testing.assert_array_equal(g.assignment.numpy(), vg.assignment.numpy())
     np.testing.assert_allclose(g.atom_grid.numpy(), vg.atom_grid.numpy())
+
+
+def test_frames_fit_counts_a_crowded_voxel_the_spill_can_place_and_not_a_full_grid():
+    from sagesnet_tf.grid import frames_fit, max_voxel_occupancy
+
+    h, slots = 1.8, 3
+    # frame 0, an 18 Å periodic box (10 voxels a side): 4 atoms in voxel (0, 0, 0), 78 alone in far
+    # voxels; the spill moves one of the 4 to an empty neighbour
+    crowded = np.array([[0.2, 0.2, 0.2], [0.5, 0.3, 0.4], [0.9, 0.8, 0.3], [1.2, 1.1, 1.0]])
+    cells = np.stack(np.meshgrid(*[np.arange(10)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    alone = (cells[cells.sum(-1) >= 6][:78] + 0.5) * h
+    # frame 1, a 5.4 Å periodic box (3 voxels a side): every voxel holds 3 atoms, and one more: no room
+    centres = (np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * h
+    full = np.concatenate([centres + d for d in (-0.3, 0.0, 0.3)] + [centres[:1] + 0.1])
+    frames = np.stack([np.concatenate([crowded, alone]), full])                                  # (2, 82, 3)
+    boxes = np.array([[18.0] * 3, [5.4] * 3])
+    assert max_voxel_occupancy(frames, boxes, [True] * 3, h).tolist() == [4, 4]
+    assert frames_fit(frames, boxes, [True] * 3, h, slots).tolist() == [True, False]

@@ -82,9 +82,10 @@ class MDWindows:
             one (the box grew past a cell boundary inside it) is never drawn. Without it such
             segments are refused, and windows are grouped by box.
         fits: positions (F, N, 3) Å, box lengths (F, 3) Å -> (F,) bool, whether the model's atom
-            grid holds each frame (no voxel over its slots; :func:`~sagesnet_tf.grid.max_voxel_occupancy`).
-            Windows with a frame that does not fit (atoms crowded together in a broken sheet) are
-            never drawn; :attr:`overfull` counts them per segment. None: every frame fits.
+            grid holds each frame (every atom in a slot, the overflow spill included;
+            :func:`~sagesnet_tf.grid.frames_fit`). Windows with a frame that does not fit (atoms
+            clumped together in a broken sheet) are never drawn; :attr:`overfull` counts them per
+            segment. None: every frame fits.
     """
 
     def __init__(self, segments: list[Segment], length: int, elements, grid_cells=None, fits=None):

@@ -15,7 +15,7 @@ import numpy as np
 
 from sagesnet_tf.atoms import MASSES
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import max_voxel_occupancy, periodic_cells
+from sagesnet_tf.grid import frames_fit, periodic_cells
 from sagesnet_tf.pipelines import reader
 from sagesnet_tf.thermo import MVV2E
 from sagesnet_tf.training import md_batches
@@ -128,7 +128,7 @@ def load_md_data(data_dir: str, cfg: MDTrainConfig) -> MDData:
     pbc = (train_segs or val_segs)[0].trajectory.pbc
 
     def fits(positions, lengths):
-        return max_voxel_occupancy(positions, lengths, pbc, mcfg.h, mcfg.grid_multiple) <= mcfg.slots
+        return frames_fit(positions, lengths, pbc, mcfg.h, mcfg.slots, mcfg.grid_multiple)
 
     return MDData(md_batches.MDWindows(train_segs, length, elements, grid_cells, fits),
                   md_batches.MDWindows(val_segs, length, elements, grid_cells, fits),

@@ -138,8 +138,9 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     _check_data(cfg, data)
     left_out = {name: n for name, n in {**data.train.overfull, **data.validation.overfull}.items() if n}
     if left_out and progress:
-        tqdm.write(f"left out {sum(left_out.values())} windows with more than {mcfg.slots} atoms in a voxel (broken, "
-                   f"crowded frames): {', '.join(f'{name} {n}' for name, n in left_out.items())}")
+        tqdm.write(f"left out {sum(left_out.values())} windows whose atoms the grid cannot place (more than "
+                   f"{mcfg.slots} in a voxel and no room around it: broken, clumped frames): "
+                   f"{', '.join(f'{name} {n}' for name, n in left_out.items())}")
     os.makedirs(run_dir, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     model = SagesnetModel(mcfg)
