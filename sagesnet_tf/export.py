@@ -113,7 +113,7 @@ class SagesnetServing(tf.Module):
         self._n_el = len(c.elements)
         self._n_env = len(c.env_fields)
         self._delta_ps = float(c.delta_ps)
-        self._periodic = tf.constant([b != "open" for b in c.boundary])
+        self._periodic = tf.constant(self.simulator.pbc)
         self._boundary_text = ", ".join(c.boundary)
         self._metadata_json = tf.constant(json.dumps(metadata, ensure_ascii=False))
 

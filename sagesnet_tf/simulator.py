@@ -57,7 +57,6 @@ class LearnedSimulator:
         self.open_cells = open_cells
         self.check_escape = check_escape
         self._n_elements = len(model.config.elements)
-        self._env_mean = tf.zeros(len(model.config.env_fields), tf.float32)
         self._env_scale = tf.constant(model.config.env_scales, tf.float32)
 
     @property
@@ -74,7 +73,7 @@ class LearnedSimulator:
     def normalise_env(self, env):
         """Raw environment (..., E), units of ``env_fields`` -> the model's input (..., E): divided
         by the config's ``env_scales`` (saved with the model)."""
-        return (tf.cast(env, tf.float32) - self._env_mean) / self._env_scale
+        return tf.cast(env, tf.float32) / self._env_scale
 
     def atoms_state(self, positions, velocities, species, box, box_origin=None, periodic_counts=None,
                     open_cells=None) -> dict[str, tf.Tensor]:
