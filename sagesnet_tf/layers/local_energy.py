@@ -102,12 +102,13 @@ class LocalEnergy(keras.layers.Layer):
         self.n_features = self.n_pair_features + self.n_angle_features
         self.energy_weights = self.add_weight(shape=(self.n_features,), initializer="zeros", name="energy_weights")
 
-    def features(self, grid_shape, assignment, atom_features, spacing) -> tf.Tensor:
-        """(B, n_features) the energy's features summed over each structure: E = features · weights."""
+    def features(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
+        """(B, n_features) the energy's features summed over each structure: E = features · weights.
+        ``lookahead_ps``: of the atoms moved this far ahead along their velocities (0: as given)."""
         n_batch, n_atoms = tf.shape(assignment)[0], tf.shape(assignment)[1]
-        pairs = self.pairs(grid_shape, assignment, atom_features, spacing)
+        pairs = self.pairs(grid_shape, assignment, atom_features, spacing, lookahead_ps)
         pair_sums = 0.5 * tf.math.unsorted_segment_sum(pairs["features"], pairs["atom"][:, 0], n_batch)
-        bonds = self.bonds(grid_shape, assignment, atom_features, spacing)
+        bonds = self.bonds(grid_shape, assignment, atom_features, spacing, lookahead_ps)
         triplet = neighbour_triplets(bonds["atom"], n_atoms)                                     # (T,2)
         first, second = tf.gather(bonds["separation"], triplet[:, 0]), tf.gather(bonds["separation"], triplet[:, 1])
         cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bonds["distance"], triplet[:, 0])
@@ -123,28 +124,30 @@ class LocalEnergy(keras.layers.Layer):
         """The offset columns of the slot features (see :mod:`sagesnet_tf.grid`)."""
         return slice(1 + self.n_elements, 4 + self.n_elements)
 
-    def call(self, grid_shape, assignment, atom_features, spacing):
-        """See class docstring for shapes and units."""
+    def call(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0):
+        """See class docstring for shapes and units; ``lookahead_ps``: the energy and forces of the
+        atoms moved this far ahead along their velocities (0: as given)."""
         with tf.GradientTape() as tape:
             tape.watch(atom_features)
-            energy = tf.linalg.matvec(self.features(grid_shape, assignment, atom_features, spacing),
+            energy = tf.linalg.matvec(self.features(grid_shape, assignment, atom_features, spacing, lookahead_ps),
                                       self.energy_weights)
         gradient = tape.gradient(energy, atom_features)[..., self._offsets]     # (B,N,3) eV/offset
         return {"energy": energy, "forces": -gradient / spacing[:, None, :]}
 
-    def design(self, grid_shape, assignment, atom_features, spacing) -> tf.Tensor:
-        """The forces as a linear function of the weights (n_features,): forces = design · weights.
+    def design(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
+        """The forces as a linear function of the weights (n_features,): forces = design · weights
+        (``lookahead_ps`` as in :meth:`call`).
 
         Returns:
             (B, N, 3, n_features) eV/Å per unit of each weight (for fitting the weights by least squares).
         """
         with tf.GradientTape() as tape:
             tape.watch(atom_features)
-            features = self.features(grid_shape, assignment, atom_features, spacing)
+            features = self.features(grid_shape, assignment, atom_features, spacing, lookahead_ps)
         jacobian = tape.batch_jacobian(features, atom_features)[..., self._offsets]  # (B,F,N,3)
         return -tf.transpose(jacobian, [0, 2, 3, 1]) / spacing[:, None, :, None]
 
-    def strain_design(self, grid_shape, assignment, atom_features, spacing) -> tf.Tensor:
+    def strain_design(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
         """The energy's derivatives under a homogeneous strain of each axis, linear in the weights:
         dE/dε_aa = strain_design · weights (the virial W_aa = −dE/dε_aa).
 
@@ -157,7 +160,7 @@ class LocalEnergy(keras.layers.Layer):
         derivatives = []
         for axis in range(3):  # forward mode: one pass per axis instead of one per feature
             with tf.autodiff.ForwardAccumulator(spacing, tf.one_hot([axis], 3) * spacing) as accumulator:
-                features = self.features(grid_shape, assignment, atom_features, spacing)
+                features = self.features(grid_shape, assignment, atom_features, spacing, lookahead_ps)
             derivatives.append(accumulator.jvp(features))
         return tf.stack(derivatives, 1)
 
