@@ -19,6 +19,8 @@ Both models share the latent dynamics (:class:`LatentDynamics`)::
     encode(atom_grid (B,X,Y,Z,S,F)) -> z (B,X,Y,Z,D)
     decode(z) -> slot dict (see CellDecoder);  cell_properties(z) -> stress, kinetic_energy
     atom_stress(grid_shape, atoms_state) -> (B,N,6) per-atom stress × volume (needs pair_stress)
+    energy_stress(grid_shape, atoms_state) -> (B,6) stress × volume from the local energy
+    energy_velocity_change(grid_shape, atoms_state) -> (B,N,3) the local energy's kick over Δ
     decode_atoms(z_next, atoms_state, halos=None) -> dict(positions, velocities, species,
                                                           displacement), same N and order
     call({"atom_grid", "env"}) -> dict(latent, latent_next, slots_next, uncertainty)
@@ -46,10 +48,12 @@ import tensorflow as tf
 
 from sagesnet_tf.atoms import ELEMENTS, MASSES
 from sagesnet_tf.errors import SagesnetError
-from sagesnet_tf.grid import VELOCITY_SCALE, slot_feature_size
+from sagesnet_tf.grid import VELOCITY_SCALE, slot_feature_size, slot_masses
 from sagesnet_tf.layers import (
     MLP, AtomDecoder, BOUNDARY_MODES, CellDecoder, CellEncoder, CellHeads, Coarsener,
-    EnvironmentConv, PairForces, PairStress, Refiner, ScatterPredictor, UncertaintyHead, VirtualCells)
+    EnvironmentConv, LocalEnergy, PairForces, PairStress, Refiner, ScatterPredictor, UncertaintyHead, VirtualCells)
+from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3
+from sagesnet_tf.thermo import MVV2E
 from sagesnet_tf.trajectory import ENV_FIELDS, ENV_SCALES
 
 
@@ -142,6 +146,14 @@ class SagesnetConfig(_ConfigBase):
             learned bond tensions over the pairs closer than ``pair_cutoff``
             (:class:`~sagesnet_tf.layers.PairStress`; needs ``pair_cutoff`` > 0), instead of
             from the latent's stress head alone.
+        energy_cutoff: Å; > 0 adds the forces of a learned local energy (pairs within this range,
+            bond angles within ``energy_angle_cutoff``; :class:`~sagesnet_tf.layers.LocalEnergy`),
+            taken at the step's midpoint, to the decoded velocity change: with the kinematic
+            displacement this is a position-Verlet step of that energy (symplectic, momentum
+            conserving), on which the grid decoder adds its learned correction. The stress is then
+            that energy's (:meth:`SagesnetModel.energy_stress`) unless ``pair_stress`` is set. 0: none.
+        energy_angle_cutoff: Å, neighbours closer than this enter the local energy's angle term
+            (about the bonded neighbours; 2.0 Å for sp² carbon).
         env_fields: names of the blanket vector's entries (E = len).
         env_scales: (E,) the scale of each field in its units: the model reads value / scale
             (:meth:`~sagesnet_tf.simulator.LearnedSimulator.normalise_env`); empty: the defaults of
@@ -171,6 +183,8 @@ class SagesnetConfig(_ConfigBase):
     pair_cutoff: float = 0.0
     pair_bond_neighbours: int = 0
     pair_stress: bool = False
+    energy_cutoff: float = 0.0
+    energy_angle_cutoff: float = 2.0
     env_fields: tuple = ENV_FIELDS
     env_scales: tuple = ()
     cell_channels: int = 0
@@ -198,6 +212,11 @@ class SagesnetConfig(_ConfigBase):
         if self.pair_bond_neighbours < 0 or (self.pair_bond_neighbours and self.pair_cutoff <= 0):
             raise SagesnetError(f"model config: pair_bond_neighbours must be >= 0 and needs pair_cutoff > 0, got "
                                 f"{self.pair_bond_neighbours} with pair_cutoff {self.pair_cutoff}")
+        if self.energy_cutoff < 0 or (self.energy_cutoff > 0 and (
+                "tiled" in self.boundary or not 0 < self.energy_angle_cutoff <= self.energy_cutoff)):
+            raise SagesnetError(f"model config: energy_cutoff must be >= 0 (0: no local energy) and, when set, needs "
+                                f"periodic or open boundaries and 0 < energy_angle_cutoff <= energy_cutoff; got "
+                                f"{self.energy_cutoff}, {self.energy_angle_cutoff} with {self.boundary}")
         if self.pair_stress and self.pair_cutoff <= 0:
             raise SagesnetError("model config: pair_stress needs the pairs of pair_cutoff > 0; set pair_cutoff "
                                 "(e.g. 2.7 Å for carbon) or pair_stress: false")
@@ -364,6 +383,10 @@ class SagesnetModel(LatentDynamics):
         self.pair_stress = (PairStress(c.pair_cutoff, c.h, c.slots, c.boundary, masses, c.velocity_scale,
                                        name="pair_stress")
                             if c.pair_stress else None)
+        self.local_energy = (LocalEnergy(c.energy_cutoff, c.energy_angle_cutoff, c.h, c.slots, c.boundary, n_el,
+                                         name="local_energy")
+                             if c.energy_cutoff > 0 else None)
+        self._masses = tuple(masses)
         self._make_dynamics(c.latent_dim, c.hidden, c.depth, c.kernel_size, c.boundary,
                             len(c.env_fields), c.cell_channels, c.coarse_levels)
 
@@ -404,9 +427,34 @@ class SagesnetModel(LatentDynamics):
         return self.pair_stress(grid_shape, atoms_state["assignment"], atoms_state["atom_features"],
                                 atoms_state["spacing"])
 
+    def energy_velocity_change(self, grid_shape, atoms_state):
+        """(B,N,3) Å/ps, the velocity change over Δ the local energy's forces give the atoms of
+        ``atoms_state`` (on their atom grid of shape ``grid_shape`` (3,)), F/m·Δ with F taken at the
+        step's midpoint (the atoms moved Δ/2 along their velocities): with the kinematic
+        displacement of :meth:`decode_atoms` a position-Verlet step."""
+        forces = self.local_energy(grid_shape, atoms_state["assignment"], atoms_state["atom_features"],
+                                   atoms_state["spacing"], lookahead_ps=0.5 * self.config.delta_ps)["forces"]
+        mass = slot_masses(atoms_state["atom_features"], self._masses, len(self._masses))  # (B,N,1) g/mol
+        return forces * (self.config.delta_ps / MVV2E) / tf.maximum(mass, 1e-6)
+
+    def energy_stress(self, grid_shape, atoms_state):
+        """(B,6) bar·Å³, each structure's stress × volume (−P·V; xx,yy,zz,xy,xz,yz) from the local
+        energy: the kinetic part −Σ m v_a v_b plus, on the diagonal, the virial −dE/dε_aa of a homogeneous
+        strain of each axis (:meth:`~sagesnet_tf.layers.LocalEnergy.strain_design`). The shear
+        virial is not computed (its components carry the kinetic part only)."""
+        energy = self.local_energy
+        inputs = (grid_shape, atoms_state["assignment"], atoms_state["atom_features"], atoms_state["spacing"])
+        strain_derivative = tf.linalg.matvec(energy.strain_design(*inputs), energy.energy_weights)   # (B,3) eV
+        mass = slot_masses(atoms_state["atom_features"], self._masses, len(self._masses))          # (B,N,1)
+        v = atoms_state["velocities"]
+        pairs = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
+        kinetic = tf.stack([tf.reduce_sum(mass[..., 0] * v[..., a] * v[..., b], 1) for a, b in pairs], -1) * MVV2E
+        virial = tf.concat([strain_derivative, tf.zeros_like(strain_derivative)], -1)
+        return (virial - kinetic) * EV_TO_BAR_A3
+
     def decode_atoms(self, z, atoms_state, halos=None):
         """New atom positions and velocities from the new latent grid (plus, with ``pair_cutoff`` > 0,
-        the pair forces between the atoms at t).
+        the pair forces between the atoms at t, and with ``energy_cutoff`` > 0 the local energy's).
 
         Args:
             z: (B,X,Y,Z,D), the latent grid at t+Δ.
@@ -424,6 +472,8 @@ class SagesnetModel(LatentDynamics):
         if self.pair_forces is not None:
             out["velocities"] += self.pair_forces(tf.shape(z)[1:4], atoms_state["assignment"],
                                                   atoms_state["atom_features"], atoms_state["spacing"])
+        if self.local_energy is not None:
+            out["velocities"] += self.energy_velocity_change(tf.shape(z)[1:4], atoms_state)
         # Kinematics first: Δ·(v(t) + v(t+Δ))/2 is exact for constant acceleration; the decoder's
         # displacement output is the learned correction on top of it.
         kinematic = 0.5 * self.config.delta_ps * (atoms_state["velocities"] + out["velocities"])

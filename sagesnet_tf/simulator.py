@@ -8,7 +8,8 @@ does for particles::
                  raw environment -> model input                                  (normalise_env)
     core         encode -> environment conv + latent step (fine), or
                  coarsen a window of T frames -> coarse step -> refine (coarse level 0)
-    postprocess  decode the atoms from the new latent grid (grid decoder + pair forces),
+    postprocess  decode the atoms from the new latent grid (grid decoder + pair forces and/or the
+                 local energy's forces at the step's midpoint: a position-Verlet step),
                  readouts: per-atom uncertainty, stress × volume
 
 The training losses (:mod:`sagesnet_tf.training.md_losses`) and the exported SavedModel's
@@ -178,13 +179,18 @@ class LearnedSimulator:
         return tf.gather_nd(self.cell_uncertainty(latent, env), state["assignment"][..., :3], batch_dims=1)
 
     def stress(self, latent, positions, velocities, species, box, box_origin=None):
-        """(B,6) bar·Å³, each structure's stress × volume (−P·V; xx,yy,zz,xy,xz,yz): the pair stress
-        of its atoms (re-voxelized) when the model has ``pair_stress``, else the latent head's
-        per-cell stress of ``latent`` (B,X,Y,Z,D) summed."""
-        if self.model.pair_stress is None:
-            return tf.reduce_sum(self.model.cell_properties(latent)["stress"], axis=[1, 2, 3])
+        """(B,6) bar·Å³, each structure's stress × volume (−P·V; xx,yy,zz,xy,xz,yz) of its atoms
+        (re-voxelized): the pair stress when the model has ``pair_stress``, else the local energy's
+        (:meth:`~sagesnet_tf.model.SagesnetModel.energy_stress`) when it has one, else the latent
+        head's per-cell stress of ``latent`` (B,X,Y,Z,D) summed."""
+        model = self.model
+        if model.pair_stress is None and model.local_energy is None:
+            return tf.reduce_sum(model.cell_properties(latent)["stress"], axis=[1, 2, 3])
         state = self.atoms_state(positions, velocities, species, box, box_origin)
-        return tf.reduce_sum(self.model.atom_stress(tf.shape(state["atom_grid"])[1:4], state), axis=1)
+        grid_shape = tf.shape(state["atom_grid"])[1:4]
+        if model.pair_stress is None:
+            return model.energy_stress(grid_shape, state)
+        return tf.reduce_sum(model.atom_stress(grid_shape, state), axis=1)
 
     # ---- coarse level 0 --------------------------------------------------------------------
     def window_latent(self, positions, velocities, species, box, box_origin=None, spare_cells: bool = False):

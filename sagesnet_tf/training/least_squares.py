@@ -1,9 +1,12 @@
-"""Linear least squares for the pair terms (the ``pair_stress_fit`` and ``pair_force_fit`` stages,
-:data:`~sagesnet_tf.training.md_config.LEAST_SQUARES_KINDS`): the equations one batch gives, and
-their normal equations summed over a stage's batches and solved at its end.
+"""Linear least squares for the model's linear terms (the ``pair_stress_fit``, ``pair_force_fit`` and
+``local_energy_fit`` stages, :data:`~sagesnet_tf.training.md_config.LEAST_SQUARES_KINDS`): the
+equations one batch gives, and their normal equations summed over a stage's batches and solved at
+its end.
 
-A pair term is linear in the weights w (F,) of its radial function: its output is ``design · w``
-(:meth:`~sagesnet_tf.layers.PairStress.design`, :meth:`~sagesnet_tf.layers.PairForces.design`).
+Each term is linear in its weights w (F,) (:func:`fitted_weights`): a pair term's radial function,
+the local energy's weights; its output is ``design · w``
+(:meth:`~sagesnet_tf.layers.PairStress.design`, :meth:`~sagesnet_tf.layers.PairForces.design`,
+:meth:`~sagesnet_tf.layers.LocalEnergy.design`).
 Adam on the same loss stalls far from the optimum (the per-cell stresses of thermal frames are
 noisy, the radial features overlap; the rare stretched bonds of tension runs stay where the dense
 thermal data left them), so these stages solve for w exactly. Shapes: B batch, N atoms, X/Y/Z
@@ -15,11 +18,26 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from sagesnet_tf.grid import affine_remap
+from sagesnet_tf.layers import LocalEnergy
+from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3
 from sagesnet_tf.simulator import LearnedSimulator
-from sagesnet_tf.training.md_batches import cell_sums
+from sagesnet_tf.thermo import MVV2E
+from sagesnet_tf.training.md_batches import atom_masses, cell_sums
 
 #: Ridge of the least-squares stages, relative to the mean diagonal of the normal equations.
 LEAST_SQUARES_RIDGE = 1e-4
+#: Å: in ``local_energy_fit`` a frame's virial equations (−dE/dε_aa per atom, eV, along each periodic
+#: axis) together weigh as much as its 3N force equations (eV/Å) would with errors of one eV per this
+#: length. Forces alone leave the energy's in-plane stress free (on a perfect periodic lattice every
+#: force vanishes whatever lattice constant the energy prefers).
+VIRIAL_LENGTH_A = 1.0
+
+
+def fitted_weights(layer) -> tf.Variable:
+    """The weights a least-squares stage fits in ``layer``: the local energy's ``energy_weights`` (F,),
+    a pair term's radial kernel (F, 1)."""
+    return layer.energy_weights if isinstance(layer, LocalEnergy) else layer.radial().kernel
 
 
 class NormalEquations(tf.Module):
@@ -50,9 +68,9 @@ class NormalEquations(tf.Module):
         return np.linalg.solve(gram + ridge * np.eye(len(gram)), rhs).astype(np.float32)
 
     def solve_into(self, layer) -> None:
-        """Set the radial weights of ``layer`` (a pair term) to :meth:`solve`, the prior its current ones."""
-        kernel = layer.radial().kernel
-        kernel.assign(self.solve(kernel.numpy()[:, 0])[:, None])
+        """Set the :func:`fitted_weights` of ``layer`` to :meth:`solve`, the prior their current values."""
+        weights = fitted_weights(layer)
+        weights.assign(self.solve(weights.numpy().reshape(-1)).reshape(weights.shape))
 
 
 def pair_stress_equations(sim: LearnedSimulator, batch: dict, unit: float):
@@ -83,3 +101,42 @@ def pair_force_equations(sim: LearnedSimulator, batch: dict, sigma_v: float):
                               state["spacing"]) / sigma_v
     with_pairs = tf.linalg.matvec(rows, pair_forces.radial().kernel[:, 0])
     return rows, (v[:, 1] - out["velocities"]) / sigma_v + with_pairs, out
+
+
+def local_energy_equations(sim: LearnedSimulator, batch: dict):
+    """One batch's equations for the local energy's weights w (F,), in eV/Å: ``rows`` (R, F) · w ≈
+    ``target`` (R,), and the simulator's step from the first frame.
+
+    - Forces (B·N·3 rows): :meth:`~sagesnet_tf.layers.LocalEnergy.design` at the step's midpoint
+      (as :meth:`~sagesnet_tf.model.SagesnetModel.energy_velocity_change` takes it) against the force
+      that would turn the model's predicted velocity at t+Δ into MD's: m·(v_MD(t+Δ) − v_model(t+Δ))/Δ
+      plus the current energy's own force (the rest of the model, the grid decoder, stays as it is).
+    - Virial (B × periodic axes rows): :meth:`~sagesnet_tf.layers.LocalEnergy.strain_design`, the
+      energy's dE/dε_aa, against MD's Σ_i (stress_i,aa + m_i v_i,a²) (−virial, from the recorded
+      per-atom stress × volume at t), per atom, weighted by :data:`VIRIAL_LENGTH_A`.
+    """
+    model = sim.model
+    energy = model.local_energy
+    p, v, box = batch["positions"], batch["velocities"], batch["box"]
+    out = sim.step(p[:, 0], v[:, 0], batch["species"], box[:, 0], batch["env"], next_box=box[:, 1])
+    state = out["state"]
+    grid_shape = tf.shape(state["atom_grid"])[1:4]
+    inputs = (grid_shape, state["assignment"], state["atom_features"], state["spacing"])
+    force_rows = energy.design(*inputs, lookahead_ps=0.5 * sim.delta_ps)                          # (B,N,3,F)
+    masses = atom_masses(batch["species"], model.config.elements)[..., None]                       # (B,N,1)
+    force_target = (masses * MVV2E / sim.delta_ps) * (v[:, 1] - out["velocities"]) \
+        + tf.linalg.matvec(force_rows, energy.energy_weights)                                     # (B,N,3)
+    # the virial at t, of the atoms of frame 0 in their own box
+    start = sim.atoms_state(p[:, 0], v[:, 0], batch["species"], box[:, 0])
+    strain_rows = energy.strain_design(tf.shape(start["atom_grid"])[1:4], start["assignment"],
+                                       start["atom_features"], start["spacing"])                  # (B,3,F) eV
+    kinetic = MVV2E * tf.reduce_sum(masses * tf.square(v[:, 0]), 1)                               # (B,3) eV
+    minus_virial = tf.reduce_sum(batch["stress"][..., :3], 1) / EV_TO_BAR_A3 + kinetic            # (B,3) eV
+    axes = np.flatnonzero(sim.pbc)
+    n_atoms = tf.cast(tf.shape(p)[2], tf.float32)
+    weight = tf.sqrt(3.0 * n_atoms / len(axes)) / (n_atoms * VIRIAL_LENGTH_A)
+    n_features = tf.shape(force_rows)[-1]
+    rows = tf.concat([tf.reshape(force_rows, [-1, n_features]),
+                      tf.reshape(tf.gather(strain_rows, axes, axis=1) * weight, [-1, n_features])], 0)
+    target = tf.concat([tf.reshape(force_target, [-1]), tf.reshape(tf.gather(minus_virial, axes, axis=1) * weight, [-1])], 0)
+    return rows, target, out

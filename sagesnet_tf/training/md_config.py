@@ -27,11 +27,12 @@ from sagesnet_tf.training.config_schema import (CheckpointConfig, ValidationConf
                                                 config_field)
 
 #: Stage kinds of the MD trainer, in their usual order.
-MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "heads", "pair_stress_fit", "predictor", "pair_force_fit",
-                                   "unrolled", "coarsener_autoencoder", "coarse_joint", "uncertainty",
+MD_STAGE_KINDS: tuple[str, ...] = ("autoencoder", "heads", "pair_stress_fit", "local_energy_fit", "predictor",
+                                   "pair_force_fit", "unrolled", "coarsener_autoencoder", "coarse_joint", "uncertainty",
                                    "coarse_uncertainty")
-#: Stages that set a pair term's weights by linear least squares, and the model attribute of that term.
-LEAST_SQUARES_KINDS: dict[str, str] = {"pair_stress_fit": "pair_stress", "pair_force_fit": "pair_forces"}
+#: Stages that set a linear term's weights by least squares, and the model attribute of that term.
+LEAST_SQUARES_KINDS: dict[str, str] = {"pair_stress_fit": "pair_stress", "pair_force_fit": "pair_forces",
+                                       "local_energy_fit": "local_energy"}
 #: Stages that train coarse level 0 (the model needs ``coarse_levels``).
 MD_COARSE_KINDS: tuple[str, ...] = ("coarsener_autoencoder", "coarse_joint", "coarse_uncertainty")
 
@@ -134,6 +135,8 @@ def md_config_from_dict(data: dict) -> MDTrainConfig:
         raise SagesnetError("stage 'pair_stress_fit' fits the pair stress; set model.pair_stress: true (needs pair_cutoff)")
     if "pair_force_fit" in kinds and not cfg.model_config.pair_cutoff > 0:
         raise SagesnetError("stage 'pair_force_fit' fits the pair forces; set model.pair_cutoff (Å, e.g. 2.7)")
+    if "local_energy_fit" in kinds and not cfg.model_config.energy_cutoff > 0:
+        raise SagesnetError("stage 'local_energy_fit' fits the local energy; set model.energy_cutoff (Å, e.g. 2.9)")
     if "uncertainty" in kinds and "predictor" not in kinds[:kinds.index("uncertainty")]:
         raise SagesnetError("stage 'uncertainty' needs a 'predictor' stage before it; add one")
     return cfg

@@ -41,6 +41,16 @@ Stages (``kind``; the config runs them in file order):
   stretched bonds of the tension runs (1.5–1.9 Å, where AIREBO's bond force keeps rising until the
   bond breaks) near where the thermal data put them; weighting the tension data
   (``data.dataset_weights``) and solving exactly gives them their share.
+- ``local_energy_fit`` (models with ``energy_cutoff`` > 0): the local energy's weights by linear
+  least squares, as ``pair_force_fit``, on two sets of equations per batch
+  (:func:`~sagesnet_tf.training.least_squares.local_energy_equations`, in eV/Å): every atom's
+  force at the step's midpoint (:meth:`~sagesnet_tf.layers.LocalEnergy.design`) against the force
+  that takes the model's predicted velocity at t+Δ to MD's, and the energy's strain derivative
+  along each periodic axis against the MD virial (from the recorded per-atom stress), which the
+  forces alone leave free. Reports the predictor's figures. The energy conserves momentum and,
+  integrated by the step's position Verlet, is Hamiltonian: its NVE runs share the kinetic energy
+  evenly between in-plane and out-of-plane motion, which the grid decoder alone does not
+  (docs/BENCHMARKS.md).
 - ``predictor``: one step Δ (one record stride): encode(t) -> step -> decode_atoms; MSE of the
   displacement (units σ_d) and of the new velocity (units σ_v) against frame t+Δ. The atom
   decoder reads each atom's own velocity, so the constant-velocity guess v·Δ is a linear function
@@ -285,6 +295,18 @@ class PairForceFit(LeastSquaresStage, Predictor):
         return rows, target, self.rollout(batch, first_step=first)[1]
 
 
+class LocalEnergyFit(LeastSquaresStage, Predictor):
+    """``local_energy_fit``: the local energy's weights against the one-step MD velocities and the MD
+    virial; reports the predictor's figures."""
+
+    def loss(self, batch, noise=None):
+        return self.rollout(batch)
+
+    def equations(self, batch):
+        rows, target, first = least_squares.local_energy_equations(self.sim, batch)
+        return rows, target, self.rollout(batch, first_step=first)[1]
+
+
 class Uncertainty(MDStage):
     """``uncertainty``: the per-cell head learns the predictor's per-cell loss."""
 
@@ -420,8 +442,8 @@ class CoarseUncertainty(CoarseStage):
 #: The stage class of each kind.
 MD_STAGES: dict[str, type[MDStage]] = {
     "autoencoder": Autoencoder, "heads": Heads, "pair_stress_fit": PairStressFit, "predictor": Predictor,
-    "pair_force_fit": PairForceFit, "unrolled": Unrolled, "coarsener_autoencoder": CoarsenerAutoencoder,
-    "coarse_joint": CoarseJoint, "uncertainty": Uncertainty, "coarse_uncertainty": CoarseUncertainty}
+    "pair_force_fit": PairForceFit, "local_energy_fit": LocalEnergyFit, "unrolled": Unrolled,
+    "coarsener_autoencoder": CoarsenerAutoencoder, "coarse_joint": CoarseJoint, "uncertainty": Uncertainty, "coarse_uncertainty": CoarseUncertainty}
 
 
 def make_md_stage(cfg: MDStageConfig, sim: LearnedSimulator, data: MDData) -> MDStage:

@@ -34,7 +34,7 @@ from sagesnet_tf.simulator import LearnedSimulator
 from sagesnet_tf.training import md_batches
 from sagesnet_tf.training.checkpoints import Checkpointer, RunState
 from sagesnet_tf.training.hard_examples import HardExamples
-from sagesnet_tf.training.least_squares import NormalEquations
+from sagesnet_tf.training.least_squares import NormalEquations, fitted_weights
 from sagesnet_tf.training.md_config import LEAST_SQUARES_KINDS, MD_COARSE_KINDS, MDTrainConfig
 from sagesnet_tf.training.md_data import MDData, load_md_data
 from sagesnet_tf.training.md_evaluation import evaluate
@@ -159,7 +159,7 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
         optimizers[s.name].build(stage.trainable_variables())  # built before a restore, so its moments restore too
     state = RunState()
     hard = HardExamples(HARD_EXAMPLES_CAPACITY, (2,), tf.int64)  # rows: (window index, time-reversed)
-    fits = {kind: NormalEquations(getattr(model, layer).grid_pairs.n_features, kind)
+    fits = {kind: NormalEquations(fitted_weights(getattr(model, layer)).shape.num_elements(), kind)
             for kind, layer in LEAST_SQUARES_KINDS.items() if any(s.kind == kind for s in cfg.stages)}
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"), cfg.checkpoint.keep, state,
                                 optional=("oversampling",), model=model, optimizers=optimizers,
