@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 from sagesnet_tf.atoms import ELEMENTS
-from sagesnet_tf.grid import gather_atom_features, orthorhombic_box, slot_feature_size, voxelize
+from sagesnet_tf.grid import VELOCITY_SCALE, gather_atom_features, orthorhombic_box, slot_feature_size, voxelize
 from sagesnet_tf.layers import LocalEnergy
+from sagesnet_tf.layers.grid_pairs import GridPairs
 from sagesnet_tf.layers.local_energy import legendre, neighbour_triplets
 from sagesnet_tf.structures import graphene_sheet
 
@@ -69,6 +70,48 @@ def test_legendre_and_triplets():
     atom = tf.constant([[0, 0], [0, 0], [0, 0], [0, 1], [0, 2], [0, 2]], tf.int64)
     triplets = neighbour_triplets(atom, tf.constant(3)).numpy()
     assert sorted(map(tuple, triplets)) == [(0, 1), (0, 2), (1, 2), (4, 5)]
+
+
+def reference_energy(layer, grid_shape, assignment, atom_features, spacing, lookahead_ps=0.0):
+    """(B,) eV: the energy of the class docstring computed straightforwardly: one neighbour search
+    per cutoff, the angles from the bonds' own search."""
+    n_batch, n_atoms = tf.shape(assignment)[0], tf.shape(assignment)[1]
+    pairs = GridPairs(layer.cutoff, H, SLOTS, layer.boundary, layer.n_elements, VELOCITY_SCALE)(
+        grid_shape, assignment, atom_features, spacing, lookahead_ps)
+    pair_sums = 0.5 * tf.math.unsorted_segment_sum(pairs["features"], pairs["atom"][:, 0], n_batch)
+    bonds = GridPairs(layer.angle_cutoff, H, SLOTS, layer.boundary, layer.n_elements, VELOCITY_SCALE)(
+        grid_shape, assignment, atom_features, spacing, lookahead_ps)
+    triplet = neighbour_triplets(bonds["atom"], n_atoms)
+    first, second = tf.gather(bonds["separation"], triplet[:, 0]), tf.gather(bonds["separation"], triplet[:, 1])
+    cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bonds["distance"], triplet[:, 0])
+                                                   * tf.gather(bonds["distance"], triplet[:, 1]))
+    radial = tf.gather(bonds["features"], triplet[:, 0]) * tf.gather(bonds["features"], triplet[:, 1])
+    angular = tf.reshape(radial[:, :, None] * legendre(cosine, layer.legendre_orders)[:, None, :],
+                         [-1, layer.n_angle_features])
+    angle_sums = tf.math.unsorted_segment_sum(angular, tf.gather(bonds["atom"][:, 0], triplet[:, 0]), n_batch)
+    return tf.linalg.matvec(tf.concat([pair_sums, angle_sums], -1), layer.energy_weights)
+
+
+@pytest.mark.parametrize("lookahead_ps", [0.0, 0.0005])
+def test_call_equals_the_reference(hot_sheet, lookahead_ps):
+    """The layer's single search (bonds among the pairs, gradient through the found pairs only)
+    gives the straightforward energy and forces, two structures batched."""
+    layer = random_layer(SHEET, seed=9)
+    moved = hot_sheet.positions + np.random.default_rng(10).normal(scale=0.1, size=hot_sheet.positions.shape)
+    batch = [inputs(p, hot_sheet) for p in (hot_sheet.positions, moved)]
+    np.testing.assert_array_equal(batch[0][0], batch[1][0])
+    velocities = np.random.default_rng(11).normal(scale=0.5, size=(2, len(moved), 3)).astype("float32")
+    features = tf.concat([b[2] for b in batch], 0)
+    features = tf.concat([features[..., :-3], velocities], -1)                # velocities for the lookahead
+    state = (batch[0][0], tf.concat([b[1] for b in batch], 0), features, tf.concat([b[3] for b in batch], 0))
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        energy = reference_energy(layer, *state, lookahead_ps=lookahead_ps)
+    forces = -tape.gradient(energy, features)[..., layer._offsets] / state[3][:, None, :]
+    out = tf.function(lambda *s: layer(*s, lookahead_ps=lookahead_ps))(*state)
+    np.testing.assert_allclose(out["energy"].numpy(), energy.numpy(), rtol=1e-6)
+    assert np.abs(forces).max() > 1.0
+    np.testing.assert_allclose(out["forces"].numpy(), forces.numpy(), atol=1e-6 * np.abs(forces).max())
 
 
 def test_forces_sum_to_zero(hot_sheet):

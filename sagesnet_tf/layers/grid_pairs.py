@@ -4,8 +4,9 @@ The learned pair terms of the atom model (:class:`~sagesnet_tf.layers.PairForces
 :class:`~sagesnet_tf.layers.PairStress`) both need, for every atom, its neighbours within a cutoff
 and a description of each pair's distance and elements. Neighbours come from the atom grid: each
 atom reads the slots of the voxels within ``radius = ceil(cutoff / h)`` cells per axis (periodic
-axes wrap, open axes see empty space), so the cost is linear in the number of atoms. This is exact
-while ``radius × voxel edge ≥ cutoff`` on every axis and every periodic axis has at least
+axes wrap, open axes see empty space) and measures the occupied ones (:meth:`GridPairs.search`),
+so the cost is linear in the number of atoms. This is exact while ``radius × voxel edge ≥ cutoff``
+on every axis and every periodic axis has at least
 ``2·radius + 1`` cells; both are checked in the graph.
 
 A pair's features are Gaussian radial functions of its distance (centres from
@@ -93,6 +94,68 @@ class GridPairs:
                 table = tf.pad(table, [[r, r] if d == dim else [0, 0] for d in range(5)])
         return table
 
+    def search(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
+        """Every ordered pair (i, j) of atoms closer than the cutoff (both (i, j) and (j, i) appear),
+        sorted by batch entry, atom i and window slot; no features.
+
+        Only the occupied slots of each atom's window are measured (a sheet fills a few of them).
+
+        Args: as :meth:`__call__`.
+
+        Returns:
+            dict: ``atom`` (P, 2) int64 (batch entry, atom i), ``other`` (P,) int64 atom j,
+            ``slot`` (P,) int64 index of j's slot in i's window (0 … M−1, M = window voxels × S),
+            ``cell`` (P, 3) float32 the window cell of j's voxel relative to i's (voxel edges),
+            ``separation`` (P, 3) Å (r_j − r_i), ``distance`` (P,) Å.
+        """
+        grid_shape = tf.cast(grid_shape, tf.int32)
+        tf.debugging.assert_greater_equal(
+            self.radius * tf.reduce_min(spacing), self.cutoff - 1e-4,
+            message=f"pair terms: voxels narrower than pair_cutoff / {self.radius} Å would miss neighbours; "
+                    "use a box whose periodic lengths are not just above a multiple of h")
+        table = self._slot_table(grid_shape, assignment)
+        index = assignment[:, :, None, :3] + self.radius + tf.constant(self.window)[None, None]   # (B,N,K,3)
+        shape = tf.shape(assignment)
+        candidates = tf.reshape(tf.gather_nd(table, index, batch_dims=1), [shape[0], shape[1], -1])  # (B,N,M)
+        own_atom = tf.range(1, shape[1] + 1)[None, :, None]
+        occupied = tf.where((candidates > 0) & (candidates != own_atom))                           # (Q,3)
+        other = tf.cast(tf.gather_nd(candidates, occupied), tf.int64) - 1                           # (Q,)
+        cell = tf.gather(tf.constant(self.candidate_cells), occupied[:, 2])                          # (Q,3)
+        separation = self.separation(atom_features, occupied[:, :2], other, cell, spacing, lookahead_ps)
+        distance = tf.norm(separation, axis=-1)
+        near = tf.where(distance < self.cutoff)[:, 0]                                               # (P,)
+        return {"atom": tf.gather(occupied[:, :2], near), "other": tf.gather(other, near),
+                "slot": tf.gather(occupied[:, 2], near), "cell": tf.gather(cell, near),
+                "separation": tf.gather(separation, near), "distance": tf.gather(distance, near)}
+
+    def separation(self, atom_features, atom, other, cell, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
+        """(P, 3) Å, r_j − r_i of the pairs ``atom`` (P, 2) int64 (batch entry, atom i), ``other``
+        (P,) int64 atom j, whose voxels are ``cell`` (P, 3) voxel edges apart; the other args as
+        :meth:`__call__` (differentiable in ``atom_features`` and ``spacing``)."""
+        own = split_slot_features(tf.gather_nd(atom_features, atom), self.n_elements)
+        neighbour = split_slot_features(tf.gather_nd(atom_features, tf.stack([atom[:, 0], other], -1)),
+                                        self.n_elements)
+        separation = (cell + neighbour["offsets"] - own["offsets"]) * tf.gather(spacing, atom[:, 0])
+        if lookahead_ps:
+            separation += (neighbour["velocities"] - own["velocities"]) * (self.velocity_scale * lookahead_ps)
+        return separation
+
+    def element_code(self, atom_features, atom, other) -> tf.Tensor:
+        """(P, n_elements) the pairs' element code, one-hot of i + one-hot of j (pairs as in :meth:`separation`)."""
+        return (split_slot_features(tf.gather_nd(atom_features, tf.stack([atom[:, 0], other], -1)),
+                                    self.n_elements)["species_onehot"]
+                + split_slot_features(tf.gather_nd(atom_features, atom), self.n_elements)["species_onehot"])
+
+    def radial_features(self, distance, code) -> tf.Tensor:
+        """(..., Kb·n_elements) the Gaussian radial features (Kb = ``len(centers)``, switched off over
+        the last :data:`TAPER_WIDTH` below the cutoff) × the element code, radial-major, of pairs at
+        ``distance`` (...,) Å with element ``code`` (..., n_elements); without the bonded split."""
+        taper = 0.5 + 0.5 * tf.cos(np.pi * tf.clip_by_value((distance - self.cutoff + TAPER_WIDTH) / TAPER_WIDTH,
+                                                            0., 1.))
+        basis = tf.exp(-tf.square((distance[..., None] - self.centers) / BASIS_SPACING)) * taper[..., None]
+        features = basis[..., :, None] * code[..., None, :]                                  # (..., Kb, n_el)
+        return tf.reshape(features, tf.concat([tf.shape(distance), [-1]], 0))
+
     def __call__(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
         """Every ordered pair (i, j) of atoms closer than the cutoff (both (i, j) and (j, i) appear).
 
@@ -108,43 +171,23 @@ class GridPairs:
             dict: ``atom`` (P, 2) int64 (batch entry, atom i), ``separation`` (P, 3) Å (r_j − r_i),
             ``distance`` (P,) Å, ``features`` (P, n_features).
         """
-        grid_shape = tf.cast(grid_shape, tf.int32)
-        tf.debugging.assert_greater_equal(
-            self.radius * tf.reduce_min(spacing), self.cutoff - 1e-4,
-            message=f"pair terms: voxels narrower than pair_cutoff / {self.radius} Å would miss neighbours; "
-                    "use a box whose periodic lengths are not just above a multiple of h")
-        table = self._slot_table(grid_shape, assignment)
-        index = assignment[:, :, None, :3] + self.radius + tf.constant(self.window)[None, None]   # (B,N,K,3)
-        shape = tf.shape(assignment)
-        candidates = tf.reshape(tf.gather_nd(table, index, batch_dims=1), [shape[0], shape[1], -1])  # (B,N,M)
-        own = split_slot_features(atom_features, self.n_elements)
-        other = split_slot_features(tf.gather(atom_features, tf.maximum(candidates - 1, 0), batch_dims=1),
-                                    self.n_elements)
-        separation = (tf.constant(self.candidate_cells) + other["offsets"] - own["offsets"][:, :, None]) \
-            * spacing[:, None, None, :]                                                               # (B,N,M,3) Å
-        if lookahead_ps:
-            separation += (other["velocities"] - own["velocities"][:, :, None]) * (self.velocity_scale * lookahead_ps)
-        distance = tf.norm(separation, axis=-1)
-        own_atom = tf.range(1, shape[1] + 1)[None, :, None]
-        valid = (candidates > 0) & (candidates != own_atom) & (distance < self.cutoff)             # (B,N,M)
-        pairs = tf.where(valid)                                                                      # (P,3)
-        r = tf.gather_nd(distance, pairs)                                                            # (P,)
-        code = tf.gather_nd(other["species_onehot"], pairs) + tf.gather_nd(own["species_onehot"], pairs[:, :2])
-        taper = 0.5 + 0.5 * tf.cos(np.pi * tf.clip_by_value((r - self.cutoff + TAPER_WIDTH) / TAPER_WIDTH, 0., 1.))
-        basis = tf.exp(-tf.square((r[:, None] - self.centers) / BASIS_SPACING)) * taper[:, None]    # (P,Kb)
-        features = basis[:, :, None] * code[:, None, :]                                             # (P,Kb,n_el)
+        found = self.search(grid_shape, assignment, atom_features, spacing, lookahead_ps)
+        r = found["distance"]
+        features = self.radial_features(r, self.element_code(atom_features, found["atom"], found["other"]))
         if self.bond_neighbours:
             # the k-th nearest neighbour's distance of every atom; a pair is bonded if it is within both
-            nearest = -tf.math.top_k(tf.where(valid, -distance, -np.inf), k=self.bond_neighbours).values
+            index = tf.concat([found["atom"], found["slot"][:, None]], -1)                       # (P,3) b,i,m
+            window = tf.concat([tf.shape(assignment, out_type=tf.int64)[:2], [len(self.candidate_cells)]], 0)
+            farthest = tf.fill(tf.cast(window, tf.int32), -np.inf)
+            nearest = -tf.math.top_k(tf.tensor_scatter_nd_update(farthest, index, -r), k=self.bond_neighbours).values
             kth = nearest[..., -1]                                                                  # (B,N)
-            other_atom = tf.stack([pairs[:, 0], tf.cast(tf.gather_nd(candidates, pairs), tf.int64) - 1], -1)
+            other_atom = tf.stack([found["atom"][:, 0], found["other"]], -1)
             # (j's own k-th distance is computed from j's side: equal to r_ij up to rounding, hence the 1e-4 Å)
-            bonded = (r <= tf.gather_nd(kth, pairs[:, :2]) + 1e-4) & (r <= tf.gather_nd(kth, other_atom) + 1e-4)
+            bonded = (r <= tf.gather_nd(kth, found["atom"]) + 1e-4) & (r <= tf.gather_nd(kth, other_atom) + 1e-4)
             split = tf.cast(tf.stack([bonded, ~bonded], -1), tf.float32)                            # (P,2)
-            features = features[..., None] * split[:, None, None, :]
+            features = features[..., None] * split[:, None, :]
         features = tf.reshape(features, [-1, self.n_features])
-        return {"atom": pairs[:, :2], "separation": tf.gather_nd(separation, pairs),
-                "distance": r, "features": features}
+        return {"atom": found["atom"], "separation": found["separation"], "distance": r, "features": features}
 
 
 class PairTerm(keras.layers.Layer):

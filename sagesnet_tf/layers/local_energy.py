@@ -78,7 +78,7 @@ class LocalEnergy(keras.layers.Layer):
     Args:
         cutoff: Å, range of the pair term.
         angle_cutoff: Å, a neighbour j of i enters the angle term while r_ij < angle_cutoff
-            (about the bonded neighbours: 2.0 Å for sp² carbon).
+            (about the bonded neighbours: 2.0 Å for sp² carbon); at most ``cutoff``.
         h: the atom grid's nominal voxel edge, Å (sets the neighbour window).
         slots: S, atom slots per voxel.
         boundary: per axis ``'periodic'`` or ``'open'``.
@@ -92,6 +92,8 @@ class LocalEnergy(keras.layers.Layer):
     def __init__(self, cutoff: float, angle_cutoff: float, h: float, slots: int, boundary, n_elements: int = 2,
                  legendre_orders: int = LEGENDRE_ORDERS, **kwargs):
         super().__init__(**kwargs)
+        if angle_cutoff > cutoff:
+            raise ValueError(f"angle_cutoff {angle_cutoff} Å beyond cutoff {cutoff} Å: the bonds are found among the pairs")
         self.cutoff, self.angle_cutoff, self.h = float(cutoff), float(angle_cutoff), float(h)
         self.slots, self.n_elements, self.legendre_orders = int(slots), int(n_elements), int(legendre_orders)
         self.boundary = tuple(str(b) for b in boundary)
@@ -102,21 +104,48 @@ class LocalEnergy(keras.layers.Layer):
         self.n_features = self.n_pair_features + self.n_angle_features
         self.energy_weights = self.add_weight(shape=(self.n_features,), initializer="zeros", name="energy_weights")
 
+    def _neighbours(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
+        """The energy's pairs, bonds and angles (one neighbour search at ``cutoff``; indices only, no
+        gradient flows through them). Args as :meth:`call`.
+
+        Returns:
+            dict: ``atom`` (P, 2) int64 (batch entry, atom i), ``other`` (P,) int64 atom j, ``cell``
+            (P, 3) float32 voxel edges from i's voxel to j's (the pairs, sorted by atom i);
+            ``bond`` (Pb,) int64 the pairs closer than ``angle_cutoff``; ``triplet`` (T, 2) int64
+            the two bonds (into ``bond``) of each angle j–i–k.
+        """
+        found = self.pairs.search(grid_shape, assignment, tf.stop_gradient(atom_features), tf.stop_gradient(spacing),
+                                  lookahead_ps)
+        bond = tf.where(found["distance"] < self.angle_cutoff)[:, 0]
+        return {"atom": found["atom"], "other": found["other"], "cell": found["cell"], "bond": bond,
+                "triplet": neighbour_triplets(tf.gather(found["atom"], bond), tf.shape(assignment)[1])}
+
     def features(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
         """(B, n_features) the energy's features summed over each structure: E = features · weights.
         ``lookahead_ps``: of the atoms moved this far ahead along their velocities (0: as given)."""
-        n_batch, n_atoms = tf.shape(assignment)[0], tf.shape(assignment)[1]
-        pairs = self.pairs(grid_shape, assignment, atom_features, spacing, lookahead_ps)
-        pair_sums = 0.5 * tf.math.unsorted_segment_sum(pairs["features"], pairs["atom"][:, 0], n_batch)
-        bonds = self.bonds(grid_shape, assignment, atom_features, spacing, lookahead_ps)
-        triplet = neighbour_triplets(bonds["atom"], n_atoms)                                     # (T,2)
-        first, second = tf.gather(bonds["separation"], triplet[:, 0]), tf.gather(bonds["separation"], triplet[:, 1])
-        cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bonds["distance"], triplet[:, 0])
-                                                       * tf.gather(bonds["distance"], triplet[:, 1]))
-        radial = tf.gather(bonds["features"], triplet[:, 0]) * tf.gather(bonds["features"], triplet[:, 1])
+        neighbours = self._neighbours(grid_shape, assignment, atom_features, spacing, lookahead_ps)
+        return self._features(neighbours, atom_features, spacing, lookahead_ps, tf.shape(assignment)[0])
+
+    def _features(self, neighbours: dict, atom_features, spacing, lookahead_ps: float, n_batch) -> tf.Tensor:
+        """:meth:`features` of the pairs, bonds and angles ``neighbours`` (:meth:`_neighbours`) of
+        ``n_batch`` structures: differentiable in ``atom_features`` and ``spacing``."""
+        atom, other = neighbours["atom"], neighbours["other"]
+        separation = self.pairs.separation(atom_features, atom, other, neighbours["cell"], spacing, lookahead_ps)
+        distance = tf.norm(separation, axis=-1)                                                  # (P,) Å
+        code = self.pairs.element_code(atom_features, atom, other)                               # (P, n_el)
+        pair_sums = 0.5 * tf.math.unsorted_segment_sum(self.pairs.radial_features(distance, code), atom[:, 0],
+                                                       n_batch)
+        bond, triplet = neighbours["bond"], neighbours["triplet"]
+        bond_separation, bond_distance = tf.gather(separation, bond), tf.gather(distance, bond)
+        bond_features = self.bonds.radial_features(bond_distance, tf.gather(code, bond))        # (Pb, Fa)
+        first, second = tf.gather(bond_separation, triplet[:, 0]), tf.gather(bond_separation, triplet[:, 1])
+        cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bond_distance, triplet[:, 0])
+                                                       * tf.gather(bond_distance, triplet[:, 1]))
+        radial = tf.gather(bond_features, triplet[:, 0]) * tf.gather(bond_features, triplet[:, 1])
         angular = tf.reshape(radial[:, :, None] * legendre(cosine, self.legendre_orders)[:, None, :],
                              [-1, self.n_angle_features])                                        # (T, Fa·L)
-        angle_sums = tf.math.unsorted_segment_sum(angular, tf.gather(bonds["atom"][:, 0], triplet[:, 0]), n_batch)
+        angle_sums = tf.math.unsorted_segment_sum(angular, tf.gather(atom[:, 0], tf.gather(bond, triplet[:, 0])),
+                                                  n_batch)
         return tf.concat([pair_sums, angle_sums], -1)
 
     @property
@@ -127,9 +156,11 @@ class LocalEnergy(keras.layers.Layer):
     def call(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0):
         """See class docstring for shapes and units; ``lookahead_ps``: the energy and forces of the
         atoms moved this far ahead along their velocities (0: as given)."""
+        neighbours = self._neighbours(grid_shape, assignment, atom_features, spacing, lookahead_ps)
+        n_batch = tf.shape(assignment)[0]
         with tf.GradientTape() as tape:
             tape.watch(atom_features)
-            energy = tf.linalg.matvec(self.features(grid_shape, assignment, atom_features, spacing, lookahead_ps),
+            energy = tf.linalg.matvec(self._features(neighbours, atom_features, spacing, lookahead_ps, n_batch),
                                       self.energy_weights)
         gradient = tape.gradient(energy, atom_features)[..., self._offsets]     # (B,N,3) eV/offset
         return {"energy": energy, "forces": -gradient / spacing[:, None, :]}
@@ -141,9 +172,11 @@ class LocalEnergy(keras.layers.Layer):
         Returns:
             (B, N, 3, n_features) eV/Å per unit of each weight (for fitting the weights by least squares).
         """
+        neighbours = self._neighbours(grid_shape, assignment, atom_features, spacing, lookahead_ps)
+        n_batch = tf.shape(assignment)[0]
         with tf.GradientTape() as tape:
             tape.watch(atom_features)
-            features = self.features(grid_shape, assignment, atom_features, spacing, lookahead_ps)
+            features = self._features(neighbours, atom_features, spacing, lookahead_ps, n_batch)
         jacobian = tape.batch_jacobian(features, atom_features)[..., self._offsets]  # (B,F,N,3)
         return -tf.transpose(jacobian, [0, 2, 3, 1]) / spacing[:, None, :, None]
 
@@ -157,10 +190,12 @@ class LocalEnergy(keras.layers.Layer):
         Returns:
             (B, 3, n_features) eV per unit of each weight, the axes x, y, z.
         """
+        neighbours = self._neighbours(grid_shape, assignment, atom_features, spacing, lookahead_ps)
+        n_batch = tf.shape(assignment)[0]
         derivatives = []
         for axis in range(3):  # forward mode: one pass per axis instead of one per feature
             with tf.autodiff.ForwardAccumulator(spacing, tf.one_hot([axis], 3) * spacing) as accumulator:
-                features = self.features(grid_shape, assignment, atom_features, spacing, lookahead_ps)
+                features = self._features(neighbours, atom_features, spacing, lookahead_ps, n_batch)
             derivatives.append(accumulator.jvp(features))
         return tf.stack(derivatives, 1)
 
