@@ -113,10 +113,14 @@ class GridPairs:
             self.radius * tf.reduce_min(spacing), self.cutoff - 1e-4,
             message=f"pair terms: voxels narrower than pair_cutoff / {self.radius} Å would miss neighbours; "
                     "use a box whose periodic lengths are not just above a multiple of h")
-        table = self._slot_table(grid_shape, assignment)
-        index = assignment[:, :, None, :3] + self.radius + tf.constant(self.window)[None, None]   # (B,N,K,3)
-        shape = tf.shape(assignment)
-        candidates = tf.reshape(tf.gather_nd(table, index, batch_dims=1), [shape[0], shape[1], -1])  # (B,N,M)
+        table = self._slot_table(grid_shape, assignment)                                      # (B,X',Y',Z',S)
+        padded, shape = tf.shape(table), tf.shape(assignment)
+        strides = tf.stack([padded[2] * padded[3], padded[3], 1])         # of the table's voxels (ix, iy, iz)
+        voxel = (tf.reduce_sum((assignment[:, :, :3] + self.radius) * strides, -1)
+                 + tf.range(shape[0])[:, None] * tf.reduce_prod(padded[1:4]))                        # (B,N)
+        window = voxel[:, :, None] + tf.reduce_sum(tf.constant(self.window) * strides, -1)          # (B,N,K)
+        candidates = tf.reshape(tf.gather(tf.reshape(table, [-1, self.slots]), window),
+                                [shape[0], shape[1], -1])                                            # (B,N,M)
         own_atom = tf.range(1, shape[1] + 1)[None, :, None]
         occupied = tf.where((candidates > 0) & (candidates != own_atom))                           # (Q,3)
         other = tf.cast(tf.gather_nd(candidates, occupied), tf.int64) - 1                           # (Q,)
