@@ -462,3 +462,25 @@ def test_local_energy_fit_sets_the_energy_to_follow_md_forces_and_stress(tension
 def test_local_energy_fit_without_energy_cutoff_is_one_line_error():
     with pytest.raises(SagesnetError, match="local_energy_fit.*energy_cutoff"):
         _config(stages=[{"kind": "local_energy_fit", "steps": 2}])
+
+
+def test_init_from_an_exported_savedmodel_copies_all_but_the_skipped_layers():
+    # the shipped model initialises a model with a local energy in place of its pair terms; the grid
+    # decoder named in init_skip keeps its fresh (zero-output) values
+    from sagesnet_tf.export import model_from_savedmodel
+    from sagesnet_tf.model import SagesnetModel
+
+    shipped_dir = os.path.join(os.path.dirname(__file__), "..", "exported_models", "sagesnet_graphene", "1")
+    cfg = _config(init_from=shipped_dir, init_skip=["atom_decoder"],
+                  model={"pair_cutoff": 0, "pair_stress": False, "pair_bond_neighbours": 0, "energy_cutoff": 2.9},
+                  stages=[{"kind": "local_energy_fit", "steps": 1}])
+    shipped, metadata = model_from_savedmodel(shipped_dir)
+    assert cfg.model_config.latent_dim == metadata["model_config"]["latent_dim"]
+    assert cfg.model_config.env_scales == tuple(metadata["env_std"])
+    model = SagesnetModel(cfg.model_config)
+    model.build()
+    copied = md_trainer.initialise_from_run(model, cfg.init_from, cfg.init_skip)
+    assert copied == len(model.variables) - len(model.atom_decoder.variables) - len(model.local_energy.variables)
+    np.testing.assert_array_equal(model.encoder.variables[0].numpy(), shipped.encoder.variables[0].numpy())
+    assert not np.array_equal(model.atom_decoder.variables[0].numpy(), shipped.atom_decoder.variables[0].numpy())
+    assert not np.any(model.atom_decoder.mlp.variables[-1].numpy())  # zero-initialised output: no correction

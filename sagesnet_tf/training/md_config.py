@@ -22,6 +22,7 @@ import os
 
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.model import SagesnetConfig
+from sagesnet_tf.savedmodel import METADATA_ASSET, read_metadata
 from sagesnet_tf.thermo import THERMOSTATS
 from sagesnet_tf.training.config_schema import (CheckpointConfig, ValidationConfig, build_config, check_stages,
                                                 config_field)
@@ -91,8 +92,11 @@ class MDTrainConfig:
     name: str = config_field("md", "run name")
     seed: int = config_field(0, "seed of init, data order and noise", min=0)
     log_every: int = config_field(20, "log training metrics every N steps", min=1)
-    init_from: str = config_field("", "run directory whose model.keras initialises every variable of the same name and "
-                                      "shape (e.g. a trained fine model before adding a coarse level); empty: random init")
+    init_from: str = config_field("", "run directory whose model.keras, or exported SavedModel (NAME/VERSION), "
+                                      "initialises every variable of the same name and shape (e.g. a trained fine "
+                                      "model before adding a coarse level); empty: random init")
+    init_skip: list = config_field([], "sublayers of the model (e.g. atom_decoder) that init_from leaves at their "
+                                       "fresh initial values")
     model: dict = dataclasses.field(default_factory=dict, metadata={
         "help": "keys of SagesnetConfig (with init_from: that run's model, these keys changed)", "model": True})
     data: MDDataConfig = dataclasses.field(default_factory=MDDataConfig, metadata={"help": "data"})
@@ -143,7 +147,11 @@ def md_config_from_dict(data: dict) -> MDTrainConfig:
 
 
 def _run_model_config(run_dir: str) -> dict:
-    """The model config of a finished training run (``RUN/model_info.json``)."""
+    """The model config of a finished training run (``RUN/model_info.json``) or of an exported
+    SavedModel (its metadata's ``model_config``, ``env_scales`` its ``env_std``)."""
+    if os.path.isfile(os.path.join(run_dir, "assets", METADATA_ASSET)):
+        metadata = read_metadata(run_dir)
+        return {**metadata["model_config"], "env_scales": metadata["env_std"]}
     path = os.path.join(run_dir, "model_info.json")
     if not os.path.isfile(path):
         raise SagesnetError(f"init_from: {path} does not exist; point init_from at a finished training run directory")

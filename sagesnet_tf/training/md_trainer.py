@@ -30,6 +30,7 @@ from tqdm import tqdm
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output, write_json
 from sagesnet_tf.model import SagesnetModel
+from sagesnet_tf.savedmodel import METADATA_ASSET
 from sagesnet_tf.simulator import LearnedSimulator
 from sagesnet_tf.training import md_batches
 from sagesnet_tf.training.checkpoints import Checkpointer, RunState
@@ -45,15 +46,21 @@ from sagesnet_tf.training.reports import MetricsLog
 HARD_EXAMPLES_CAPACITY = 64
 
 
-def initialise_from_run(model: SagesnetModel, run_dir: str) -> int:
-    """Copy into ``model`` every variable of ``RUN/model.keras`` with the same path (below the model's
-    own name) and shape; returns how many were copied (at least one, else a SagesnetError). A model
-    that splits its pair forces into bonded and other pairs (``pair_bond_neighbours``) where the
-    run's did not starts both radial functions as the run's one."""
+def initialise_from_run(model: SagesnetModel, run_dir: str, skip=()) -> int:
+    """Copy into ``model`` every variable of ``RUN/model.keras`` (or of the exported SavedModel
+    ``run_dir``) with the same path (below the model's own name) and shape, except those of the
+    sublayers named in ``skip``; returns how many were copied (at least one, else a SagesnetError). A model that splits its pair forces into bonded and
+    other pairs (``pair_bond_neighbours``) where the run's did not starts both radial functions as
+    the run's one."""
     path = os.path.join(run_dir, "model.keras")
-    if not os.path.isfile(path):
+    if os.path.isfile(os.path.join(run_dir, "assets", METADATA_ASSET)):
+        from sagesnet_tf.export import model_from_savedmodel
+
+        source, path = model_from_savedmodel(run_dir)[0], run_dir
+    elif not os.path.isfile(path):
         raise SagesnetError(f"init_from: {path} does not exist; point init_from at a finished training run directory")
-    source = keras.models.load_model(path)
+    else:
+        source = keras.models.load_model(path)
 
     def key(variable, owner):
         return variable.path.removeprefix(owner.name + "/")
@@ -62,8 +69,9 @@ def initialise_from_run(model: SagesnetModel, run_dir: str) -> int:
     copied = 0
     split = (model.pair_forces is not None and model.config.pair_bond_neighbours
              and source.pair_forces is not None and not source.config.pair_bond_neighbours)
+    skip = tuple(f"{name}/" for name in skip)
     for v in model.variables:
-        match = by_key.get(key(v, model))
+        match = None if key(v, model).startswith(skip) else by_key.get(key(v, model))
         if split and match is not None and match is source.pair_forces.magnitude.kernel:
             v.assign(model.pair_forces.split_kernel(match.numpy()))
             copied += 1
@@ -146,7 +154,7 @@ def train_md(cfg: MDTrainConfig, data_dir: str, run_dir: str, resume: bool = Fal
     model = SagesnetModel(mcfg)
     model.build()
     if cfg.init_from:
-        initialise_from_run(model, cfg.init_from)
+        initialise_from_run(model, cfg.init_from, cfg.init_skip)
     open_cells = max(data.train.open_axis_cells(mcfg.h), data.validation.open_axis_cells(mcfg.h))
     open_cells = -(-open_cells // max(mcfg.grid_multiple)) * max(mcfg.grid_multiple)
     sim = LearnedSimulator(model, open_cells=open_cells)
