@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (the suite is sized for 2 cores; `TEST_WORKERS=auto` uses every core)
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo test clean graphene-data graphene-tension-data graphene-kirigami-data
+.PHONY: setup demo test clean graphene-data graphene-tension-data graphene-energy-data graphene-kirigami-data
 
 setup: $(STAMP)
 
@@ -79,6 +79,21 @@ graphene-tension-data: setup
 	      --relax-ps 0.5 --strain-rate $$R --burst-every $$B --max-strain 0.5 --out $(GRAPHENE_DATA)/tension_kirigami_$${P}_$${T}_$$R || exit 1; \
 	  done; \
 	done; done
+
+# More ribbons for the local energy's fit (configs/graphene_energy.yaml, issue 20): two more cut patterns
+# (drawn with numpy default_rng(2026) among those without a fully cut column, none a benchmark pattern)
+# and the pristine ribbon, 7x6 cells, 4.2 and 300 K, 0.05 ps⁻¹ to failure or strain 0.5, same bursts.
+ENERGY_KIRIGAMI ?= 011000111011101 111000000011000 000000000000000
+graphene-energy-data: setup
+	for P in $(ENERGY_KIRIGAMI); do \
+	  $(BIN)/sagesnet-tf build kirigami --pattern $$P --nx 7 --ny 6 --periodic-y \
+	    --out $(GRAPHENE_DATA)/kirigami_$$P.extxyz || exit 1; \
+	  for T in $(TENSION_TEMPS); do \
+	    $(GRAPHENE_TENSION) --structure $(GRAPHENE_DATA)/kirigami_$$P.extxyz --temperature $$T --seed 6$${T%.*} \
+	      --relax-ps 0.5 --strain-rate 0.05 --burst-every 50 --max-strain 0.5 \
+	      --out $(GRAPHENE_DATA)/tension_kirigami_$${P}_$${T}_0.05 || exit 1; \
+	  done; \
+	done
 
 # Benchmark-sized kirigami ribbons of the training patterns, for the experiment of
 # configs/graphene_kirigami.yaml (not part of the shipped model, docs/TRAINING.md): 17x40 cells (about

@@ -1,6 +1,6 @@
 """Run the SAGESnet-vs-LAMMPS benchmarks and write DIR/results.json, DIR/results.md and PNGs.
 
-    python -m benchmarks.run_benchmarks --suite {kirigami,nvt,speed,all} [--quick] \
+    python -m benchmarks.run_benchmarks --suite {kirigami,nvt,speed,all} [--quick] [--kirigami-patterns N] \
         --model exported_models/sagesnet_graphene --out DIR [--threads 2]
 
 See docs/BENCHMARKS.md for what each suite runs and measures.
@@ -23,19 +23,25 @@ SUITES = {"kirigami": kirigami_tension.run, "nvt": graphene_nvt.run, "speed": sp
 
 
 def run_benchmarks(suites: list[str], model: str | None, out: str | Path, quick: bool = False, threads: int = 2,
-                   progress: bool = True) -> dict:
-    """Run ``suites`` (names of :data:`SUITES`) in this process; returns the results.json document."""
+                   progress: bool = True, kirigami_patterns: int | None = None) -> dict:
+    """Run ``suites`` (names of :data:`SUITES`) in this process; returns the results.json document.
+    ``kirigami_patterns``: held-out patterns of the kirigami suite (its default when None)."""
     unknown = sorted(set(suites) - set(SUITES))
     if unknown:
         raise SagesnetError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)} or all")
     if threads < 1:
         raise SagesnetError(f"--threads must be >= 1, got {threads}")
+    n_patterns = len(kirigami_tension.HELD_OUT_PATTERNS + kirigami_tension.RANDOM_HELD_OUT_PATTERNS)
+    if kirigami_patterns is not None and not 1 <= kirigami_patterns <= n_patterns:
+        raise SagesnetError(f"--kirigami-patterns must be 1-{n_patterns}, got {kirigami_patterns}")
     model_dir = str(resolve_model_dir(model))
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = [SUITES[name](model_dir, out_dir, quick=quick, threads=threads, progress=progress) for name in suites]
+    options = {"kirigami": {"patterns": kirigami_patterns}}
+    results = [SUITES[name](model_dir, out_dir, quick=quick, threads=threads, progress=progress, **options.get(name, {}))
+               for name in suites]
     return write_report(out_dir, results, {"model": model_dir, "quick": quick, "threads": threads,
-                                           "suites": list(suites)})
+                                           "suites": list(suites), "kirigami_patterns": kirigami_patterns})
 
 
 @click.command()
@@ -44,10 +50,14 @@ def run_benchmarks(suites: list[str], model: str | None, out: str | Path, quick:
 @click.option("--model", default=None, help="exported_models/NAME[/VERSION] (default: sagesnet_graphene).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--threads", default=2, show_default=True, help="LAMMPS OpenMP threads.")
-def main(suite: str, quick: bool, model: str | None, out: str, threads: int) -> None:
+@click.option("--kirigami-patterns", type=int, default=None,
+              help="Held-out kirigami patterns to run: the suite's 3, then 5 drawn at random (1-8; default 3, "
+                   "1 with --quick).")
+def main(suite: str, quick: bool, model: str | None, out: str, threads: int, kirigami_patterns: int | None) -> None:
     """Benchmark SAGESnet against LAMMPS/AIREBO on the same systems."""
     try:
-        run_benchmarks(list(SUITES) if suite == "all" else [suite], model, out, quick, threads)
+        run_benchmarks(list(SUITES) if suite == "all" else [suite], model, out, quick, threads,
+                       kirigami_patterns=kirigami_patterns)
     except SagesnetError as err:
         click.echo(f"Error: {err}", err=True)
         sys.exit(2)
