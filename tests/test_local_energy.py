@@ -1,7 +1,8 @@
-"""LocalEnergy: forces are the negative gradient of the energy (finite differences), sum to zero
-(momentum), vanish on a perfect flat periodic sheet (symmetry), are linear in the weights through
-``design`` (and the strain derivatives through ``strain_design``); the energy is invariant under rotations and translations; a tf.function computing the
-forces round-trips through a SavedModel."""
+"""LocalEnergy: energy and forces equal a straightforward reference (one search per cutoff);
+forces are the negative gradient of the energy (finite differences), sum to zero (momentum),
+vanish on a perfect flat periodic sheet (symmetry), are linear in the weights through ``design``
+(and the strain derivatives through ``strain_design``); the energy is invariant under rotations
+and translations; a tf.function computing the forces round-trips through a SavedModel."""
 
 import numpy as np
 import pytest
@@ -94,8 +95,9 @@ def reference_energy(layer, grid_shape, assignment, atom_features, spacing, look
 
 @pytest.mark.parametrize("lookahead_ps", [0.0, 0.0005])
 def test_call_equals_the_reference(hot_sheet, lookahead_ps):
-    """The layer's single search (bonds among the pairs, gradient through the found pairs only)
-    gives the straightforward energy and forces, two structures batched."""
+    """The layer's single search (bonds among the pairs, gradient through the found pairs only) and
+    its energy contracted without forming the features give the straightforward energy and forces
+    (and features · weights the energy), two structures batched."""
     layer = random_layer(SHEET, seed=9)
     moved = hot_sheet.positions + np.random.default_rng(10).normal(scale=0.1, size=hot_sheet.positions.shape)
     batch = [inputs(p, hot_sheet) for p in (hot_sheet.positions, moved)]
@@ -109,9 +111,16 @@ def test_call_equals_the_reference(hot_sheet, lookahead_ps):
         energy = reference_energy(layer, *state, lookahead_ps=lookahead_ps)
     forces = -tape.gradient(energy, features)[..., layer._offsets] / state[3][:, None, :]
     out = tf.function(lambda *s: layer(*s, lookahead_ps=lookahead_ps))(*state)
-    np.testing.assert_allclose(out["energy"].numpy(), energy.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(out["energy"].numpy(), energy.numpy(), rtol=1e-5)  # float32 sums, other order
+    features_energy = tf.linalg.matvec(layer.features(*state, lookahead_ps=lookahead_ps), layer.energy_weights)
+    np.testing.assert_allclose(features_energy.numpy(), energy.numpy(), rtol=1e-5)
     assert np.abs(forces).max() > 1.0
     np.testing.assert_allclose(out["forces"].numpy(), forces.numpy(), atol=1e-6 * np.abs(forces).max())
+
+
+def test_angle_cutoff_beyond_the_pair_cutoff_is_refused():
+    with pytest.raises(ValueError, match="angle_cutoff"):
+        LocalEnergy(2.0, 2.5, H, SLOTS, SHEET)
 
 
 def test_forces_sum_to_zero(hot_sheet):

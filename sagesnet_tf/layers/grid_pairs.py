@@ -150,15 +150,12 @@ class GridPairs:
                                     self.n_elements)["species_onehot"]
                 + split_slot_features(tf.gather_nd(atom_features, atom), self.n_elements)["species_onehot"])
 
-    def radial_features(self, distance, code) -> tf.Tensor:
-        """(..., Kb·n_elements) the Gaussian radial features (Kb = ``len(centers)``, switched off over
-        the last :data:`TAPER_WIDTH` below the cutoff) × the element code, radial-major, of pairs at
-        ``distance`` (...,) Å with element ``code`` (..., n_elements); without the bonded split."""
+    def basis(self, distance) -> tf.Tensor:
+        """(P, Kb) the Gaussian radial functions (Kb = ``len(centers)``), switched off over the last
+        :data:`TAPER_WIDTH` below the cutoff, of pairs at ``distance`` (P,) Å."""
         taper = 0.5 + 0.5 * tf.cos(np.pi * tf.clip_by_value((distance - self.cutoff + TAPER_WIDTH) / TAPER_WIDTH,
                                                             0., 1.))
-        basis = tf.exp(-tf.square((distance[..., None] - self.centers) / BASIS_SPACING)) * taper[..., None]
-        features = basis[..., :, None] * code[..., None, :]                                  # (..., Kb, n_el)
-        return tf.reshape(features, tf.concat([tf.shape(distance), [-1]], 0))
+        return tf.exp(-tf.square((distance[:, None] - self.centers) / BASIS_SPACING)) * taper[:, None]
 
     def __call__(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
         """Every ordered pair (i, j) of atoms closer than the cutoff (both (i, j) and (j, i) appear).
@@ -177,7 +174,8 @@ class GridPairs:
         """
         found = self.search(grid_shape, assignment, atom_features, spacing, lookahead_ps)
         r = found["distance"]
-        features = self.radial_features(r, self.element_code(atom_features, found["atom"], found["other"]))
+        code = self.element_code(atom_features, found["atom"], found["other"])                  # (P,n_el)
+        features = self.basis(r)[:, :, None] * code[:, None, :]                                  # (P,Kb,n_el)
         if self.bond_neighbours:
             # the k-th nearest neighbour's distance of every atom; a pair is bonded if it is within both
             index = tf.concat([found["atom"], found["slot"][:, None]], -1)                       # (P,3) b,i,m
@@ -189,7 +187,7 @@ class GridPairs:
             # (j's own k-th distance is computed from j's side: equal to r_ij up to rounding, hence the 1e-4 Å)
             bonded = (r <= tf.gather_nd(kth, found["atom"]) + 1e-4) & (r <= tf.gather_nd(kth, other_atom) + 1e-4)
             split = tf.cast(tf.stack([bonded, ~bonded], -1), tf.float32)                            # (P,2)
-            features = features[..., None] * split[:, None, :]
+            features = features[..., None] * split[:, None, None, :]
         features = tf.reshape(features, [-1, self.n_features])
         return {"atom": found["atom"], "separation": found["separation"], "distance": r, "features": features}
 

@@ -93,7 +93,8 @@ class LocalEnergy(keras.layers.Layer):
                  legendre_orders: int = LEGENDRE_ORDERS, **kwargs):
         super().__init__(**kwargs)
         if angle_cutoff > cutoff:
-            raise ValueError(f"angle_cutoff {angle_cutoff} Å beyond cutoff {cutoff} Å: the bonds are found among the pairs")
+            raise ValueError(f"angle_cutoff {angle_cutoff} Å beyond cutoff {cutoff} Å: the bonds are taken from the "
+                             "pairs")
         self.cutoff, self.angle_cutoff, self.h = float(cutoff), float(angle_cutoff), float(h)
         self.slots, self.n_elements, self.legendre_orders = int(slots), int(n_elements), int(legendre_orders)
         self.boundary = tuple(str(b) for b in boundary)
@@ -105,20 +106,46 @@ class LocalEnergy(keras.layers.Layer):
         self.energy_weights = self.add_weight(shape=(self.n_features,), initializer="zeros", name="energy_weights")
 
     def _neighbours(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
-        """The energy's pairs, bonds and angles (one neighbour search at ``cutoff``; indices only, no
-        gradient flows through them). Args as :meth:`call`.
+        """The energy's pairs, bonds and angles and their elements: one neighbour search at
+        ``cutoff`` (the bonds are the pairs closer than ``angle_cutoff``), no gradient. Args as :meth:`call`.
 
         Returns:
             dict: ``atom`` (P, 2) int64 (batch entry, atom i), ``other`` (P,) int64 atom j, ``cell``
-            (P, 3) float32 voxel edges from i's voxel to j's (the pairs, sorted by atom i);
-            ``bond`` (Pb,) int64 the pairs closer than ``angle_cutoff``; ``triplet`` (T, 2) int64
-            the two bonds (into ``bond``) of each angle j–i–k.
+            (P, 3) float32 voxel edges from i's voxel to j's, ``code`` (P, n_el) element code (the
+            pairs, sorted by atom i); ``bond`` (Pb,) int64 the pairs closer than ``angle_cutoff``;
+            ``triplet`` (T, 2) int64 the two bonds (into ``bond``) of each angle j–i–k, ``triplet_code``
+            (T, n_el) the product of their element codes, ``triplet_batch`` (T,) int64 its batch entry.
         """
-        found = self.pairs.search(grid_shape, assignment, tf.stop_gradient(atom_features), tf.stop_gradient(spacing),
-                                  lookahead_ps)
+        atom_features = tf.stop_gradient(atom_features)
+        found = self.pairs.search(grid_shape, assignment, atom_features, tf.stop_gradient(spacing), lookahead_ps)
+        atom, other = found["atom"], found["other"]
+        code = self.pairs.element_code(atom_features, atom, other)
         bond = tf.where(found["distance"] < self.angle_cutoff)[:, 0]
-        return {"atom": found["atom"], "other": found["other"], "cell": found["cell"], "bond": bond,
-                "triplet": neighbour_triplets(tf.gather(found["atom"], bond), tf.shape(assignment)[1])}
+        triplet = neighbour_triplets(tf.gather(atom, bond), tf.shape(assignment)[1])
+        pair_of = tf.gather(bond, triplet)                                                       # (T,2) pairs
+        return {"atom": atom, "other": other, "cell": found["cell"], "code": code, "bond": bond, "triplet": triplet,
+                "triplet_code": tf.reduce_prod(tf.gather(code, pair_of), 1),
+                "triplet_batch": tf.gather(atom[:, 0], pair_of[:, 0])}
+
+    def _terms(self, neighbours: dict, atom_features, spacing, lookahead_ps: float) -> dict:
+        """The factors of the energy's terms, differentiable in ``atom_features`` and ``spacing``
+        (``neighbours``: :meth:`_neighbours`): ``pair_basis`` (P, Kp) the pairs' radial functions at
+        ``cutoff``; ``angle_basis`` (T, Ka) the product of the two bonds' radial functions at
+        ``angle_cutoff``, ``angle_code`` (T, n_el·L) the triplet code × P_l(cos θ), element-major.
+        A pair feature is pair_basis ⊗ code, an angle feature angle_basis ⊗ angle_code."""
+        separation = self.pairs.separation(atom_features, neighbours["atom"], neighbours["other"], neighbours["cell"],
+                                           spacing, lookahead_ps)
+        distance = tf.norm(separation, axis=-1)                                                  # (P,) Å
+        bond, triplet = neighbours["bond"], neighbours["triplet"]
+        bond_separation, bond_distance = tf.gather(separation, bond), tf.gather(distance, bond)
+        bond_basis = self.bonds.basis(bond_distance)                                             # (Pb, Ka)
+        first, second = tf.gather(bond_separation, triplet[:, 0]), tf.gather(bond_separation, triplet[:, 1])
+        cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bond_distance, triplet[:, 0])
+                                                       * tf.gather(bond_distance, triplet[:, 1]))
+        angle_code = neighbours["triplet_code"][:, :, None] * legendre(cosine, self.legendre_orders)[:, None, :]
+        return {"pair_basis": self.pairs.basis(distance),
+                "angle_basis": tf.gather(bond_basis, triplet[:, 0]) * tf.gather(bond_basis, triplet[:, 1]),
+                "angle_code": tf.reshape(angle_code, [-1, self.n_elements * self.legendre_orders])}
 
     def features(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
         """(B, n_features) the energy's features summed over each structure: E = features · weights.
@@ -127,26 +154,28 @@ class LocalEnergy(keras.layers.Layer):
         return self._features(neighbours, atom_features, spacing, lookahead_ps, tf.shape(assignment)[0])
 
     def _features(self, neighbours: dict, atom_features, spacing, lookahead_ps: float, n_batch) -> tf.Tensor:
-        """:meth:`features` of the pairs, bonds and angles ``neighbours`` (:meth:`_neighbours`) of
-        ``n_batch`` structures: differentiable in ``atom_features`` and ``spacing``."""
-        atom, other = neighbours["atom"], neighbours["other"]
-        separation = self.pairs.separation(atom_features, atom, other, neighbours["cell"], spacing, lookahead_ps)
-        distance = tf.norm(separation, axis=-1)                                                  # (P,) Å
-        code = self.pairs.element_code(atom_features, atom, other)                               # (P, n_el)
-        pair_sums = 0.5 * tf.math.unsorted_segment_sum(self.pairs.radial_features(distance, code), atom[:, 0],
-                                                       n_batch)
-        bond, triplet = neighbours["bond"], neighbours["triplet"]
-        bond_separation, bond_distance = tf.gather(separation, bond), tf.gather(distance, bond)
-        bond_features = self.bonds.radial_features(bond_distance, tf.gather(code, bond))        # (Pb, Fa)
-        first, second = tf.gather(bond_separation, triplet[:, 0]), tf.gather(bond_separation, triplet[:, 1])
-        cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bond_distance, triplet[:, 0])
-                                                       * tf.gather(bond_distance, triplet[:, 1]))
-        radial = tf.gather(bond_features, triplet[:, 0]) * tf.gather(bond_features, triplet[:, 1])
-        angular = tf.reshape(radial[:, :, None] * legendre(cosine, self.legendre_orders)[:, None, :],
-                             [-1, self.n_angle_features])                                        # (T, Fa·L)
-        angle_sums = tf.math.unsorted_segment_sum(angular, tf.gather(atom[:, 0], tf.gather(bond, triplet[:, 0])),
-                                                  n_batch)
-        return tf.concat([pair_sums, angle_sums], -1)
+        """:meth:`features` of ``n_batch`` structures from their :meth:`_neighbours`."""
+        terms = self._terms(neighbours, atom_features, spacing, lookahead_ps)
+        pair = terms["pair_basis"][:, :, None] * neighbours["code"][:, None, :]                  # (P, Kp, n_el)
+        angle = terms["angle_basis"][:, :, None] * terms["angle_code"][:, None, :]               # (T, Ka, n_el·L)
+        return tf.concat([
+            0.5 * tf.math.unsorted_segment_sum(tf.reshape(pair, [-1, self.n_pair_features]), neighbours["atom"][:, 0],
+                                               n_batch),
+            tf.math.unsorted_segment_sum(tf.reshape(angle, [-1, self.n_angle_features]), neighbours["triplet_batch"],
+                                         n_batch)], -1)
+
+    def _energy(self, neighbours: dict, atom_features, spacing, lookahead_ps: float, n_batch) -> tf.Tensor:
+        """(B,) eV, :meth:`_features` · weights without forming the features: the weights are
+        contracted with the element (and Legendre) factors first, then with the radial ones."""
+        terms = self._terms(neighbours, atom_features, spacing, lookahead_ps)
+        pair_weights = tf.reshape(self.energy_weights[:self.n_pair_features], [-1, self.n_elements])  # (Kp, n_el)
+        angle_weights = tf.reshape(self.energy_weights[self.n_pair_features:],
+                                   [-1, self.n_elements * self.legendre_orders])                     # (Ka, n_el·L)
+        pair = tf.reduce_sum(terms["pair_basis"] * tf.matmul(neighbours["code"], pair_weights, transpose_b=True), -1)
+        angle = tf.reduce_sum(terms["angle_basis"] * tf.matmul(terms["angle_code"], angle_weights, transpose_b=True),
+                              -1)
+        return (0.5 * tf.math.unsorted_segment_sum(pair, neighbours["atom"][:, 0], n_batch)
+                + tf.math.unsorted_segment_sum(angle, neighbours["triplet_batch"], n_batch))
 
     @property
     def _offsets(self) -> slice:
@@ -160,8 +189,7 @@ class LocalEnergy(keras.layers.Layer):
         n_batch = tf.shape(assignment)[0]
         with tf.GradientTape() as tape:
             tape.watch(atom_features)
-            energy = tf.linalg.matvec(self._features(neighbours, atom_features, spacing, lookahead_ps, n_batch),
-                                      self.energy_weights)
+            energy = self._energy(neighbours, atom_features, spacing, lookahead_ps, n_batch)
         gradient = tape.gradient(energy, atom_features)[..., self._offsets]     # (B,N,3) eV/offset
         return {"energy": energy, "forces": -gradient / spacing[:, None, :]}
 
