@@ -136,12 +136,12 @@ class GridPairs:
         """(P, 3) Å, r_j − r_i of the pairs ``atom`` (P, 2) int64 (batch entry, atom i), ``other``
         (P,) int64 atom j, whose voxels are ``cell`` (P, 3) voxel edges apart; the other args as
         :meth:`__call__` (differentiable in ``atom_features`` and ``spacing``)."""
-        own = split_slot_features(tf.gather_nd(atom_features, atom), self.n_elements)
-        neighbour = split_slot_features(tf.gather_nd(atom_features, tf.stack([atom[:, 0], other], -1)),
-                                        self.n_elements)
-        separation = (cell + neighbour["offsets"] - own["offsets"]) * tf.gather(spacing, atom[:, 0])
+        slots, pair = split_slot_features(atom_features, self.n_elements), tf.stack([atom[:, 0], other], -1)
+        separation = ((cell + tf.gather_nd(slots["offsets"], pair) - tf.gather_nd(slots["offsets"], atom))
+                      * tf.gather(spacing, atom[:, 0]))
         if lookahead_ps:
-            separation += (neighbour["velocities"] - own["velocities"]) * (self.velocity_scale * lookahead_ps)
+            separation += ((tf.gather_nd(slots["velocities"], pair) - tf.gather_nd(slots["velocities"], atom))
+                           * (self.velocity_scale * lookahead_ps))
         return separation
 
     def element_code(self, atom_features, atom, other) -> tf.Tensor:
