@@ -24,7 +24,12 @@ around an sp² atom sum to 360° only when it is flat, so the angle term resists
 (docs/BENCHMARKS.md, "A learned local energy", measures the bending and equipartition it gives).
 
 Everything is core TensorFlow (the gradient is a ``tf.GradientTape`` over the atoms' grid offsets),
-so a ``tf.function`` computing the forces serves from a SavedModel.
+so a ``tf.function`` computing the forces serves from a SavedModel. The neighbours are searched
+once, at ``cutoff`` (the bonds are the pairs closer than ``angle_cutoff``), outside the tape, which
+covers only the found pairs' separations; :meth:`LocalEnergy.call` contracts the weights with the
+element and Legendre factors before the radial ones and never forms the features. Energy and forces
+of the 960-atom periodic 12 × 20 sheet take ~7 ms on one CPU thread (111 ms with one search per
+cutoff inside the tape and the features formed; session 15).
 """
 
 from __future__ import annotations
