@@ -126,6 +126,11 @@ def local_energy_equations(sim: LearnedSimulator, batch: dict):
     masses = atom_masses(batch["species"], model.config.elements)[..., None]                       # (B,N,1)
     force_target = (masses * MVV2E / sim.delta_ps) * (v[:, 1] - out["velocities"]) \
         + tf.linalg.matvec(force_rows, energy.energy_weights)                                     # (B,N,3)
+    # each axis in units of its own RMS force (relative to the mean over the axes): the out-of-plane
+    # forces of a sheet, an order of magnitude below the in-plane ones, weigh as much in the fit
+    axis_rms = tf.sqrt(tf.reduce_mean(tf.square(force_target), [0, 1]) + 1e-12)                   # (3,)
+    axis_weight = tf.reduce_mean(axis_rms) / axis_rms
+    force_rows, force_target = force_rows * axis_weight[:, None], force_target * axis_weight
     # the virial at t, of the atoms of frame 0 in their own box
     start = sim.atoms_state(p[:, 0], v[:, 0], batch["species"], box[:, 0])
     strain_rows = energy.strain_design(tf.shape(start["atom_grid"])[1:4], start["assignment"],
