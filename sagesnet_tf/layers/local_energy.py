@@ -1,4 +1,4 @@
-"""A learned local energy with pair and three-body (angle) terms; forces are its negative gradient.
+"""A learned local energy with pair, three-body (angle) and four-body (dihedral) terms; forces are its negative gradient.
 
 The learned pair forces (:class:`~sagesnet_tf.layers.PairForces`) are central, so they cannot hold a
 bond angle or resist the pyramidalization of an sp² atom; and a learned step that is not the flow
@@ -11,17 +11,30 @@ energy is::
 
     E = ½ Σ_{i≠j} Σ_f w_f φ_f(r_ij)                                              (pairs, r < cutoff)
       + Σ_i Σ_{j<k ∈ N(i)} Σ_{f,l} u_{fl} ψ_f(r_ij) ψ_f(r_ik) P_l(cos θ_jik)     (angles, r < angle_cutoff)
+      + Σ_{i<j ∈ N(i)} Σ_{k ∈ N(i)∖j, l ∈ N(j)∖i} Σ_{f,m} v_{fm} ψ_f(r_ij) s(r_ik) s(r_jl) P_m(cos φ_kijl)
+                                                                                 (dihedrals, m = 1 … D)
 
 with φ the pair features of :class:`~sagesnet_tf.layers.grid_pairs.GridPairs` at ``cutoff`` and ψ
 those at ``angle_cutoff`` (Gaussian radial functions × the pair's element code, switched off
 smoothly at the cutoff), P_l the Legendre polynomials l = 0 … ``legendre_orders − 1`` and θ_jik the
-angle at atom i between its neighbours j and k. E is LINEAR in its weights (w, u): :meth:`design`
+angle at atom i between its neighbours j and k. N(i) are i's bonded neighbours (closer than
+``angle_cutoff``). The dihedral term (``dihedral_orders`` D > 0; none by default) counts each bond
+(i, j) once (the ordered pair with i < j) and, around it, every neighbour k of i other than j and l
+of j other than i (by atom: an atom is never bonded to two images of one atom); φ_kijl is the angle
+between the planes (k, i, j) and (i, j, l), ``cos φ = (r_ik × r_ij)·(r_ij × r_jl) / (|r_ik × r_ij|
+|r_ij × r_jl|)`` (r_ab = r_b − r_a: +1 when k and l lie flat on opposite sides of the bond, −1 on the
+same side), and s the smooth switch of the bonds' radial functions (1 below ``angle_cutoff`` −
+:data:`~sagesnet_tf.layers.grid_pairs.TAPER_WIDTH`, 0 at it), so the term fades as an outer bond
+breaks. The angle term gives an sp² sheet a bending stiffness through its bond angles; the dihedral
+term adds the part that comes from the twist of neighbouring bonds (in REBO about 40 % of graphene's
+bending modulus, Lu & Huang 2009). E is LINEAR in its weights (w, u, v): :meth:`design`
 gives the forces per unit of each weight, for fitting them exactly by least squares on reference
 forces (and :meth:`strain_design` the strain derivatives, for the virial: on a perfect periodic
 lattice every force vanishes whatever lattice constant the energy prefers, so forces alone leave
 the energy's in-plane stress free). There is no separate out-of-plane term: the three bond angles
 around an sp² atom sum to 360° only when it is flat, so the angle term resists pyramidalization
 (docs/BENCHMARKS.md, "A learned local energy", measures the bending and equipartition it gives).
+The dihedral term's quadruplets are found with the angles' (outside the tape).
 
 Everything is core TensorFlow (the gradient is a ``tf.GradientTape`` over the atoms' grid offsets),
 so a ``tf.function`` computing the forces serves from a SavedModel. The neighbours are searched
@@ -34,14 +47,18 @@ cutoff inside the tape and the features formed; session 15).
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
 from sagesnet_tf.grid import VELOCITY_SCALE
-from sagesnet_tf.layers.grid_pairs import GridPairs
+from sagesnet_tf.layers.grid_pairs import TAPER_WIDTH, GridPairs
 
 #: Default Legendre orders of the angle term (l = 0 … 3).
 LEGENDRE_ORDERS = 4
+#: Å⁸: floor of |r_ik × r_ij|² |r_ij × r_jl|² in the dihedral cosine (collinear bonds; ~9 Å⁸ in graphene).
+CROSS_FLOOR = 1e-6
 
 
 def legendre(cosine: tf.Tensor, orders: int) -> tf.Tensor:
@@ -69,6 +86,35 @@ def neighbour_triplets(atom: tf.Tensor, n_atoms: tf.Tensor) -> tf.Tensor:
     return tf.stack([tf.gather_nd(p, found), tf.gather_nd(q, found)], -1) - 1
 
 
+def neighbour_quadruplets(atom: tf.Tensor, other: tf.Tensor, n_atoms: tf.Tensor) -> tf.Tensor:
+    """The dihedral quadruplets k–i–j–l of a bond list: (Q, 3) int64 indices (a, b, c) into the bonds
+    ``atom`` (Pb, 2) int64 (batch entry, atom i), sorted (as ``tf.where`` gives it), ``other`` (Pb,)
+    int64 atom j, listing both directions of every bond: b the bond (i, j) with i < j, a a bond
+    (i, k) with k ≠ j, c a bond (j, l) with l ≠ i. ``n_atoms``: N atoms per batch entry."""
+    n = tf.cast(n_atoms, tf.int64)
+    flat = atom[:, 0] * n + atom[:, 1]                                                          # (Pb,)
+    central = tf.where(atom[:, 1] < other)[:, 0]                                                # (C,) bonds i<j
+    i_flat, j_flat = tf.gather(flat, central), tf.gather(atom[:, 0] * n + other, central)
+    i_first, j_first = (tf.searchsorted(flat, f, side="left", out_type=tf.int64) for f in (i_flat, j_flat))
+    i_count = tf.searchsorted(flat, i_flat, side="right", out_type=tf.int64) - i_first           # (C,)
+    j_count = tf.searchsorted(flat, j_flat, side="right", out_type=tf.int64) - j_first
+    rank = tf.range(tf.reduce_max(tf.concat([i_count, [0]], 0)))                               # (K,)
+    last = tf.maximum(tf.size(flat, tf.int64) - 1, 0)
+    ik = tf.minimum(i_first[:, None] + rank, last)                                              # (C,K) bonds of i
+    jl = tf.minimum(j_first[:, None] + rank, last)                                              # (C,K) bonds of j
+    keep_ik = (rank < i_count[:, None]) & (tf.gather(other, ik) != tf.gather(other, central)[:, None])
+    keep_jl = (rank < j_count[:, None]) & (tf.gather(other, jl) != tf.gather(atom[:, 1], central)[:, None])
+    found = tf.where(keep_ik[:, :, None] & keep_jl[:, None, :])                                 # (Q,3) c,a,b
+    return tf.stack([tf.gather_nd(ik, found[:, :2]), tf.gather(central, found[:, 0]),
+                     tf.gather_nd(jl, found[:, ::2])], -1)
+
+
+def switch(distance: tf.Tensor, cutoff: float) -> tf.Tensor:
+    """(P,) the smooth switch of :meth:`GridPairs.basis <sagesnet_tf.layers.grid_pairs.GridPairs.basis>`
+    at ``cutoff`` Å of pairs at ``distance`` (P,) Å: 1 below cutoff − TAPER_WIDTH, 0 at cutoff."""
+    return 0.5 + 0.5 * tf.cos(math.pi * tf.clip_by_value((distance - cutoff + TAPER_WIDTH) / TAPER_WIDTH, 0., 1.))
+
+
 @keras.saving.register_keras_serializable(package="sagesnet")
 class LocalEnergy(keras.layers.Layer):
     """(grid_shape, assignment, atom_features, spacing) -> dict(energy (B,) eV, forces (B,N,3) eV/Å).
@@ -89,25 +135,30 @@ class LocalEnergy(keras.layers.Layer):
         boundary: per axis ``'periodic'`` or ``'open'``.
         n_elements: element classes in the slot features.
         legendre_orders: L, the angle term's Legendre polynomials P_0 … P_{L−1}.
+        dihedral_orders: D, the dihedral term's Legendre polynomials P_1 … P_D (0: no dihedral
+            term, the features and weights of the pair and angle terms alone).
 
-    Weights: ``energy_weights`` (n_features,) eV, the pair weights w (``n_pair_features``) then the
-    angle weights u (``n_angle_features``, radial-major: index f·L + l), zero-initialised.
+    Weights: ``energy_weights`` (n_features,) eV, the pair weights w (``n_pair_features``), then the
+    angle weights u (``n_angle_features``, radial-major: index f·L + l, f over radial functions ×
+    elements), then the dihedral weights v (``n_dihedral_features``, index f·D + m − 1), zero-initialised.
     """
 
     def __init__(self, cutoff: float, angle_cutoff: float, h: float, slots: int, boundary, n_elements: int = 2,
-                 legendre_orders: int = LEGENDRE_ORDERS, **kwargs):
+                 legendre_orders: int = LEGENDRE_ORDERS, dihedral_orders: int = 0, **kwargs):
         super().__init__(**kwargs)
         if angle_cutoff > cutoff:
             raise ValueError(f"angle_cutoff {angle_cutoff} Å beyond cutoff {cutoff} Å: the bonds are taken from the "
                              "pairs")
         self.cutoff, self.angle_cutoff, self.h = float(cutoff), float(angle_cutoff), float(h)
         self.slots, self.n_elements, self.legendre_orders = int(slots), int(n_elements), int(legendre_orders)
+        self.dihedral_orders = int(dihedral_orders)
         self.boundary = tuple(str(b) for b in boundary)
         self.pairs = GridPairs(cutoff, h, slots, boundary, n_elements, VELOCITY_SCALE)
         self.bonds = GridPairs(angle_cutoff, h, slots, boundary, n_elements, VELOCITY_SCALE)
         self.n_pair_features = self.pairs.n_features
         self.n_angle_features = self.bonds.n_features * self.legendre_orders
-        self.n_features = self.n_pair_features + self.n_angle_features
+        self.n_dihedral_features = self.bonds.n_features * self.dihedral_orders
+        self.n_features = self.n_pair_features + self.n_angle_features + self.n_dihedral_features
         self.energy_weights = self.add_weight(shape=(self.n_features,), initializer="zeros", name="energy_weights")
 
     def _neighbours(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
@@ -119,7 +170,10 @@ class LocalEnergy(keras.layers.Layer):
             (P, 3) float32 voxel edges from i's voxel to j's, ``code`` (P, n_el) element code (the
             pairs, sorted by atom i); ``bond`` (Pb,) int64 the pairs closer than ``angle_cutoff``;
             ``triplet`` (T, 2) int64 the two bonds (into ``bond``) of each angle j–i–k, ``triplet_code``
-            (T, n_el) the product of their element codes, ``triplet_batch`` (T,) int64 its batch entry.
+            (T, n_el) the product of their element codes, ``triplet_batch`` (T,) int64 its batch entry;
+            with ``dihedral_orders``: ``quadruplet`` (Q, 3) int64 the bonds (i, k), (i, j), (j, l) of
+            each dihedral k–i–j–l (:func:`neighbour_quadruplets`), ``quadruplet_code`` (Q, n_el) the
+            element code of its bond (i, j), ``quadruplet_batch`` (Q,) int64 its batch entry.
         """
         atom_features = tf.stop_gradient(atom_features)
         found = self.pairs.search(grid_shape, assignment, atom_features, tf.stop_gradient(spacing), lookahead_ps)
@@ -128,16 +182,25 @@ class LocalEnergy(keras.layers.Layer):
         bond = tf.where(found["distance"] < self.angle_cutoff)[:, 0]
         triplet = neighbour_triplets(tf.gather(atom, bond), tf.shape(assignment)[1])
         pair_of = tf.gather(bond, triplet)                                                       # (T,2) pairs
-        return {"atom": atom, "other": other, "cell": found["cell"], "code": code, "bond": bond, "triplet": triplet,
-                "triplet_code": tf.reduce_prod(tf.gather(code, pair_of), 1),
-                "triplet_batch": tf.gather(atom[:, 0], pair_of[:, 0])}
+        neighbours = {"atom": atom, "other": other, "cell": found["cell"], "code": code, "bond": bond,
+                      "triplet": triplet, "triplet_code": tf.reduce_prod(tf.gather(code, pair_of), 1),
+                      "triplet_batch": tf.gather(atom[:, 0], pair_of[:, 0])}
+        if self.dihedral_orders:
+            quadruplet = neighbour_quadruplets(tf.gather(atom, bond), tf.gather(other, bond), tf.shape(assignment)[1])
+            central = tf.gather(bond, quadruplet[:, 1])                                          # (Q,) pairs
+            neighbours.update(quadruplet=quadruplet, quadruplet_code=tf.gather(code, central),
+                              quadruplet_batch=tf.gather(atom[:, 0], central))
+        return neighbours
 
     def _terms(self, neighbours: dict, atom_features, spacing, lookahead_ps: float) -> dict:
         """The factors of the energy's terms, differentiable in ``atom_features`` and ``spacing``
         (``neighbours``: :meth:`_neighbours`): ``pair_basis`` (P, Kp) the pairs' radial functions at
         ``cutoff``; ``angle_basis`` (T, Ka) the product of the two bonds' radial functions at
-        ``angle_cutoff``, ``angle_code`` (T, n_el·L) the triplet code × P_l(cos θ), element-major.
-        A pair feature is pair_basis ⊗ code, an angle feature angle_basis ⊗ angle_code."""
+        ``angle_cutoff``, ``angle_code`` (T, n_el·L) the triplet code × P_l(cos θ), element-major;
+        with ``dihedral_orders``: ``dihedral_basis`` (Q, Ka) the radial functions of the bond (i, j)
+        times the switches s(r_ik) s(r_jl), ``dihedral_code`` (Q, n_el·D) its element code ×
+        P_m(cos φ), m = 1 … D. A pair feature is pair_basis ⊗ code, an angle feature angle_basis ⊗
+        angle_code, a dihedral one dihedral_basis ⊗ dihedral_code."""
         separation = self.pairs.separation(atom_features, neighbours["atom"], neighbours["other"], neighbours["cell"],
                                            spacing, lookahead_ps)
         distance = tf.norm(separation, axis=-1)                                                  # (P,) Å
@@ -148,9 +211,31 @@ class LocalEnergy(keras.layers.Layer):
         cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bond_distance, triplet[:, 0])
                                                        * tf.gather(bond_distance, triplet[:, 1]))
         angle_code = neighbours["triplet_code"][:, :, None] * legendre(cosine, self.legendre_orders)[:, None, :]
-        return {"pair_basis": self.pairs.basis(distance),
-                "angle_basis": tf.gather(bond_basis, triplet[:, 0]) * tf.gather(bond_basis, triplet[:, 1]),
-                "angle_code": tf.reshape(angle_code, [-1, self.n_elements * self.legendre_orders])}
+        terms = {"pair_basis": self.pairs.basis(distance),
+                 "angle_basis": tf.gather(bond_basis, triplet[:, 0]) * tf.gather(bond_basis, triplet[:, 1]),
+                 "angle_code": tf.reshape(angle_code, [-1, self.n_elements * self.legendre_orders])}
+        if self.dihedral_orders:
+            quadruplet = neighbours["quadruplet"]
+            ik, ij, jl = (tf.gather(bond_separation, quadruplet[:, n]) for n in range(3))        # (Q,3) Å
+            first, second = tf.linalg.cross(ik, ij), tf.linalg.cross(ij, jl)                   # plane normals
+            cosine = tf.reduce_sum(first * second, -1) * tf.math.rsqrt(tf.maximum(
+                tf.reduce_sum(tf.square(first), -1) * tf.reduce_sum(tf.square(second), -1), CROSS_FLOOR))
+            outer = tf.gather(switch(bond_distance, self.angle_cutoff), quadruplet[:, ::2])       # (Q,2)
+            dihedral_code = (neighbours["quadruplet_code"][:, :, None]
+                             * legendre(cosine, self.dihedral_orders + 1)[:, None, 1:])
+            terms.update(dihedral_basis=tf.gather(bond_basis, quadruplet[:, 1]) * tf.reduce_prod(outer, -1)[:, None],
+                         dihedral_code=tf.reshape(dihedral_code, [-1, self.n_elements * self.dihedral_orders]))
+        return terms
+
+    def _parts(self, neighbours: dict, terms: dict) -> list:
+        """The energy's terms, pair, angle, then dihedral, each (basis (X, K), code (X, C), batch
+        entry (X,) int64, weight of its sums): its features are basis ⊗ code (K·C), summed per
+        batch entry. ``neighbours``, ``terms``: :meth:`_neighbours`, :meth:`_terms`."""
+        parts = [(terms["pair_basis"], neighbours["code"], neighbours["atom"][:, 0], 0.5),  # ordered pairs: ½
+                 (terms["angle_basis"], terms["angle_code"], neighbours["triplet_batch"], 1.0)]
+        if self.dihedral_orders:
+            parts.append((terms["dihedral_basis"], terms["dihedral_code"], neighbours["quadruplet_batch"], 1.0))
+        return parts
 
     def features(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
         """(B, n_features) the energy's features summed over each structure: E = features · weights.
@@ -161,26 +246,25 @@ class LocalEnergy(keras.layers.Layer):
     def _features(self, neighbours: dict, atom_features, spacing, lookahead_ps: float, n_batch) -> tf.Tensor:
         """:meth:`features` of ``n_batch`` structures from their :meth:`_neighbours`."""
         terms = self._terms(neighbours, atom_features, spacing, lookahead_ps)
-        pair = terms["pair_basis"][:, :, None] * neighbours["code"][:, None, :]                  # (P, Kp, n_el)
-        angle = terms["angle_basis"][:, :, None] * terms["angle_code"][:, None, :]               # (T, Ka, n_el·L)
-        return tf.concat([
-            0.5 * tf.math.unsorted_segment_sum(tf.reshape(pair, [-1, self.n_pair_features]), neighbours["atom"][:, 0],
-                                               n_batch),
-            tf.math.unsorted_segment_sum(tf.reshape(angle, [-1, self.n_angle_features]), neighbours["triplet_batch"],
-                                         n_batch)], -1)
+        sums = []
+        for basis, code, batch, weight in self._parts(neighbours, terms):
+            features = tf.reshape(basis[:, :, None] * code[:, None, :], [-1, basis.shape[1] * code.shape[1]])
+            sums.append(weight * tf.math.unsorted_segment_sum(features, batch, n_batch))
+        return tf.concat(sums, -1)
 
     def _energy(self, neighbours: dict, atom_features, spacing, lookahead_ps: float, n_batch) -> tf.Tensor:
         """(B,) eV, :meth:`_features` · weights without forming the features: the weights are
         contracted with the element (and Legendre) factors first, then with the radial ones."""
         terms = self._terms(neighbours, atom_features, spacing, lookahead_ps)
-        pair_weights = tf.reshape(self.energy_weights[:self.n_pair_features], [-1, self.n_elements])  # (Kp, n_el)
-        angle_weights = tf.reshape(self.energy_weights[self.n_pair_features:],
-                                   [-1, self.n_elements * self.legendre_orders])                     # (Ka, n_el·L)
-        pair = tf.reduce_sum(terms["pair_basis"] * tf.matmul(neighbours["code"], pair_weights, transpose_b=True), -1)
-        angle = tf.reduce_sum(terms["angle_basis"] * tf.matmul(terms["angle_code"], angle_weights, transpose_b=True),
-                              -1)
-        return (0.5 * tf.math.unsorted_segment_sum(pair, neighbours["atom"][:, 0], n_batch)
-                + tf.math.unsorted_segment_sum(angle, neighbours["triplet_batch"], n_batch))
+        energy, start = None, 0
+        for basis, code, batch, weight in self._parts(neighbours, terms):
+            width = basis.shape[1] * code.shape[1]
+            weights = tf.reshape(self.energy_weights[start:start + width], [-1, code.shape[1]])       # (K, C)
+            start += width
+            term = weight * tf.math.unsorted_segment_sum(
+                tf.reduce_sum(basis * tf.matmul(code, weights, transpose_b=True), -1), batch, n_batch)
+            energy = term if energy is None else energy + term
+        return energy
 
     @property
     def _offsets(self) -> slice:
@@ -235,4 +319,4 @@ class LocalEnergy(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "cutoff": self.cutoff, "angle_cutoff": self.angle_cutoff, "h": self.h,
                 "slots": self.slots, "boundary": list(self.boundary), "n_elements": self.n_elements,
-                "legendre_orders": self.legendre_orders}
+                "legendre_orders": self.legendre_orders, "dihedral_orders": self.dihedral_orders}
