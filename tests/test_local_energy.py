@@ -2,7 +2,10 @@
 forces are the negative gradient of the energy (finite differences), sum to zero (momentum),
 vanish on a perfect flat periodic sheet (symmetry), are linear in the weights through ``design``
 (and the strain derivatives through ``strain_design``); the energy is invariant under rotations
-and translations; a tf.function computing the forces round-trips through a SavedModel."""
+and translations; a tf.function computing the forces round-trips through a SavedModel. The
+dihedral term (``dihedral_orders``) equals a loop over the bonded quadruplets and passes the same
+checks with only its weights switched on; without it the features and energies are the pair and
+angle terms' alone."""
 
 import numpy as np
 import pytest
@@ -11,11 +14,13 @@ import tensorflow as tf
 from sagesnet_tf.atoms import ELEMENTS
 from sagesnet_tf.grid import VELOCITY_SCALE, gather_atom_features, orthorhombic_box, slot_feature_size, voxelize
 from sagesnet_tf.layers import LocalEnergy
-from sagesnet_tf.layers.grid_pairs import GridPairs
-from sagesnet_tf.layers.local_energy import legendre, neighbour_triplets
+from sagesnet_tf.layers.grid_pairs import BASIS_SPACING, TAPER_WIDTH, GridPairs
+from sagesnet_tf.layers.local_energy import legendre, neighbour_quadruplets, neighbour_triplets
 from sagesnet_tf.structures import graphene_sheet
 
 H, SLOTS, CUTOFF, ANGLE_CUTOFF = 1.8, 3, 3.2, 2.0
+#: Legendre orders of the dihedral term in its tests.
+DIHEDRAL_ORDERS = 3
 SHEET = ("periodic", "periodic", "open")
 CLUSTER = ("open", "open", "open")
 
@@ -24,6 +29,16 @@ def random_layer(boundary, seed=0, scale=0.1):
     """A LocalEnergy with random weights (every pair and angle term switched on)."""
     layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, boundary, len(ELEMENTS))
     weights = np.random.default_rng(seed).normal(scale=scale, size=layer.n_features).astype("float32")
+    layer.energy_weights.assign(weights)
+    return layer
+
+
+def dihedral_layer(boundary, seed=0, scale=0.3):
+    """A LocalEnergy with :data:`DIHEDRAL_ORDERS` whose dihedral weights alone are random (the others 0)."""
+    layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, boundary, len(ELEMENTS), dihedral_orders=DIHEDRAL_ORDERS)
+    weights = np.zeros(layer.n_features, np.float32)
+    weights[-layer.n_dihedral_features:] = np.random.default_rng(seed).normal(scale=scale,
+                                                                              size=layer.n_dihedral_features)
     layer.energy_weights.assign(weights)
     return layer
 
@@ -190,8 +205,9 @@ def test_strain_design_is_the_strain_derivative(hot_sheet):
         assert (energies[0] - energies[1]) / (2 * eps) == pytest.approx(derivative[axis], rel=2e-3, abs=0.5)
 
 
-def test_saved_model_round_trip(hot_sheet, tmp_path):
-    layer = random_layer(SHEET, seed=7)
+@pytest.mark.parametrize("dihedral", [False, True])
+def test_saved_model_round_trip(hot_sheet, tmp_path, dihedral):
+    layer = dihedral_layer(SHEET, seed=7) if dihedral else random_layer(SHEET, seed=7)
     state = inputs(hot_sheet.positions, hot_sheet)
     module = tf.Module()
     module.layer = layer
@@ -204,3 +220,142 @@ def test_saved_model_round_trip(hot_sheet, tmp_path):
     np.testing.assert_array_equal(loaded.forces(*state).numpy(), expected)
     clone = LocalEnergy.from_config(layer.get_config())
     assert clone.n_features == layer.n_features and clone.get_config() == layer.get_config()
+
+
+def test_neighbour_quadruplets():
+    """Bonds 0–1, 1–2, 2–3, 1–4 (both directions, sorted by atom) in batch entry 0 and 0–1, 1–2 in
+    entry 1: the dihedrals k–i–j–l are 0–1–2–3 and 4–1–2–3 (each bond once, i < j), none in entry 1."""
+    edges = {0: [(0, 1), (1, 2), (2, 3), (1, 4)], 1: [(0, 1), (1, 2)]}
+    rows = sorted((b, i, j) for b, pairs in edges.items() for p, q in pairs for i, j in ((p, q), (q, p)))
+    atom = tf.constant([[b, i] for b, i, _ in rows], tf.int64)
+    other = tf.constant([j for _, _, j in rows], tf.int64)
+    quadruplets = neighbour_quadruplets(atom, other, tf.constant(5)).numpy()
+    atom, other = atom.numpy(), other.numpy()
+    found = []
+    for a, b, c in quadruplets:
+        assert atom[a, 1] == atom[b, 1] and other[b] == atom[c, 1] and atom[a, 0] == atom[b, 0] == atom[c, 0]
+        found.append((atom[b, 0], other[a], atom[b, 1], other[b], other[c]))
+    assert sorted(found) == [(0, 0, 1, 2, 3), (0, 4, 1, 2, 3)]
+
+
+def reference_dihedral_features(layer, atoms, positions) -> np.ndarray:
+    """(n_dihedral_features,) the dihedral features of the class docstring, float64, by a loop over
+    the bonds i < j and their neighbours k ≠ j of i, l ≠ i of j (minimum image on periodic axes)."""
+    lengths = np.diag(atoms.cell)
+    d = positions[None, :, :] - positions[:, None, :]                                  # (N,N,3) r_j − r_i
+    d -= np.where(atoms.pbc, lengths * np.round(d / lengths), 0.0)
+    r = np.linalg.norm(d, axis=-1)
+    bonded = (r < layer.angle_cutoff) & ~np.eye(len(positions), dtype=bool)
+
+    def switch(x):
+        return 0.5 + 0.5 * np.cos(np.pi * np.clip((x - layer.angle_cutoff + TAPER_WIDTH) / TAPER_WIDTH, 0, 1))
+
+    onehot = np.eye(layer.n_elements)[atoms.species_index]
+    legendre_m = np.eye(layer.dihedral_orders + 1)[1:]                                    # P_1 … P_D
+    features = np.zeros((len(layer.bonds.centers), layer.n_elements, layer.dihedral_orders))
+    for i, j in zip(*np.nonzero(bonded)):
+        if i > j:
+            continue
+        radial = np.exp(-np.square((r[i, j] - layer.bonds.centers) / BASIS_SPACING)) * switch(r[i, j])
+        for k in np.nonzero(bonded[i])[0]:
+            for l in np.nonzero(bonded[j])[0]:
+                if k == j or l == i:
+                    continue
+                first, second = np.cross(d[i, k], d[i, j]), np.cross(d[i, j], d[j, l])
+                cosine = first @ second / (np.linalg.norm(first) * np.linalg.norm(second))
+                polynomials = np.array([np.polynomial.legendre.legval(cosine, c) for c in legendre_m])
+                features += ((radial * switch(r[i, k]) * switch(r[j, l]))[:, None, None]
+                             * (onehot[i] + onehot[j])[None, :, None] * polynomials[None, None, :])
+    return features.reshape(-1)
+
+
+def test_dihedral_features_equal_a_loop_over_quadruplets(hot_sheet):
+    """The layer's dihedral features (and energy = features · weights) against the loop, on a hot
+    sheet some of whose bonds are in the switch-off (the sheet stretched 20 % in x)."""
+    layer = dihedral_layer(SHEET, seed=12)
+    stretched = hot_sheet.copy()
+    stretched.positions, stretched.cell = hot_sheet.positions * [1.2, 1, 1], hot_sheet.cell * [[1.2], [1], [1]]
+    for atoms in (hot_sheet, stretched):
+        state = inputs(atoms.positions, atoms)
+        features = layer.features(*state).numpy()[0]
+        expected = reference_dihedral_features(layer, atoms, atoms.positions.astype(np.float64))
+        assert features.shape == (layer.n_features,) and np.abs(expected).max() > 1.0
+        np.testing.assert_allclose(features[:layer.n_pair_features + layer.n_angle_features],
+                                   random_layer(SHEET).features(*state).numpy()[0], rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(features[-layer.n_dihedral_features:], expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(layer(*state)["energy"].numpy()[0], expected @ layer.energy_weights.numpy()[
+            -layer.n_dihedral_features:], rtol=1e-5)
+
+
+def test_no_dihedral_term_leaves_the_energy_unchanged(hot_sheet):
+    """dihedral_orders 0 (the default) has the pair and angle features alone; a layer with the
+    dihedral term and its weights zero gives the same energy and forces."""
+    plain = random_layer(SHEET, seed=13)
+    assert plain.dihedral_orders == 0 and plain.n_dihedral_features == 0
+    assert plain.n_features == plain.n_pair_features + plain.n_angle_features == 134
+    layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, SHEET, len(ELEMENTS), dihedral_orders=DIHEDRAL_ORDERS)
+    assert layer.n_features == plain.n_features + layer.n_dihedral_features
+    layer.energy_weights.assign(np.concatenate([plain.energy_weights.numpy(), np.zeros(layer.n_dihedral_features,
+                                                                                      np.float32)]))
+    state = inputs(hot_sheet.positions, hot_sheet)
+    expected, out = plain(*state), layer(*state)
+    np.testing.assert_allclose(out["energy"].numpy(), expected["energy"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(out["forces"].numpy(), expected["forces"].numpy(),
+                               atol=1e-6 * np.abs(expected["forces"]).max())
+
+
+def test_dihedral_forces_are_minus_the_gradient_and_sum_to_zero(hot_sheet):
+    layer = dihedral_layer(SHEET, seed=14)
+    positions = hot_sheet.positions.astype(np.float64)
+    forces = layer(*inputs(positions, hot_sheet))["forces"].numpy()[0]
+    assert np.abs(forces).max() > 1.0
+    np.testing.assert_allclose(forces.sum(0), 0.0, atol=1e-5 * np.abs(forces).max() * len(forces))
+    eps = 2e-3
+    for atom in (0, 17, 50):
+        for axis in range(3):
+            shifted = []
+            for sign in (1, -1):
+                p = positions.copy()
+                p[atom, axis] += sign * eps
+                shifted.append(float(layer(*inputs(p, hot_sheet))["energy"][0]))
+            numeric = -(shifted[0] - shifted[1]) / (2 * eps)
+            assert numeric == pytest.approx(forces[atom, axis], abs=0.02 + 0.01 * abs(forces[atom, axis]))
+
+
+def test_dihedral_energy_invariant_under_rotation_and_translation(flake):
+    positions, species = flake
+    layer = dihedral_layer(CLUSTER, seed=15)
+    out = layer(*cluster_inputs(positions, species))
+    assert np.abs(out["forces"]).max() > 1.0
+    q, _ = np.linalg.qr(np.random.default_rng(16).normal(size=(3, 3)))
+    moved = positions @ q.T + np.array([-2.3, 5.1, 1.4])
+    turned = layer(*cluster_inputs(moved, species))
+    assert float(turned["energy"][0]) == pytest.approx(float(out["energy"][0]), rel=1e-5, abs=1e-4)
+    np.testing.assert_allclose(turned["forces"].numpy()[0], out["forces"].numpy()[0] @ q.T, atol=2e-4 * np.abs(
+        out["forces"]).max())
+
+
+def test_dihedral_flat_sheet_is_stationary_and_design_is_linear(hot_sheet):
+    """A perfect flat sheet feels no dihedral force; on the hot sheet design · weights is the force
+    and strain_design · weights the strain derivative of the energy."""
+    atoms = graphene_sheet(6, 4)
+    layer = dihedral_layer(SHEET, seed=17)
+    flat = layer(*inputs(atoms.positions, atoms))["forces"].numpy()
+    state = inputs(hot_sheet.positions, hot_sheet)
+    forces = layer(*state)["forces"].numpy()
+    assert np.abs(forces).max() > 1.0
+    assert np.abs(flat).max() < 1e-4 * np.abs(forces).max()
+    design = layer.design(*state).numpy()
+    assert design.shape == (1, len(hot_sheet.positions), 3, layer.n_features)
+    np.testing.assert_allclose(design @ layer.energy_weights.numpy(), forces, atol=1e-4 * np.abs(forces).max())
+    derivative = layer.strain_design(*state).numpy()[0] @ layer.energy_weights.numpy()
+    eps = 1e-3
+    for axis in range(2):
+        energies = []
+        for sign in (1, -1):
+            scale = np.ones(3)
+            scale[axis] += sign * eps
+            strained = hot_sheet.copy()
+            strained.positions, strained.cell = hot_sheet.positions * scale, hot_sheet.cell * scale[:, None]
+            energies.append(float(layer(*inputs(strained.positions, strained))["energy"][0]))
+        assert (energies[0] - energies[1]) / (2 * eps) == pytest.approx(derivative[axis], rel=2e-3, abs=0.5)
