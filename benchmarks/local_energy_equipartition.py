@@ -8,8 +8,9 @@
    300 K and 1000 K. Each frame keeps the positions, the AIREBO forces and the potential virial.
 2. Least-squares fits (ridge, float64 normal equations: :class:`~sagesnet_tf.training.least_squares.
    NormalEquations`) of the :class:`~sagesnet_tf.layers.LocalEnergy` weights (:data:`FITS`): the
-   pair term alone and pair + angle on the training forces, and pair + angle on the forces and the
-   in-plane virial (W_xx, W_yy). Force R² per axis (x, y, z) and the in-plane virial error on the
+   pair term alone and pair + angle on the training forces, pair + angle on the forces and the
+   in-plane virial (W_xx, W_yy), and pair + angle + dihedral (:data:`DIHEDRAL_ORDERS`) on the forces
+   and the in-plane virial. Force R² per axis (x, y, z) and the in-plane virial error on the
    held-out frames.
 3. Static checks on the flat 960-atom 12 × 20 sheet: the energy of the sheet rippled by
    z = A·sin(2πx/λ) and strained biaxially, above the flat one, AIREBO against each fit.
@@ -43,8 +44,12 @@ from sagesnet_tf.structures import graphene_sheet
 from sagesnet_tf.thermo import MVV2E, component_temperatures_k, kinetic_energy_ev, plane_axes
 from sagesnet_tf.training.least_squares import NormalEquations
 
-#: The energy's ranges (Å): pairs out to third neighbours, angles between bonded neighbours.
-CUTOFF, ANGLE_CUTOFF = 3.2, 2.0
+#: The energy's ranges (Å): pairs out to second neighbours and the third (2.84 Å) in the switch-off (the
+#: model's energy cutoff: periodic voxels of the training sheets are 1.45 Å wide, radius 2 covers 2.9 Å),
+#: angles and dihedrals between bonded neighbours.
+CUTOFF, ANGLE_CUTOFF = 2.9, 2.0
+#: Legendre orders P_1 … P_D of the dihedral term (the fit that uses it).
+DIHEDRAL_ORDERS = 3
 #: Atom grid of the energy: voxel edge (Å) and slots per voxel.
 H, SLOTS = 1.8, 3
 #: MD timestep, ps, and the Nosé–Hoover damping of the NVT runs, ps.
@@ -65,9 +70,10 @@ EQUILIBRATE_STEPS = 1000
 #: Å: in the fit with the virial, a frame's in-plane virial equations (W_xx, W_yy per atom, eV) weigh
 #: as much as its 3N force equations (eV/Å) would with errors of one eV per this length.
 VIRIAL_LENGTH_A = 1.0
-#: The fits: name -> label.
+#: The fits: name -> label (the name says the terms fitted and whether the virial is: see :func:`fit_columns`).
 FITS = {"pair": "pair energy", "pair_angle": "pair + angle energy",
-        "pair_angle_virial": "pair + angle energy, fitted with the virial"}
+        "pair_angle_virial": "pair + angle energy, fitted with the virial",
+        "pair_angle_dihedral_virial": "pair + angle + dihedral energy, fitted with the virial"}
 
 
 def snapshot(engine: LammpsEngine) -> dict[str, np.ndarray]:
@@ -123,18 +129,25 @@ def r2_per_axis(predicted: np.ndarray, target: np.ndarray) -> list[float]:
     return [float(1.0 - np.sum((t[:, a] - p[:, a]) ** 2) / np.sum((t[:, a] - t[:, a].mean()) ** 2)) for a in range(3)]
 
 
+def fit_columns(layer: LocalEnergy, kind: str) -> int:
+    """The leading features (pair, then angle, then dihedral) that the fit ``kind`` of :data:`FITS` uses."""
+    if kind == "pair":
+        return layer.n_pair_features
+    if "dihedral" in kind:
+        return layer.n_features
+    return layer.n_pair_features + layer.n_angle_features
+
+
 def fit(layer: LocalEnergy, samples: dict) -> dict:
-    """Fit the weights of :data:`FITS` (pair only and pair + angle on the forces; pair + angle on
-    the forces and the in-plane virial); force R² per axis and in-plane virial error of each on the
-    held-out samples."""
+    """Fit the weights of :data:`FITS` (those named ``*_virial`` on the forces and the in-plane
+    virial, the others on the forces; each on its :func:`fit_columns`, the other weights zero); force
+    R² per axis and in-plane virial error of each on the held-out samples."""
     signature = [tf.TensorSpec([3], tf.int32), tf.TensorSpec([1, None, 4], tf.int32),
                  tf.TensorSpec([1, None, slot_feature_size(len(ELEMENTS))], tf.float32),
                  tf.TensorSpec([1, 3], tf.float32)]
     design = tf.function(layer.design, input_signature=signature)
     strain_design = tf.function(layer.strain_design, input_signature=signature)
-    n_pair = layer.n_pair_features
-    equations = {"pair": NormalEquations(n_pair, "pair"), "pair_angle": NormalEquations(layer.n_features, "pair_angle"),
-                 "pair_angle_virial": NormalEquations(layer.n_features, "pair_angle_virial")}
+    equations = {kind: NormalEquations(fit_columns(layer, kind), kind) for kind in FITS}
     held_out, t0 = {}, time.perf_counter()
     for name, sample in samples.items():
         rows = []
@@ -146,16 +159,19 @@ def fit(layer: LocalEnergy, samples: dict) -> dict:
             if sample["held_out"]:
                 rows.append((frame, strain))
                 continue
-            for kind in ("pair", "pair_angle", "pair_angle_virial"):
-                width = n_pair if kind == "pair" else layer.n_features
-                equations[kind].add(frame[:, :width], forces.reshape(-1))
             weight = np.sqrt(1.5 * n_atoms) / (n_atoms * VIRIAL_LENGTH_A)
-            equations["pair_angle_virial"].add(strain * weight, virial[:2] * weight)
+            for kind, eq in equations.items():
+                width = fit_columns(layer, kind)
+                eq.add(frame[:, :width], forces.reshape(-1))
+                if kind.endswith("_virial"):
+                    eq.add(strain[:, :width] * weight, virial[:2] * weight)
         if sample["held_out"]:
             held_out[name] = rows
     design_s = time.perf_counter() - t0
-    weights = {kind: eq.solve(np.zeros(eq.gram.shape[0])) for kind, eq in equations.items()}
-    weights["pair"] = np.concatenate([weights["pair"], np.zeros(layer.n_angle_features, np.float32)])
+    weights = {}
+    for kind, eq in equations.items():
+        solved = eq.solve(np.zeros(eq.gram.shape[0]))
+        weights[kind] = np.concatenate([solved, np.zeros(layer.n_features - len(solved), np.float32)])
     r2, virial_error = {}, {}
     for kind, w in weights.items():
         r2[kind] = {name: r2_per_axis(np.stack([f @ w for f, _ in rows]), samples[name]["forces"])
@@ -294,7 +310,7 @@ def summarise(run: dict, atoms, start_positions, start_peak: float, nve_ps: floa
 
 def plot(runs: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
-    for (name, run), color in zip(runs.items(), ("k", "tab:blue", "tab:orange", "tab:green")):
+    for (name, run), color in zip(runs.items(), ("k", "tab:blue", "tab:orange", "tab:green", "tab:red")):
         t = [r["time_ps"] for r in run["rows"]]
         ax.plot(t, [r["in_plane_K"] for r in run["rows"]], color=color, label=f"{name} in-plane")
         ax.plot(t, [r["out_of_plane_K"] for r in run["rows"]], color=color, ls="--", label=f"{name} out-of-plane")
@@ -328,7 +344,8 @@ def main(argv=None) -> dict:
     sampling_s = time.perf_counter() - t0
     print(f"LAMMPS frames: {sum(len(s['positions']) for s in samples.values())} in {sampling_s:.0f} s", flush=True)
 
-    layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, ("periodic", "periodic", "open"), len(ELEMENTS))
+    layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, ("periodic", "periodic", "open"), len(ELEMENTS),
+                        dihedral_orders=DIHEDRAL_ORDERS)
     fitted = fit(layer, samples)
     print(f"held-out force R² (x, y, z): {fitted['r2_xyz']}\nheld-out in-plane virial: {fitted['virial']}", flush=True)
 
@@ -350,8 +367,9 @@ def main(argv=None) -> dict:
     start_t = component_temperatures_k(start["velocities"], sheet.masses, plane_axes(start["positions"], sheet.pbc))
     result = {
         "cutoff_A": CUTOFF, "angle_cutoff_A": ANGLE_CUTOFF, "h_A": H, "slots": SLOTS,
-        "legendre_orders": layer.legendre_orders, "n_pair_features": layer.n_pair_features,
-        "n_angle_features": layer.n_angle_features, "threads": args.threads,
+        "legendre_orders": layer.legendre_orders, "dihedral_orders": layer.dihedral_orders,
+        "n_pair_features": layer.n_pair_features, "n_angle_features": layer.n_angle_features,
+        "n_dihedral_features": layer.n_dihedral_features, "threads": args.threads,
         "samples": {name: {"atoms": int(s["positions"].shape[1]), "frames": int(s["positions"].shape[0]),
                            "held_out": s["held_out"]} for name, s in samples.items()},
         "lammps_sampling_wall_s": sampling_s, "design_wall_s": fitted["design_wall_s"],
