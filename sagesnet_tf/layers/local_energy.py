@@ -238,8 +238,8 @@ class LocalEnergy(keras.layers.Layer):
         if self.dihedral_orders:
             parts.append((terms["dihedral_basis"], terms["dihedral_code"], neighbours["quadruplet_batch"], 1.0,
                           self.dihedral_orders))
-        # the code widths stated, for graphs traced with the slot features' width unknown (training)
-        return [(basis, tf.ensure_shape(code, [None, self.n_elements * orders]), batch, weight)
+        # the code widths made static, for graphs traced with the slot features' width unknown (training)
+        return [(basis, tf.reshape(code, [-1, self.n_elements * orders]), batch, weight)
                 for basis, code, batch, weight, orders in parts]
 
     def features(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
