@@ -154,6 +154,8 @@ class SagesnetConfig(_ConfigBase):
             that energy's (:meth:`SagesnetModel.energy_stress`) unless ``pair_stress`` is set. 0: none.
         energy_angle_cutoff: Å, neighbours closer than this enter the local energy's angle term
             (about the bonded neighbours; 2.0 Å for sp² carbon).
+        energy_dihedral_orders: D > 0 adds the local energy's dihedral term over bonded quadruplets
+            (P_1 … P_D of the dihedral angle's cosine; sp² carbon's bending stiffness needs it), 0: none.
         env_fields: names of the blanket vector's entries (E = len).
         env_scales: (E,) the scale of each field in its units: the model reads value / scale
             (:meth:`~sagesnet_tf.simulator.LearnedSimulator.normalise_env`); empty: the defaults of
@@ -185,6 +187,7 @@ class SagesnetConfig(_ConfigBase):
     pair_stress: bool = False
     energy_cutoff: float = 0.0
     energy_angle_cutoff: float = 2.0
+    energy_dihedral_orders: int = 0
     env_fields: tuple = ENV_FIELDS
     env_scales: tuple = ()
     cell_channels: int = 0
@@ -213,10 +216,12 @@ class SagesnetConfig(_ConfigBase):
             raise SagesnetError(f"model config: pair_bond_neighbours must be >= 0 and needs pair_cutoff > 0, got "
                                 f"{self.pair_bond_neighbours} with pair_cutoff {self.pair_cutoff}")
         if self.energy_cutoff < 0 or (self.energy_cutoff > 0 and (
-                "tiled" in self.boundary or not 0 < self.energy_angle_cutoff <= self.energy_cutoff)):
+                "tiled" in self.boundary or not 0 < self.energy_angle_cutoff <= self.energy_cutoff)) \
+                or self.energy_dihedral_orders < 0:
             raise SagesnetError(f"model config: energy_cutoff must be >= 0 (0: no local energy) and, when set, needs "
-                                f"periodic or open boundaries and 0 < energy_angle_cutoff <= energy_cutoff; got "
-                                f"{self.energy_cutoff}, {self.energy_angle_cutoff} with {self.boundary}")
+                                f"periodic or open boundaries, 0 < energy_angle_cutoff <= energy_cutoff and "
+                                f"energy_dihedral_orders >= 0; got {self.energy_cutoff}, {self.energy_angle_cutoff}, "
+                                f"{self.energy_dihedral_orders} with {self.boundary}")
         if self.pair_stress and self.pair_cutoff <= 0:
             raise SagesnetError("model config: pair_stress needs the pairs of pair_cutoff > 0; set pair_cutoff "
                                 "(e.g. 2.7 Å for carbon) or pair_stress: false")
@@ -384,7 +389,7 @@ class SagesnetModel(LatentDynamics):
                                        name="pair_stress")
                             if c.pair_stress else None)
         self.local_energy = (LocalEnergy(c.energy_cutoff, c.energy_angle_cutoff, c.h, c.slots, c.boundary, n_el,
-                                         name="local_energy")
+                                         dihedral_orders=c.energy_dihedral_orders, name="local_energy")
                              if c.energy_cutoff > 0 else None)
         self._masses = tuple(masses)
         self._make_dynamics(c.latent_dim, c.hidden, c.depth, c.kernel_size, c.boundary,
