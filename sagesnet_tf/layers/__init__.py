@@ -43,11 +43,12 @@ Layers (``from sagesnet_tf.layers import ...``)::
     PairStress(cutoff, h, slots, boundary, masses, velocity_scale=10.0)
         (grid_shape (3,), assignment (B,N,4), atom_features (B,N,F), spacing (B,3) Å)
         -> per-atom stress × volume (B,N,6) bar·Å³: −m v⊗v + virial of learned bond tensions
-    LocalEnergy(cutoff, angle_cutoff, h, slots, boundary, n_elements=2, legendre_orders=4)
+    LocalEnergy(cutoff, angle_cutoff, h, slots, boundary, n_elements=2, legendre_orders=4, dihedral_orders=0)
         (grid_shape (3,), assignment (B,N,4), atom_features (B,N,F), spacing (B,3) Å)
         -> dict(energy (B,) eV, forces (B,N,3) eV/Å = −∂E/∂r): a learned local energy linear in
-        its weights (pair terms + three-body angle terms); .design (B,N,3,F) and .strain_design
-        (B,3,F) for least squares. Not part of SagesnetModel yet (docs/BENCHMARKS.md).
+        its weights (pair terms + three-body angle terms, optional four-body dihedral terms);
+        .design (B,N,3,F) and .strain_design (B,3,F) for least squares. The fine step's forces of a
+        SagesnetModel with ``energy_cutoff`` > 0.
     (all three find their neighbours with ``grid_pairs.GridPairs``, no weights)
     CellHeads(hidden=64, n_layers=2, stress_scale=1.0, energy_scale=1.0)
         latent (..., D) -> dict(stress (...,6) bar·Å³ xx,yy,zz,xy,xz,yz, kinetic_energy (...) eV)

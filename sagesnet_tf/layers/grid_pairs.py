@@ -35,6 +35,12 @@ BASIS_START = 0.9
 TAPER_WIDTH = 0.3
 
 
+def switch(distance: tf.Tensor, cutoff: float) -> tf.Tensor:
+    """(P,) the smooth switch-off of the pair features at ``cutoff`` Å for pairs at ``distance`` (P,) Å:
+    1 below cutoff − :data:`TAPER_WIDTH`, 0 from the cutoff on, a half cosine between."""
+    return 0.5 + 0.5 * tf.cos(np.pi * tf.clip_by_value((distance - cutoff + TAPER_WIDTH) / TAPER_WIDTH, 0., 1.))
+
+
 class GridPairs:
     """Neighbour search and pair features for one model's atom grid (no weights).
 
@@ -153,9 +159,7 @@ class GridPairs:
     def basis(self, distance) -> tf.Tensor:
         """(P, Kb) the Gaussian radial functions (Kb = ``len(centers)``), switched off over the last
         :data:`TAPER_WIDTH` below the cutoff, of pairs at ``distance`` (P,) Å."""
-        taper = 0.5 + 0.5 * tf.cos(np.pi * tf.clip_by_value((distance - self.cutoff + TAPER_WIDTH) / TAPER_WIDTH,
-                                                            0., 1.))
-        return tf.exp(-tf.square((distance[:, None] - self.centers) / BASIS_SPACING)) * taper[:, None]
+        return tf.exp(-tf.square((distance[:, None] - self.centers) / BASIS_SPACING)) * switch(distance, self.cutoff)[:, None]
 
     def __call__(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
         """Every ordered pair (i, j) of atoms closer than the cutoff (both (i, j) and (j, i) appear).

@@ -49,13 +49,11 @@ formed; session 15).
 
 from __future__ import annotations
 
-import math
-
 import keras
 import tensorflow as tf
 
 from sagesnet_tf.grid import VELOCITY_SCALE
-from sagesnet_tf.layers.grid_pairs import TAPER_WIDTH, GridPairs
+from sagesnet_tf.layers.grid_pairs import GridPairs, switch
 
 #: Default Legendre orders of the angle term (l = 0 … 3).
 LEGENDRE_ORDERS = 4
@@ -109,12 +107,6 @@ def neighbour_quadruplets(atom: tf.Tensor, other: tf.Tensor, n_atoms: tf.Tensor)
     found = tf.where(keep_ik[:, :, None] & keep_jl[:, None, :])                                 # (Q,3) c,a,b
     return tf.stack([tf.gather_nd(ik, found[:, :2]), tf.gather(central, found[:, 0]),
                      tf.gather_nd(jl, found[:, ::2])], -1)
-
-
-def switch(distance: tf.Tensor, cutoff: float) -> tf.Tensor:
-    """(P,) the smooth switch of :meth:`GridPairs.basis <sagesnet_tf.layers.grid_pairs.GridPairs.basis>`
-    at ``cutoff`` Å of pairs at ``distance`` (P,) Å: 1 below cutoff − TAPER_WIDTH, 0 at cutoff."""
-    return 0.5 + 0.5 * tf.cos(math.pi * tf.clip_by_value((distance - cutoff + TAPER_WIDTH) / TAPER_WIDTH, 0., 1.))
 
 
 @keras.saving.register_keras_serializable(package="sagesnet")
