@@ -67,16 +67,21 @@ def _shipped_config(name):
 def test_shipped_configs_are_valid(name):
     # Every config in configs/ parses and validates. A chained one starts from `runs/NAME`, the run of
     # configs/NAME.yaml (docs/TRAINING.md), which CI has not trained: its model section is taken from
-    # that config (and so on up the chain) instead of the run's model_info.json.
+    # that config (and so on up the chain) instead of the run's model_info.json; or from a SavedModel
+    # shipped in exported_models/, whose metadata gives the model config.
     data = _shipped_config(name)
     if not is_md_config(os.path.join(CONFIGS_DIR, name)):
         assert from_dict(data).total_steps > 0
         return
     model, parent = dict(data.get("model") or {}), data.pop("init_from", "")
-    while parent:
-        assert parent.startswith("runs/"), f"{name}: init_from {parent!r} is not a run of a shipped config"
+    while parent.startswith("runs/"):
         above = _shipped_config(parent[len("runs/"):] + ".yaml")
         model, parent = {**(above.get("model") or {}), **model}, above.get("init_from", "")
+    if parent:
+        shipped = os.path.join(CONFIGS_DIR, "..", parent)
+        assert parent.startswith("exported_models/") and os.path.isdir(shipped), \
+            f"{name}: init_from {parent!r} is neither a run of a shipped config nor a shipped SavedModel"
+        data["init_from"] = shipped
     cfg = md_config_from_dict({**data, "model": model})
     assert cfg.stages and cfg.model_config
     assert set(cfg.data.dataset_weights) <= set(cfg.data.datasets)
