@@ -144,10 +144,10 @@ def test_forces_sum_to_zero(hot_sheet):
     np.testing.assert_allclose(forces.sum(0), 0.0, atol=1e-5 * np.abs(forces).max() * len(forces))
 
 
-def test_forces_are_minus_the_gradient(hot_sheet):
-    layer = random_layer(SHEET, seed=1)
-    positions = hot_sheet.positions.astype(np.float64)
-    forces = layer(*inputs(positions, hot_sheet))["forces"].numpy()[0]
+def assert_forces_are_minus_the_gradient(layer, sheet):
+    """The layer's forces on three atoms of ``sheet`` equal the central finite differences of its energy."""
+    positions = sheet.positions.astype(np.float64)
+    forces = layer(*inputs(positions, sheet))["forces"].numpy()[0]
     eps = 2e-3
     for atom in (0, 17, 50):
         for axis in range(3):
@@ -155,9 +155,13 @@ def test_forces_are_minus_the_gradient(hot_sheet):
             for sign in (1, -1):
                 p = positions.copy()
                 p[atom, axis] += sign * eps
-                shifted.append(float(layer(*inputs(p, hot_sheet))["energy"][0]))
+                shifted.append(float(layer(*inputs(p, sheet))["energy"][0]))
             numeric = -(shifted[0] - shifted[1]) / (2 * eps)
             assert numeric == pytest.approx(forces[atom, axis], abs=0.02 + 0.01 * abs(forces[atom, axis]))
+
+
+def test_forces_are_minus_the_gradient(hot_sheet):
+    assert_forces_are_minus_the_gradient(random_layer(SHEET, seed=1), hot_sheet)
 
 
 def test_energy_invariant_under_rotation_and_translation(flake):
@@ -306,20 +310,10 @@ def test_no_dihedral_term_leaves_the_energy_unchanged(hot_sheet):
 
 def test_dihedral_forces_are_minus_the_gradient_and_sum_to_zero(hot_sheet):
     layer = dihedral_layer(SHEET, seed=14)
-    positions = hot_sheet.positions.astype(np.float64)
-    forces = layer(*inputs(positions, hot_sheet))["forces"].numpy()[0]
+    forces = layer(*inputs(hot_sheet.positions, hot_sheet))["forces"].numpy()[0]
     assert np.abs(forces).max() > 1.0
     np.testing.assert_allclose(forces.sum(0), 0.0, atol=1e-5 * np.abs(forces).max() * len(forces))
-    eps = 2e-3
-    for atom in (0, 17, 50):
-        for axis in range(3):
-            shifted = []
-            for sign in (1, -1):
-                p = positions.copy()
-                p[atom, axis] += sign * eps
-                shifted.append(float(layer(*inputs(p, hot_sheet))["energy"][0]))
-            numeric = -(shifted[0] - shifted[1]) / (2 * eps)
-            assert numeric == pytest.approx(forces[atom, axis], abs=0.02 + 0.01 * abs(forces[atom, axis]))
+    assert_forces_are_minus_the_gradient(layer, hot_sheet)
 
 
 def test_dihedral_energy_invariant_under_rotation_and_translation(flake):
