@@ -52,7 +52,7 @@ from sagesnet_tf.grid import VELOCITY_SCALE, slot_feature_size, slot_masses
 from sagesnet_tf.layers import (
     MLP, AtomDecoder, BOUNDARY_MODES, CellDecoder, CellEncoder, CellHeads, Coarsener,
     EnvironmentConv, LocalEnergy, PairForces, PairStress, Refiner, ScatterPredictor, UncertaintyHead, VirtualCells)
-from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3
+from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3, kinetic_stress
 from sagesnet_tf.thermo import MVV2E
 from sagesnet_tf.trajectory import ENV_FIELDS, ENV_SCALES
 
@@ -451,11 +451,9 @@ class SagesnetModel(LatentDynamics):
         inputs = (grid_shape, atoms_state["assignment"], atoms_state["atom_features"], atoms_state["spacing"])
         strain_derivative = tf.linalg.matvec(energy.strain_design(*inputs), energy.energy_weights)   # (B,3) eV
         mass = slot_masses(atoms_state["atom_features"], self._masses, len(self._masses))          # (B,N,1)
-        v = atoms_state["velocities"]
-        pairs = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
-        kinetic = tf.stack([tf.reduce_sum(mass[..., 0] * v[..., a] * v[..., b], 1) for a, b in pairs], -1) * MVV2E
-        virial = tf.concat([strain_derivative, tf.zeros_like(strain_derivative)], -1)
-        return (virial - kinetic) * EV_TO_BAR_A3
+        kinetic = tf.reduce_sum(kinetic_stress(atoms_state["velocities"], mass), 1)                 # (B,6) bar·Å³
+        virial = tf.concat([strain_derivative, tf.zeros_like(strain_derivative)], -1) * EV_TO_BAR_A3
+        return virial - kinetic
 
     def decode_atoms(self, z, atoms_state, halos=None):
         """New atom positions and velocities from the new latent grid (plus, with ``pair_cutoff`` > 0,

@@ -151,10 +151,12 @@ class GridPairs:
         return separation
 
     def element_code(self, atom_features, atom, other) -> tf.Tensor:
-        """(P, n_elements) the pairs' element code, one-hot of i + one-hot of j (pairs as in :meth:`separation`)."""
-        return (split_slot_features(tf.gather_nd(atom_features, tf.stack([atom[:, 0], other], -1)),
+        """(P, n_elements) the pairs' element code, one-hot of i + one-hot of j (pairs as in :meth:`separation`);
+        its width is static even where the slot features' is not (graphs traced for any feature width)."""
+        code = (split_slot_features(tf.gather_nd(atom_features, tf.stack([atom[:, 0], other], -1)),
                                     self.n_elements)["species_onehot"]
                 + split_slot_features(tf.gather_nd(atom_features, atom), self.n_elements)["species_onehot"])
+        return tf.reshape(code, [-1, self.n_elements])
 
     def basis(self, distance) -> tf.Tensor:
         """(P, Kb) the Gaussian radial functions (Kb = ``len(centers)``), switched off over the last

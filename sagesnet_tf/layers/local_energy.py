@@ -225,14 +225,11 @@ class LocalEnergy(keras.layers.Layer):
         """The energy's terms, pair, angle, then dihedral, each (basis (X, K), code (X, C), batch
         entry (X,) int64, weight of its sums): its features are basis ⊗ code (K·C), summed per
         batch entry. ``neighbours``, ``terms``: :meth:`_neighbours`, :meth:`_terms`."""
-        parts = [(terms["pair_basis"], neighbours["code"], neighbours["atom"][:, 0], 0.5, 1),  # ordered pairs: ½
-                 (terms["angle_basis"], terms["angle_code"], neighbours["triplet_batch"], 1.0, self.legendre_orders)]
+        parts = [(terms["pair_basis"], neighbours["code"], neighbours["atom"][:, 0], 0.5),  # ordered pairs: ½
+                 (terms["angle_basis"], terms["angle_code"], neighbours["triplet_batch"], 1.0)]
         if self.dihedral_orders:
-            parts.append((terms["dihedral_basis"], terms["dihedral_code"], neighbours["quadruplet_batch"], 1.0,
-                          self.dihedral_orders))
-        # the code widths made static, for graphs traced with the slot features' width unknown (training)
-        return [(basis, tf.reshape(code, [-1, self.n_elements * orders]), batch, weight)
-                for basis, code, batch, weight, orders in parts]
+            parts.append((terms["dihedral_basis"], terms["dihedral_code"], neighbours["quadruplet_batch"], 1.0))
+        return parts
 
     def features(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
         """(B, n_features) the energy's features summed over each structure: E = features · weights.

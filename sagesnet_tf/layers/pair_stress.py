@@ -37,6 +37,12 @@ BAR_A3_PER_UNIT = TENSION_SCALE_EV_PER_A * EV_TO_BAR_A3
 VOIGT = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
 
 
+def kinetic_stress(velocities, mass) -> tf.Tensor:
+    """(..., 6) bar·Å³, each atom's m v_a v_b in :data:`VOIGT` order (minus its kinetic stress × volume)
+    of velocities (..., 3) Å/ps and masses (..., 1) g/mol."""
+    return tf.stack([velocities[..., a] * velocities[..., b] for a, b in VOIGT], -1) * mass * (MVV2E * EV_TO_BAR_A3)
+
+
 @keras.saving.register_keras_serializable(package="sagesnet")
 class PairStress(PairTerm):
     """(grid_shape, assignment, atom_features, spacing) -> per-atom stress × volume (B, N, 6) bar·Å³.
@@ -66,7 +72,7 @@ class PairStress(PairTerm):
         half_outer = 0.5 * tf.stack([d[:, a] * d[:, b] for a, b in VOIGT], -1) / r[:, None]          # (P,6) Å
         v = split_slot_features(atom_features, len(self.masses))["velocities"] * self.velocity_scale   # (B,N,3)
         mass = slot_masses(atom_features, self.masses, len(self.masses))                            # (B,N,1)
-        kinetic = tf.stack([v[..., a] * v[..., b] for a, b in VOIGT], -1) * mass * (MVV2E * EV_TO_BAR_A3)
+        kinetic = kinetic_stress(v, mass)
         shape = tf.shape(assignment, out_type=tf.int64)
         return found["atom"], found["features"], half_outer, kinetic, tf.stack([shape[0], shape[1], 6])
 

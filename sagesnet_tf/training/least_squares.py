@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from sagesnet_tf.grid import affine_remap
 from sagesnet_tf.layers import LocalEnergy
-from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3
+from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3, kinetic_stress
 from sagesnet_tf.simulator import LearnedSimulator
 from sagesnet_tf.thermo import MVV2E
 from sagesnet_tf.training.md_batches import atom_masses, cell_sums
@@ -135,8 +135,7 @@ def local_energy_equations(sim: LearnedSimulator, batch: dict):
     start = sim.atoms_state(p[:, 0], v[:, 0], batch["species"], box[:, 0])
     strain_rows = energy.strain_design(tf.shape(start["atom_grid"])[1:4], start["assignment"],
                                        start["atom_features"], start["spacing"])                  # (B,3,F) eV
-    kinetic = MVV2E * tf.reduce_sum(masses * tf.square(v[:, 0]), 1)                               # (B,3) eV
-    minus_virial = tf.reduce_sum(batch["stress"][..., :3], 1) / EV_TO_BAR_A3 + kinetic            # (B,3) eV
+    minus_virial = tf.reduce_sum(batch["stress"] + kinetic_stress(v[:, 0], masses), 1)[:, :3] / EV_TO_BAR_A3  # (B,3) eV
     axes = np.flatnonzero(sim.pbc)
     n_atoms = tf.cast(tf.shape(p)[2], tf.float32)
     weight = tf.sqrt(3.0 * n_atoms / len(axes)) / (n_atoms * VIRIAL_LENGTH_A)
