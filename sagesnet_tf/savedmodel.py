@@ -96,6 +96,11 @@ def _load_savedmodel(model_dir: str, stamp: tuple):
     return loaded, metadata
 
 
+def is_exported(model_dir: str | os.PathLike) -> bool:
+    """Whether ``model_dir`` holds an exported SAGESnet model (NAME/VERSION with its metadata asset)."""
+    return (Path(model_dir) / "assets" / METADATA_ASSET).is_file()
+
+
 def read_metadata(model_dir: str | os.PathLike) -> dict:
     """The metadata of the SavedModel in ``model_dir`` (NAME/VERSION) from its asset file, without
     loading the model (the same JSON as its ``metadata`` signature)."""

@@ -22,7 +22,7 @@ import os
 
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.model import SagesnetConfig
-from sagesnet_tf.savedmodel import METADATA_ASSET, read_metadata
+from sagesnet_tf.savedmodel import is_exported, read_metadata
 from sagesnet_tf.thermo import THERMOSTATS
 from sagesnet_tf.training.config_schema import (CheckpointConfig, ValidationConfig, build_config, check_stages,
                                                 config_field)
@@ -149,7 +149,7 @@ def md_config_from_dict(data: dict) -> MDTrainConfig:
 def _run_model_config(run_dir: str) -> dict:
     """The model config of a finished training run (``RUN/model_info.json``) or of an exported
     SavedModel (its metadata's ``model_config``, ``env_scales`` its ``env_std``)."""
-    if os.path.isfile(os.path.join(run_dir, "assets", METADATA_ASSET)):
+    if is_exported(run_dir):
         metadata = read_metadata(run_dir)
         return {**metadata["model_config"], "env_scales": metadata["env_std"]}
     path = os.path.join(run_dir, "model_info.json")

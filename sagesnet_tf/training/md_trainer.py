@@ -30,7 +30,7 @@ from tqdm import tqdm
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.io import atomic_output, write_json
 from sagesnet_tf.model import SagesnetModel
-from sagesnet_tf.savedmodel import METADATA_ASSET
+from sagesnet_tf.savedmodel import is_exported
 from sagesnet_tf.simulator import LearnedSimulator
 from sagesnet_tf.training import md_batches
 from sagesnet_tf.training.checkpoints import Checkpointer, RunState
@@ -49,11 +49,11 @@ HARD_EXAMPLES_CAPACITY = 64
 def initialise_from_run(model: SagesnetModel, run_dir: str, skip=()) -> int:
     """Copy into ``model`` every variable of ``RUN/model.keras`` (or of the exported SavedModel
     ``run_dir``) with the same path (below the model's own name) and shape, except those of the
-    sublayers named in ``skip``; returns how many were copied (at least one, else a SagesnetError). A model that splits its pair forces into bonded and
-    other pairs (``pair_bond_neighbours``) where the run's did not starts both radial functions as
-    the run's one."""
+    sublayers named in ``skip``; returns how many were copied (at least one, else a SagesnetError).
+    A model that splits its pair forces into bonded and other pairs (``pair_bond_neighbours``) where
+    the run's did not starts both radial functions as the run's one."""
     path = os.path.join(run_dir, "model.keras")
-    if os.path.isfile(os.path.join(run_dir, "assets", METADATA_ASSET)):
+    if is_exported(run_dir):
         from sagesnet_tf.export import model_from_savedmodel
 
         source, path = model_from_savedmodel(run_dir)[0], run_dir
