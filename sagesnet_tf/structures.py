@@ -211,6 +211,57 @@ def parse_kirigami_pattern(pattern: str) -> np.ndarray:
     return np.array([c == "1" for c in pattern]).reshape(KIRIGAMI_COLUMNS, KIRIGAMI_ROWS)
 
 
+def _ribbon_width(ny: int, a_cc: float) -> float:
+    """The nominal width W (Å) of an armchair ribbon ``ny`` 4-atom cells wide (its sheet's y length)."""
+    return float(ny * _rect_cell_basis(a_cc, "armchair")[0][1])
+
+
+def kirigami_cuts(grid: np.ndarray, nx: int, ny: int, cut: str = "orthogonal", a_cc: float = A_CC,
+                  vacuum_y: float = 20.0) -> np.ndarray:
+    """The regions :func:`kirigami` removes: (K, 4) Å rectangles ``x_lo, x_hi, y_lo, y_hi`` in the
+    frame of the built ribbon, one per cut block of ``grid`` ((3, 5) bool,
+    :func:`parse_kirigami_pattern`), in ``np.nonzero(grid)`` order. Arguments as :func:`kirigami`
+    (not validated here)."""
+    cell_x = 3.0 * a_cc
+    x0 = KIRIGAMI_END_CELLS * cell_x
+    block_w = (nx - 2 * KIRIGAMI_END_CELLS) * cell_x / KIRIGAMI_COLUMNS
+    y0 = vacuum_y / 2.0
+    block_h = _ribbon_width(ny, a_cc) / KIRIGAMI_ROWS
+    rectangles = []
+    for col, row in zip(*np.nonzero(grid)):
+        bx, by = x0 + col * block_w, y0 + row * block_h
+        if cut == "orthogonal":
+            rectangles.append((bx + block_w / 3, bx + 2 * block_w / 3, by, by + block_h))
+        else:
+            rectangles.append((bx, bx + block_w, by + block_h / 3, by + 2 * block_h / 3))
+    return np.array(rectangles, dtype=np.float64).reshape(-1, 4)
+
+
+def kirigami_cut_corners(pattern: str, nx: int, ny: int, cut: str = "orthogonal", a_cc: float = A_CC,
+                         vacuum_y: float = 20.0) -> np.ndarray:
+    """The corners of the cuts of a :func:`kirigami` ribbon: (C, 2) Å, x and y in the frame of the
+    built ribbon (the stress concentrators of a ribbon under tension).
+
+    The cut blocks of neighbouring rows (orthogonal) or columns (parallel) join into one slit, so a
+    corner is a corner of the union of :func:`kirigami_cuts`' rectangles: a rectangle's corner that
+    lies on no other cut rectangle. Corners on the ribbon's free edges (a slit that opens onto an
+    edge) are not counted: the slit has no tip there. Arguments as :func:`kirigami`.
+    """
+    grid = parse_kirigami_pattern(pattern)
+    rectangles = kirigami_cuts(grid, nx, ny, cut, a_cc, vacuum_y)
+    tol = 1e-6 * a_cc
+    edges = (vacuum_y / 2.0, vacuum_y / 2.0 + _ribbon_width(ny, a_cc))
+    corners = []
+    for k, (x_lo, x_hi, y_lo, y_hi) in enumerate(rectangles):
+        for x, y in ((x_lo, y_lo), (x_hi, y_lo), (x_lo, y_hi), (x_hi, y_hi)):
+            others = np.delete(rectangles, k, axis=0)
+            shared = ((others[:, 0] - tol <= x) & (x <= others[:, 1] + tol)
+                      & (others[:, 2] - tol <= y) & (y <= others[:, 3] + tol)).any()
+            if not shared and min(abs(y - e) for e in edges) > tol:
+                corners.append((x, y))
+    return np.array(corners, dtype=np.float64).reshape(-1, 2)
+
+
 def kirigami(pattern: str, nx: int = 17, ny: int = 40, cut: str = "orthogonal", a_cc: float = A_CC,
              vacuum_y: float = 20.0, vacuum_z: float = 20.0, periodic_y: bool = False) -> Atoms:
     """A Hanakata-style graphene kirigami ribbon (armchair along x = loading direction).
@@ -252,9 +303,6 @@ def kirigami(pattern: str, nx: int = 17, ny: int = 40, cut: str = "orthogonal", 
     base = ribbon(nx, ny, "armchair", a_cc, vacuum_y, vacuum_z, periodic_y)
     cell_x = 3.0 * a_cc
     x0 = KIRIGAMI_END_CELLS * cell_x
-    block_w = (nx - 2 * KIRIGAMI_END_CELLS) * cell_x / KIRIGAMI_COLUMNS
-    y0 = vacuum_y / 2.0
-    block_h = base.info["nominal_width_A"] / KIRIGAMI_ROWS
     tol = 1e-6 * a_cc  # so an atom exactly on a lower block edge counts as inside despite rounding
     x, y = base.positions[:, 0], base.positions[:, 1]
 
@@ -262,12 +310,8 @@ def kirigami(pattern: str, nx: int = 17, ny: int = 40, cut: str = "orthogonal", 
         return (v >= lo - tol) & (v < hi - tol)
 
     removed = np.zeros(len(base), dtype=bool)
-    for col, row in zip(*np.nonzero(grid)):
-        bx, by = x0 + col * block_w, y0 + row * block_h
-        if cut == "orthogonal":
-            removed |= within(x, bx + block_w / 3, bx + 2 * block_w / 3) & within(y, by, by + block_h)
-        else:
-            removed |= within(x, bx, bx + block_w) & within(y, by + block_h / 3, by + 2 * block_h / 3)
+    for x_lo, x_hi, y_lo, y_hi in kirigami_cuts(grid, nx, ny, cut, a_cc, vacuum_y):
+        removed |= within(x, x_lo, x_hi) & within(y, y_lo, y_hi)
     atoms = _subset(base, ~removed)
 
     cutoff = BOND_FACTOR * a_cc
