@@ -1,10 +1,11 @@
 """Kirigami tension benchmark: the REFERENCE.md protocol run by LAMMPS/AIREBO and by SAGESnet.
 
-Full run: half-size ribbons (17 × 40 cells) with each cut pattern of :data:`HELD_OUT_PATTERNS`
-(no kirigami pattern is in the default model's training data, so all are held out), 4.2 K, 1 fs,
-10 ps NPT relaxation, then ``fix deform`` along x at 0.01 ps⁻¹ with the early stop past the peak
-(LAMMPS alone takes 5–10+ minutes per pattern). ``quick``: one pattern on a 7 × 6-cell ribbon (~160 atoms),
-0.05 ps⁻¹, 0.5 ps relaxation, max strain 0.5 (early stop usually ends it sooner).
+The protocol (ribbon size, 4.2 K, strain rate, relaxation, max strain, early stop; ``FULL`` and
+``QUICK``) is :mod:`sagesnet_tf.kirigami_tension`'s, the one ``sagesnet-tf screen`` runs. Full run:
+half-size ribbons (17 × 40 cells) with each cut pattern of :data:`HELD_OUT_PATTERNS` (no kirigami
+pattern is in the default model's training data, so all are held out), 0.01 ps⁻¹ to ≤ 0.8 strain
+(LAMMPS alone takes 5–10+ minutes per pattern). ``quick``: one pattern on a 7 × 6-cell ribbon (~160
+atoms), 0.05 ps⁻¹, max strain 0.5 (early stop usually ends it sooner).
 
 SAGESnet starts from the ribbon LAMMPS relaxed (the first frame of its stretch phase: positions,
 velocities and box) and is stretched at the same rate to the strain where LAMMPS stopped, its
@@ -20,7 +21,6 @@ the same physics, since LAMMPS runs every box periodic). Both curves go through
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -28,12 +28,9 @@ import numpy as np
 
 from sagesnet_tf.analysis.plots import save_figure
 from sagesnet_tf.analysis.stress_strain import curve_error_to_yield, summarize
-from sagesnet_tf.md.protocols import Tension
-from sagesnet_tf.md.run import run_md, write_md_outputs
-from sagesnet_tf.savedmodel import read_metadata
-from sagesnet_tf.savedmodel import resolve_model_dir
-from sagesnet_tf.simulate import RolloutDiverged, simulate
-from sagesnet_tf.structures import kirigami
+from sagesnet_tf.kirigami_tension import FULL, QUICK, model_periodic_y, read_model_curve
+from sagesnet_tf.md.run import write_md_outputs
+from sagesnet_tf.simulate import RolloutDiverged
 
 from benchmarks.report import row
 
@@ -45,9 +42,8 @@ HELD_OUT_PATTERNS: tuple[str, ...] = ("010000000001000", "101010000010101", "000
 #: :data:`HELD_OUT_PATTERNS` when asked for more than three patterns.
 RANDOM_HELD_OUT_PATTERNS: tuple[str, ...] = ("110001000010010", "101111110001111", "001000100000100",
                                              "100110011101000", "010100111101001")
-TEMPERATURE_K = 4.2
-FULL = {"nx": 17, "ny": 40, "strain_rate_per_ps": 0.01, "relax_ps": 10.0, "max_strain": 0.8, "patterns": 3}
-QUICK = {"nx": 7, "ny": 6, "strain_rate_per_ps": 0.05, "relax_ps": 0.5, "max_strain": 0.5, "patterns": 1}
+#: Patterns run by default: the full suite, the quick one.
+DEFAULT_PATTERNS = {"full": 3, "quick": 1}
 
 
 def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progress: bool = True,
@@ -55,21 +51,21 @@ def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progre
     """Run the suite into ``out_dir``; returns the suite dict of :mod:`benchmarks.report`. ``patterns``:
     how many of :data:`HELD_OUT_PATTERNS` then :data:`RANDOM_HELD_OUT_PATTERNS` to run (default 3
     for the full suite, 1 quick)."""
-    cfg = dict(QUICK if quick else FULL)
-    if patterns is not None:
-        cfg["patterns"] = patterns
-    periodic_y = read_metadata(resolve_model_dir(model))["boundary"][1] == "periodic"
+    protocol = QUICK if quick else FULL
+    n_patterns = DEFAULT_PATTERNS[protocol.name] if patterns is None else patterns
+    periodic_y = model_periodic_y(model)
     rows, curves = [], {}
-    details = {"settings": {**cfg, "temperature_K": TEMPERATURE_K, "dt_fs": 1.0, "periodic_y": periodic_y}}
-    for pattern in (HELD_OUT_PATTERNS + RANDOM_HELD_OUT_PATTERNS)[:cfg["patterns"]]:
-        atoms = kirigami(pattern, cfg["nx"], cfg["ny"], periodic_y=periodic_y)
+    s = protocol.settings()
+    details = {"settings": {**{k: s[k] for k in ("nx", "ny", "strain_rate_per_ps", "relax_ps", "max_strain")},
+                            "patterns": n_patterns, "temperature_K": s["temperature_K"], "dt_fs": s["dt_fs"],
+                            "periodic_y": periodic_y}}
+    for pattern in (HELD_OUT_PATTERNS + RANDOM_HELD_OUT_PATTERNS)[:n_patterns]:
+        atoms = protocol.ribbon(pattern, periodic_y)
         case_dir = out_dir / f"kirigami_{pattern}"
         md_dir = case_dir / "lammps"
         md_dir.mkdir(parents=True, exist_ok=True)
-        protocol = Tension(temperature_K=TEMPERATURE_K, strain_rate_per_ps=cfg["strain_rate_per_ps"],
-                           relax_ps=cfg["relax_ps"], max_strain=cfg["max_strain"])
         t0 = time.perf_counter()
-        md = run_md(atoms, protocol, str(md_dir), dt_fs=1.0, record_every=10, threads=threads, progress=progress)
+        md = protocol.run_lammps(atoms, md_dir, record_every=10, threads=threads, progress=progress)
         md_wall = time.perf_counter() - t0
         write_md_outputs(md, str(md_dir))
         md_strain, md_stress = md.stress_strain["strain"], md.stress_strain["stress_GPa"]
@@ -80,13 +76,14 @@ def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progre
         relaxed.info.update({k: v for k, v in atoms.info.items() if k.startswith("nominal_")})
         t0 = time.perf_counter()
         try:
-            manifest = simulate(relaxed, case_dir / "sagesnet", model=model, temperature_K=TEMPERATURE_K,
-                                strain_rate=cfg["strain_rate_per_ps"], max_strain=max(float(md_strain[-1]), 1e-3),
-                                stop_past_peak=True, every=10, overwrite=True, progress=progress)
+            manifest = protocol.run_model(relaxed, case_dir / "sagesnet", model,
+                                          max_strain=max(float(md_strain[-1]), 1e-3), every=10, overwrite=True,
+                                          progress=progress)
         except RolloutDiverged as err:  # compare the curve up to where the model broke down
             manifest = err.manifest
         ml_wall = time.perf_counter() - t0
-        ml_strain, ml_stress = _read_curve(case_dir / "sagesnet" / "thermo.csv")
+        ml_curve = read_model_curve(case_dir / "sagesnet" / "thermo.csv")
+        ml_strain, ml_stress = ml_curve["strain"], ml_curve["stress_GPa"]
         s_md, s_ml = summarize(md_strain, md_stress), summarize(ml_strain, ml_stress)
         case = f"{pattern} ({len(atoms)} atoms)"
         rows += [row(case, "yield strain (10 % drop)", "", s_md.yield_strain, s_ml.yield_strain),
@@ -124,12 +121,6 @@ def _over_patterns(rows: list[dict], details: dict) -> list[dict]:
     out.append(row(case, "worst stress error up to yield (fraction of the peak)", "", None,
                    None if any(e is None for e in errors) else max(errors), "none"))
     return out
-
-
-def _read_curve(path: Path):
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    return [float(r["strain"]) for r in rows], [float(r["stress_xx_GPa"]) for r in rows]
 
 
 def _plot(curves: dict, path: Path) -> None:

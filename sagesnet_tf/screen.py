@@ -1,0 +1,440 @@
+"""``sagesnet-tf screen``: the kirigami tension protocol over many cut patterns with the model.
+
+For each 15-digit pattern (:func:`read_patterns`, or :func:`all_patterns`: the 29,791 without a
+fully cut column) the ribbon of :mod:`sagesnet_tf.kirigami_tension`'s protocol is stretched by the
+model (:meth:`~sagesnet_tf.kirigami_tension.KirigamiTension.run_model`) to its yield (early stop
+past the peak) or the max strain, and one row is appended to ``results.csv``
+(:data:`RESULT_COLUMNS`). ``verify`` K runs the same protocol in LAMMPS on the top K by model yield
+stress and on K other screened patterns drawn with the seed, appends their rows (source
+``lammps``) and writes ``verify.csv`` (:data:`VERIFY_COLUMNS`) and ``verify.json`` (the model's
+errors on them). docs/SCREEN.md.
+
+**Resume.** A row is one ``write`` + flush + fsync of a whole line (:class:`ResultsFile`); on
+start a torn last line is dropped and every (pattern, source) with a row is skipped. A run in
+progress lives in ``work/PATTERN_SOURCE/``: a killed model run resumes there from its last saved
+frame (``simulate --resume``: the outputs of an uninterrupted run), a finished one is read back,
+a killed LAMMPS run starts again. The run's stress–strain curve is kept in
+``curves/PATTERN_SOURCE.csv`` (strain, stress_GPa; one point per :data:`CURVE_STRAIN_STEP`) and its
+work directory deleted once the row is written, so an output directory holds
+``results.csv``, ``screen.json``, the curves and the plots (:data:`PLOTS`, replaced whole).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sagesnet_tf.analysis.plots import save_figure
+from sagesnet_tf.analysis.stress_strain import summarize, youngs_modulus
+from sagesnet_tf.errors import SagesnetError
+from sagesnet_tf.io import atomic_output, write_json
+from sagesnet_tf.kirigami_tension import DT_FS, KirigamiTension, model_periodic_y, read_model_curve
+from sagesnet_tf.savedmodel import read_metadata, resolve_model_dir
+from sagesnet_tf.simulate import RolloutDiverged, run_status
+from sagesnet_tf.structures import KIRIGAMI_COLUMNS, KIRIGAMI_ROWS
+
+#: Columns of ``results.csv``. Strains dimensionless; stresses, ``toughness`` (∫σ dε to yield,
+#: GJ/m³ = GPa) and ``stiffness`` (slope of σ–ε for ε ≤ 0.02) in GPa; ``uncertainty``: the model's
+#: mean predicted uncertainty over the stretch (empty for LAMMPS); ``scale``: the model's scale
+#: (empty for LAMMPS); ``wall_s``: wall seconds of the run; ``failed``: the 10 % drop yield rule
+#: found a yield (``true``/``false``; a spring-like ribbon that never carries 1.5 GPa has none, and
+#: its yield columns stay empty); ``stress_at_max_strain``: σ at the run's last point
+#: (``final_strain``: the max strain unless the run stopped past a peak); ``source``: ``model`` or
+#: ``lammps``; ``status``: how the run ended.
+RESULT_COLUMNS = ("pattern", "yield_strain", "yield_stress_GPa", "toughness", "stiffness", "uncertainty", "scale",
+                  "wall_s", "failed", "stress_at_max_strain", "source", "final_strain", "n_atoms", "status")
+#: Columns of ``verify.csv``: per checked pattern, how it was picked (``top`` / ``random``), both
+#: engines' values and the model's error (model − LAMMPS; relative: over LAMMPS's).
+VERIFY_COLUMNS = ("pattern", "picked", "model_failed", "lammps_failed", "model_yield_strain", "lammps_yield_strain",
+                  "model_yield_stress_GPa", "lammps_yield_stress_GPa", "yield_strain_error",
+                  "yield_stress_relative_error")
+SOURCES = ("model", "lammps")
+#: Strain between the recorded points of a run (model frames and LAMMPS records).
+CURVE_STRAIN_STEP = 0.001
+#: Curves drawn in the top-K stress–strain plot.
+TOP_PLOTTED = 10
+PLOTS = ("yield_strain_histogram.png", "top_stress_strain.png", "design_space.png")
+RESULTS, MANIFEST, VERIFY, VERIFY_SUMMARY = "results.csv", "screen.json", "verify.csv", "verify.json"
+
+
+# ----------------------------------------------------------------------------------------- patterns
+def _severed(pattern: str) -> bool:
+    """Whether a 15-digit pattern cuts a whole column (the ribbon then falls apart)."""
+    return any(pattern[c * KIRIGAMI_ROWS:(c + 1) * KIRIGAMI_ROWS] == "1" * KIRIGAMI_ROWS
+               for c in range(KIRIGAMI_COLUMNS))
+
+
+def all_patterns() -> list[str]:
+    """The 29,791 (31³) patterns without a fully cut column, in increasing binary order."""
+    n = KIRIGAMI_COLUMNS * KIRIGAMI_ROWS
+    return [p for p in (format(i, f"0{n}b") for i in range(2 ** n)) if not _severed(p)]
+
+
+def read_patterns(path: str | Path) -> list[str]:
+    """The patterns of a file, one 15-digit pattern a line (blank lines skipped); every line is
+    checked before any is used: a bad one is a :class:`SagesnetError` naming it."""
+    n = KIRIGAMI_COLUMNS * KIRIGAMI_ROWS
+    seen: dict[str, int] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            text = line.strip()
+            if not text:
+                continue
+            where = f"screen: {path} line {number} ({text[:40]!r})"
+            if len(text) != n or set(text) - {"0", "1"}:
+                raise SagesnetError(f"{where} is not a pattern of {n} digits 0/1 (digit k cuts block column k//5, "
+                                    "row k%5); fix that line")
+            if _severed(text):
+                raise SagesnetError(f"{where} cuts a whole column, so the ribbon falls apart; leave a block of "
+                                    "every column uncut")
+            if text in seen:
+                raise SagesnetError(f"{where} repeats line {seen[text]}; list each pattern once")
+            seen[text] = number
+    if not seen:
+        raise SagesnetError(f"screen: {path} holds no pattern; give one 15-digit pattern a line")
+    return list(seen)
+
+
+# ------------------------------------------------------------------------------------------- results
+def _cell(value) -> str:
+    """A value as results.csv writes it: floats as repr (read back exactly), None empty, bools
+    ``true``/``false``."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
+class ResultsFile:
+    """``results.csv``, append-only: :meth:`append` writes one whole line and fsyncs it. Opening
+    drops a torn last line (a kill inside a write), writes the header into a new file and refuses
+    a file with other columns."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        header = ",".join(RESULT_COLUMNS) + "\n"
+        if path.is_file():
+            data = path.read_bytes()
+            if not data.endswith(b"\n"):
+                with open(path, "r+b") as handle:
+                    handle.truncate(data.rfind(b"\n") + 1)
+                    os.fsync(handle.fileno())
+        if not path.is_file() or path.stat().st_size == 0:
+            self._write(header)
+        with open(path, newline="", encoding="utf-8") as handle:
+            if handle.readline() != header:
+                raise SagesnetError(f"screen: {path} has other columns than {', '.join(RESULT_COLUMNS)}; choose "
+                                    "another --out")
+            self.rows = list(csv.DictReader(handle, fieldnames=RESULT_COLUMNS))
+
+    def _write(self, text: str) -> None:
+        with open(self.path, "a", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def done(self) -> set[tuple[str, str]]:
+        """The (pattern, source) pairs with a row."""
+        return {(r["pattern"], r["source"]) for r in self.rows}
+
+    def append(self, row: dict) -> None:
+        """Append ``row`` (every column of :data:`RESULT_COLUMNS`) as one line."""
+        buffer = _LineBuffer()
+        csv.writer(buffer, lineterminator="\n").writerow([_cell(row[c]) for c in RESULT_COLUMNS])
+        self._write(buffer.text)
+        self.rows.append({c: _cell(row[c]) for c in RESULT_COLUMNS})
+
+
+class _LineBuffer:
+    """What a csv.writer writes, kept as one string."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+
+def curve_row(pattern: str, source: str, strain: np.ndarray, stress_gpa: np.ndarray, **extra) -> dict:
+    """The results row of one run's stretch: ``strain`` and ``stress_gpa`` (T,) through
+    :func:`~sagesnet_tf.analysis.stress_strain.summarize` (10 % drop yield); ``extra``: the
+    columns that are not the curve's (uncertainty, scale, wall_s, n_atoms, status)."""
+    summary = summarize(strain, stress_gpa)
+    try:
+        stiffness = youngs_modulus(strain, stress_gpa)
+    except SagesnetError:  # the run ended before 0.02 strain
+        stiffness = None
+    return {"pattern": pattern, "source": source, "yield_strain": summary.yield_strain,
+            "yield_stress_GPa": summary.yield_stress_GPa, "toughness": summary.toughness_GPa, "stiffness": stiffness,
+            "failed": summary.yield_strain is not None, "stress_at_max_strain": float(stress_gpa[-1]),
+            "final_strain": float(strain[-1]), **extra}
+
+
+def _float(text: str) -> float | None:
+    return float(text) if text not in ("", None) else None
+
+
+def _write_curve(path: Path, strain: np.ndarray, stress_gpa: np.ndarray) -> None:
+    with atomic_output(path) as handle:
+        handle.write("strain,stress_GPa\n")
+        handle.writelines(f"{e:.6g},{s:.6g}\n" for e, s in zip(strain, stress_gpa))
+
+
+def _read_curve(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return data[:, 0], data[:, 1]
+
+
+# -------------------------------------------------------------------------------------------- screen
+@dataclasses.dataclass
+class Screen:
+    """One screen's settings and output directory (see :func:`screen`)."""
+
+    out: Path
+    protocol: KirigamiTension
+    model: str | None
+    max_strain: float
+    seed: int
+    threads: int | None
+    progress: bool
+
+    def __post_init__(self):
+        self.model_dir = resolve_model_dir(self.model)
+        self.periodic_y = model_periodic_y(self.model_dir)
+        self.delta_ps = float(read_metadata(self.model_dir)["delta_ps"])
+
+    def work_dir(self, pattern: str, source: str) -> Path:
+        return self.out / "work" / f"{pattern}_{source}"
+
+    def curve_path(self, pattern: str, source: str) -> Path:
+        return self.out / "curves" / f"{pattern}_{source}.csv"
+
+    def run(self, pattern: str, source: str) -> tuple[dict, np.ndarray, np.ndarray]:
+        """Run ``pattern`` with ``source``'s engine; (results row, strain (T,), stress GPa (T,))."""
+        atoms = self.protocol.ribbon(pattern, self.periodic_y)
+        work = self.work_dir(pattern, source)
+        if source == "model":
+            every = max(1, round(CURVE_STRAIN_STEP / (self.protocol.strain_rate_per_ps * self.delta_ps)))
+            manifest = self._model_run(atoms, work, every)
+            curve = read_model_curve(work / "thermo.csv")
+            extra = {"uncertainty": float(np.mean(curve["uncertainty"][1:])) if len(curve["strain"]) > 1 else None,
+                     "scale": manifest["scale"], "wall_s": round(float(manifest["wall_s"]), 3),
+                     "status": manifest["status"]}
+            strain, stress = curve["strain"], curve["stress_GPa"]
+        else:
+            shutil.rmtree(work, ignore_errors=True)  # a killed LAMMPS run starts again
+            work.mkdir(parents=True)
+            record_every = max(1, round(CURVE_STRAIN_STEP / (self.protocol.strain_rate_per_ps * DT_FS / 1000.0)))
+            md = self.protocol.run_lammps(atoms, work, record_every, threads=self.threads, progress=False)
+            strain, stress = md.stress_strain["strain"], md.stress_strain["stress_GPa"]
+            extra = {"uncertainty": None, "scale": None, "wall_s": md.manifest["timings"]["total_s"],
+                     "status": "completed: stopped past the stress peak" if md.manifest["stopped_early"]
+                     else "completed"}
+        return curve_row(pattern, source, strain, stress, n_atoms=len(atoms), **extra), strain, stress
+
+    def _model_run(self, atoms, work: Path, every: int) -> dict:
+        """The model run of ``atoms`` in ``work``: resumed when a kill left it running, read back
+        when it finished, else started; its manifest."""
+        status = run_status(work) if work.is_dir() else None
+        if status not in (None, "running"):
+            return json.loads((work / "manifest.json").read_text(encoding="utf-8"))
+        resume = status == "running"
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # simulate's notes per pattern; its manifest keeps them
+                return self.protocol.run_model(atoms, work, self.model_dir, max_strain=self.max_strain, every=every,
+                                               seed=self.seed, progress=False, resume=resume, overwrite=not resume)
+        except RolloutDiverged as err:  # a result too: the curve up to where the model broke down
+            return err.manifest
+
+    def finish(self, results: ResultsFile, pattern: str, source: str) -> None:
+        """Run ``pattern`` with ``source`` and record it: curve file, row, work directory removed."""
+        row, strain, stress = self.run(pattern, source)
+        _write_curve(self.curve_path(pattern, source), strain, stress)
+        results.append(row)
+        shutil.rmtree(self.work_dir(pattern, source), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.out / "work").rmdir()  # once empty
+
+    def settings(self) -> dict:
+        return {"protocol": self.protocol.settings(), "max_strain": self.max_strain, "model": str(self.model_dir),
+                "periodic_y": self.periodic_y, "seed": self.seed, "curve_strain_step": CURVE_STRAIN_STEP}
+
+
+def screen(patterns: list[str], out: str | Path, protocol: KirigamiTension, model: str | None = None,
+           max_strain: float | None = None, verify: int = 0, seed: int = 0, threads: int | None = None,
+           progress: bool = True) -> dict:
+    """Screen ``patterns`` (checked 15-digit strings) into ``out``; with ``verify`` K > 0 then run
+    LAMMPS on the top K by model yield stress and K random others. ``max_strain``: the stretch's
+    limit (default the protocol's). ``seed``: the model runs' velocities and thermostat, and the
+    random draw of ``verify``. Resumes what ``out`` holds (same settings, else a
+    :class:`SagesnetError`). Returns ``{"screened": n, "verify": verify.json's dict or None}``."""
+    if verify < 0:
+        raise SagesnetError(f"screen: --verify must be >= 0 patterns, got {verify}")
+    if max_strain is not None and not (math.isfinite(max_strain) and max_strain > 0):
+        raise SagesnetError(f"screen: --max-strain must be a positive number, got {max_strain}")
+    out = Path(out)
+    run = Screen(out, protocol, model, protocol.max_strain if max_strain is None else max_strain, seed, threads,
+                 progress)
+    settings = run.settings()
+    if (out / MANIFEST).is_file():
+        previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["settings"]
+        if previous != settings:
+            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            raise SagesnetError(f"screen: {out} holds a screen with other settings ({', '.join(changed)}); give the "
+                                "same options to resume it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MANIFEST, {"kind": "sagesnet-tf screen", "settings": settings, "results": RESULTS,
+                                "columns": list(RESULT_COLUMNS), "units": "strain 1; stress, toughness, stiffness GPa"})
+    results = ResultsFile(out / RESULTS)
+    done = results.done()
+    for pattern, source in done:  # killed after its row was written, before its work directory went
+        shutil.rmtree(run.work_dir(pattern, source), ignore_errors=True)
+    todo = [p for p in patterns if (p, "model") not in done]
+    with tqdm(total=len(patterns), initial=len(patterns) - len(todo), unit="pattern", desc="screen",
+              disable=not progress, dynamic_ncols=True) as bar:
+        for pattern in todo:
+            run.finish(results, pattern, "model")
+            bar.update()
+    summary = None
+    if verify:
+        picked = pick_verify(_rows(results, patterns, "model"), verify, seed)
+        todo = [p for p in picked if (p, "lammps") not in done]
+        with tqdm(total=len(picked), initial=len(picked) - len(todo), unit="pattern", desc="verify (LAMMPS)",
+                  disable=not progress, dynamic_ncols=True) as bar:
+            for pattern in todo:
+                run.finish(results, pattern, "lammps")
+                bar.update()
+        summary = write_verify(out, picked, _rows(results, patterns, "model"), _rows(results, patterns, "lammps"),
+                               verify)
+    plot_screen(out, _rows(results, patterns, "model"), _rows(results, patterns, "lammps"))
+    return {"screened": len(patterns), "verify": summary}
+
+
+def _rows(results: ResultsFile, patterns: list[str], source: str) -> dict[str, dict]:
+    """The rows of ``source`` for ``patterns``, by pattern, in the order of ``patterns``."""
+    by_pattern = {r["pattern"]: r for r in results.rows if r["source"] == source}
+    return {p: by_pattern[p] for p in patterns if p in by_pattern}
+
+
+def _ranked(rows: dict[str, dict]) -> list[str]:
+    """Patterns by yield stress, highest first (those without a yield last, in their order)."""
+    return sorted(rows, key=lambda p: -(_float(rows[p]["yield_stress_GPa"]) or -math.inf))
+
+
+def pick_verify(model_rows: dict[str, dict], k: int, seed: int) -> dict[str, str]:
+    """The patterns LAMMPS checks, pattern → ``"top"`` / ``"random"``: the top ``k`` by model
+    yield stress, then ``k`` of the others drawn with ``numpy.random.default_rng(seed)``."""
+    ranked = _ranked(model_rows)
+    picked = {p: "top" for p in ranked[:k]}
+    others = [p for p in model_rows if p not in picked]
+    draw = np.random.default_rng(seed).choice(len(others), size=min(k, len(others)), replace=False)
+    picked.update({others[i]: "random" for i in sorted(draw)})
+    return picked
+
+
+def write_verify(out: Path, picked: dict[str, str], model_rows: dict[str, dict], lammps_rows: dict[str, dict],
+                 k: int) -> dict:
+    """``verify.csv`` (:data:`VERIFY_COLUMNS`, one row per checked pattern) and ``verify.json``:
+    over the checked patterns where both found a yield, the yield-strain mean absolute error, the
+    yield-stress mean relative error (|Δσ| / σ_LAMMPS) and Spearman rank correlation; whether both
+    agree on failing; and how many of LAMMPS's top ``k`` by yield stress are in the model's top
+    ``k`` among the checked patterns. Returns verify.json's dict."""
+    rows, pairs = [], []
+    for pattern, how in picked.items():
+        m, l = model_rows[pattern], lammps_rows[pattern]
+        me, le = _float(m["yield_strain"]), _float(l["yield_strain"])
+        ms, ls = _float(m["yield_stress_GPa"]), _float(l["yield_stress_GPa"])
+        both = me is not None and le is not None
+        rows.append([pattern, how, m["failed"], l["failed"], me, le, ms, ls, me - le if both else None,
+                     (ms - ls) / ls if both and ls else None])
+        if both:
+            pairs.append((me, le, ms, ls))
+    e = np.array(pairs, float).reshape(-1, 4)
+    spearman = None
+    if len(e) >= 3 and np.ptp(e[:, 2]) > 0 and np.ptp(e[:, 3]) > 0:
+        from scipy.stats import spearmanr
+        spearman = float(spearmanr(e[:, 2], e[:, 3]).statistic)
+    checked_model = {p: model_rows[p] for p in picked}
+    checked_lammps = {p: lammps_rows[p] for p in picked}
+    summary = {
+        "checked": len(picked), "k": k, "both_yielded": len(e),
+        "failed_agreement": sum(model_rows[p]["failed"] == lammps_rows[p]["failed"] for p in picked) / len(picked),
+        "yield_strain_mae": float(np.mean(np.abs(e[:, 0] - e[:, 1]))) if len(e) else None,
+        "yield_stress_mean_relative_error": float(np.mean(np.abs(e[:, 2] - e[:, 3]) / np.abs(e[:, 3])))
+        if len(e) and np.all(e[:, 3]) else None,
+        "yield_stress_spearman": spearman,
+        "top_k_overlap": len(set(_ranked(checked_model)[:k]) & set(_ranked(checked_lammps)[:k])),
+        "definitions": "over the checked patterns where both engines found a yield (10 % drop rule); "
+                       "top_k_overlap: patterns in both engines' top k by yield stress among the checked ones"}
+    with atomic_output(out / VERIFY) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(VERIFY_COLUMNS)
+        writer.writerows([[_cell(v) for v in r] for r in rows])
+    write_json(out / VERIFY_SUMMARY, summary)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------- plots
+def plot_screen(out: Path, model_rows: dict[str, dict], lammps_rows: dict[str, dict]) -> None:
+    """The screen's :data:`PLOTS`: histogram of the model's yield strains; σ–ε of the top
+    :data:`TOP_PLOTTED` by yield stress (LAMMPS dashed where checked); the design space: yield stress
+    against the number of cut blocks, and per block the mean yield stress of the patterns cutting it."""
+    import matplotlib.pyplot as plt
+
+    failed = [p for p, r in model_rows.items() if r["failed"] == "true"]
+    strains = [float(model_rows[p]["yield_strain"]) for p in failed]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(strains, bins=min(50, max(5, len(strains) // 5)) if strains else 5, color="C0")
+    ax.set(xlabel="yield strain", ylabel="patterns",
+           title=f"Model yield strain: {len(failed)} of {len(model_rows)} patterns yielded")
+    fig.tight_layout()
+    save_figure(fig, out / PLOTS[0], dpi=100)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, pattern in enumerate(_ranked(model_rows)[:TOP_PLOTTED]):
+        for source, style in (("model", "-"), ("lammps", "--")):
+            curve = _read_curve(out / "curves" / f"{pattern}_{source}.csv")
+            if curve is not None:
+                ax.plot(*curve, style, color=f"C{i}", lw=1, label=f"{pattern} {source}")
+    ax.set(xlabel="strain", ylabel="stress (GPa)", title=f"Top {TOP_PLOTTED} by model yield stress")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    save_figure(fig, out / PLOTS[1], dpi=100)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
+    n_cuts = {p: p.count("1") for p in model_rows}
+    peak = {p: _float(r["yield_stress_GPa"]) or float(r["stress_at_max_strain"]) for p, r in model_rows.items()}
+    colours = ["C3" if model_rows[p]["failed"] == "true" else "C0" for p in model_rows]
+    left.scatter([n_cuts[p] for p in model_rows], [peak[p] for p in model_rows], s=8, c=colours, alpha=0.6)
+    left.set(xlabel="cut blocks", ylabel="stress (GPa)",
+             title="yield stress (red) / stress at max strain (blue)")
+    bits = np.array([[c == "1" for c in p] for p in model_rows], bool).reshape(-1, KIRIGAMI_COLUMNS, KIRIGAMI_ROWS)
+    values = np.array([peak[p] for p in model_rows])
+    with np.errstate(invalid="ignore"):
+        per_block = np.array([[values[bits[:, c, r]].mean() if bits[:, c, r].any() else np.nan
+                               for c in range(KIRIGAMI_COLUMNS)] for r in range(KIRIGAMI_ROWS)])
+    image = right.imshow(per_block, origin="lower", cmap="viridis")
+    right.set(xlabel="block column (x, load)", ylabel="block row (y)", xticks=range(KIRIGAMI_COLUMNS),
+              title="mean stress of patterns cutting the block")
+    fig.colorbar(image, ax=right, label="GPa")
+    fig.tight_layout()
+    save_figure(fig, out / PLOTS[2], dpi=100)
+
+
+__all__ = ["PLOTS", "RESULT_COLUMNS", "VERIFY_COLUMNS", "ResultsFile", "all_patterns", "curve_row", "pick_verify",
+           "plot_screen", "read_patterns", "screen", "write_verify"]
