@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.kirigami_tension import QUICK
+from sagesnet_tf.kirigami_tension import QUICK
 from benchmarks.run_benchmarks import main as cli_main, run_benchmarks
 from sagesnet_tf.export import export_model
 from sagesnet_tf.io.extxyz import read_extxyz_frames
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
-from sagesnet_tf.structures import kirigami
 
 SHIPPED = Path(__file__).resolve().parents[1] / "exported_models" / "sagesnet_graphene"
 
@@ -54,7 +53,7 @@ def test_quick_kirigami_and_speed(model_dir, tmp_path):
     # SAGESnet's stress is over the ribbon's nominal cross-section, as LAMMPS's
     pattern = next(p for p in kir["details"] if p != "settings")
     first = read_extxyz_frames(tmp_path / f"kirigami_{pattern}" / "sagesnet" / "trajectory.extxyz")[0]
-    ribbon = kirigami(pattern, QUICK["nx"], QUICK["ny"], periodic_y=kir["details"]["settings"]["periodic_y"])
+    ribbon = QUICK.ribbon(pattern, kir["details"]["settings"]["periodic_y"])
     assert first.info["nominal_width_A"] == pytest.approx(ribbon.info["nominal_width_A"])
     assert first.info["nominal_width_A"] < first.cell[1, 1] - 10.0  # the box holds vacuum across the ribbon
 
