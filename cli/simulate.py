@@ -45,6 +45,11 @@ from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LI
 @click.option("--mirror-average", is_flag=True,
               help="Average every step with the mirrored step of the structure's mirror image through the box's "
                    "mid-plane along the open axis: exactly mirror-symmetric dynamics at twice the cost (fine scale).")
+@click.option("--equilibrate-ps", type=FiniteFloat(min=0.0, unit="ps"), default=None,
+              help="Before the run, this many ps of dynamics at the run's temperature and ensemble with the box "
+                   "held (strain rate 0), so that the structure is at rest under the model before it is stretched; "
+                   "the run's outputs start from the equilibrated state, the equilibration's rows go to "
+                   "equilibration.csv. Default: 1 ps with a nonzero --strain-rate, else 0 (none).")
 @click.option("--every", type=click.IntRange(1, MAX_STEPS), default=10,
               help="Model steps Δ per output frame (at --scale 1 rounded down to whole coarse steps, at least one).")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out.")
@@ -55,8 +60,8 @@ from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LI
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def simulate(model, structures, steps, time_ps, scale, temperature, ensemble, thermostat, thermostat_ps, seed,
-             strain_rate, axis, max_strain, stop_past_peak, mirror_average, every, overwrite, resume, no_progress,
-             out) -> None:
+             strain_rate, axis, max_strain, stop_past_peak, mirror_average, equilibrate_ps, every, overwrite, resume,
+             no_progress, out) -> None:
     """Run a SAGESnet SavedModel from each --structure; writes trajectory.extxyz, thermo.csv, plots, manifest.json."""
     from pathlib import Path
 
@@ -81,7 +86,7 @@ def simulate(model, structures, steps, time_ps, scale, temperature, ensemble, th
                            ensemble=ensemble, thermostat=thermostat, thermostat_ps=thermostat_ps, seed=seed,
                            strain_rate=strain_rate, axis=axis,
                            max_strain=max_strain, stop_past_peak=stop_past_peak, mirror_average=mirror_average,
-                           every=every, scale=scale,
+                           equilibrate_ps=equilibrate_ps, every=every, scale=scale,
                            overwrite=overwrite or fresh, resume=resume and not fresh, progress=not no_progress)
         except RolloutDiverged as err:
             if len(atoms) == 1:

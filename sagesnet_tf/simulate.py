@@ -20,6 +20,19 @@ Outputs in ``out_dir`` (units LAMMPS metal):
   mean_uncertainty, scale, ensemble.
 - ``thermo.png``, ``stress_strain.png`` (tension runs), ``manifest.json``, and while the run is
   on ``state.npz`` (:data:`STATE_FILE`).
+- ``equilibration.csv`` (:data:`EQUILIBRATION_FILE`; runs with an equilibration): the thermo rows of
+  the equilibration (below), its own steps from 0, strain 0.
+
+Equilibration: a run that deforms the box (nonzero ``strain_rate``) first runs
+:data:`DEFAULT_EQUILIBRATE_PS` (``equilibrate_ps``: any, 0 for none; the default for runs without
+a strain rate is none) of dynamics under the model at the run's temperature and ensemble with the
+box held (strain rate 0), so that a structure relaxed under another potential (the LAMMPS/AIREBO
+ribbon of the kirigami benchmark) is at rest under the model before it is stretched; its ringing
+would otherwise be read as a yield. The run's outputs (trajectory, thermo.csv, plots) start at the
+equilibrated state, step 0, strain 0, as LAMMPS users ``reset_timestep 0`` before ``fix deform``;
+the equilibration's rows go to ``equilibration.csv``. Inside, steps are counted from the start of
+the equilibration (the thermostat's random numbers, ``state.npz``, ``resumed_at_steps``); the
+outputs count the run's from its own start.
 
 Every file is replaced whole, never appended to: frames are saved (trajectory, thermo, state,
 manifest) as they come unless saving costs more than :data:`SAVE_OVERHEAD` of the run, so a
@@ -81,8 +94,16 @@ SAVE_OVERHEAD = 0.05
 PLOT_INTERVAL_S = 30.0
 #: The state ``--resume`` continues from, in the output directory while the run is running.
 STATE_FILE = "state.npz"
+#: The thermo rows (:data:`THERMO_COLUMNS`) of the equilibration before a run, when it has one.
+EQUILIBRATION_FILE = "equilibration.csv"
 #: Everything a run writes into its output directory.
-OUTPUT_FILES = ("trajectory.extxyz", "thermo.csv", "manifest.json", STATE_FILE, "thermo.png", "stress_strain.png")
+OUTPUT_FILES = ("trajectory.extxyz", "thermo.csv", "manifest.json", STATE_FILE, "thermo.png", "stress_strain.png",
+                EQUILIBRATION_FILE)
+#: Equilibration (ps) under the model, box held, before a run with a nonzero strain rate when none is
+#: given: the kirigami benchmark's LAMMPS-relaxed ribbon rings at 4–12 GPa under the shipped model;
+#: with the default thermostat (Langevin, τ 0.1 ps, 4.2 K) the ringing is gone after this
+#: (docs/SIMULATE.md, equilibration).
+DEFAULT_EQUILIBRATE_PS = 1.0
 #: Arguments of :func:`simulate` that do not change its results (not compared on ``--resume``).
 NOT_RUN_OPTIONS = ("structure", "out_dir", "overwrite", "progress", "resume")
 
@@ -260,8 +281,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
              axis: str = "x", max_strain: float | None = None, every: int = 10, scale: int = 0,
              ensemble: str | None = None, thermostat: str | None = None, thermostat_ps: float | None = None,
              seed: int = 0, stop_past_peak: bool = False,
-             mirror_average: bool = False, overwrite: bool = False, progress: bool = True,
-             resume: bool = False) -> dict:
+             mirror_average: bool = False, equilibrate_ps: float | None = None, overwrite: bool = False,
+             progress: bool = True, resume: bool = False) -> dict:
     """Run the model from ``structure`` and write the outputs; returns the manifest dict.
 
     The run ends at ``steps`` model steps, ``time_ps`` or ``max_strain`` (with ``strain_rate`` >
@@ -277,8 +298,12 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     ``mirror_average`` (scale 0): every step is the mean of the model's step and the mirrored step of
     the structure's mirror image through the box's mid-plane along the open axis (the
     ``simulate_mirror_average`` signature: exactly mirror-symmetric dynamics at twice the cost).
+    ``equilibrate_ps``: ps of dynamics with the box held (strain rate 0) at the run's temperature
+    and ensemble before the run, recorded in :data:`EQUILIBRATION_FILE` (module docstring); None:
+    :data:`DEFAULT_EQUILIBRATE_PS` when ``strain_rate`` is nonzero, else none; 0: none.
     ``resume``: continue the killed run in ``out_dir`` from its last saved frame (same arguments and
-    structure, else a :class:`SagesnetError`); the outputs then equal an uninterrupted run's.
+    structure, else a :class:`SagesnetError`), in the equilibration or after it; the outputs then
+    equal an uninterrupted run's.
     """
     arguments = dict(locals())  # the call's arguments, before anything below rebinds them
     if not 1 <= every <= MAX_STEPS:
@@ -286,6 +311,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     for name, value in (("--time-ps", time_ps), ("--max-strain", max_strain), ("--thermostat-ps", thermostat_ps)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise SagesnetError(f"simulate: {name} must be a positive finite number, got {value}")
+    if equilibrate_ps is not None and not (math.isfinite(equilibrate_ps) and equilibrate_ps >= 0):
+        raise SagesnetError(f"simulate: --equilibrate-ps must be a finite number of ps >= 0 (0: no equilibration), "
+                            f"got {equilibrate_ps}")
     if steps is not None and not 0 <= steps <= MAX_STEPS:
         raise SagesnetError(f"simulate: --steps must be between 0 and {MAX_STEPS} (the model counts steps in an "
                             f"int32), got {steps}")
@@ -334,9 +362,12 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                           None if max_strain is None else math.ceil(max_strain / (strain_rate * delta) - 1e-9))
               if s is not None]
     total = max(0, min(limits))
-    if total > MAX_STEPS:
-        raise SagesnetError(f"simulate: the run would take {total} model steps of {delta} ps, more than the "
-                            f"{MAX_STEPS} the model's int32 step count holds; ask for a shorter --time-ps/--max-strain")
+    equilibrate = (DEFAULT_EQUILIBRATE_PS if strain_rate else 0.0) if equilibrate_ps is None else equilibrate_ps
+    n_equilibrate = unit * math.ceil(equilibrate / (unit * delta) - 1e-9) if equilibrate else 0  # whole scale steps
+    if n_equilibrate + total > MAX_STEPS:
+        raise SagesnetError(f"simulate: the run would take {n_equilibrate + total} model steps of {delta} ps "
+                            f"(equilibration included), more than the {MAX_STEPS} the model's int32 step count "
+                            "holds; ask for a shorter --time-ps/--max-strain/--equilibrate-ps")
 
     lengths0 = _orthorhombic(structure)
     origin = np.zeros(3, np.float32)
@@ -351,6 +382,9 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         initial_velocities = f"Maxwell-Boltzmann at {temperature_K} K, seed {seed}"
     print(f"simulate: input adaptation: {placed.describe()}; initial velocities: {initial_velocities} "
           f"(structure's velocities: {velocity_source})", file=sys.stderr)
+    if n_equilibrate:
+        print(f"simulate: equilibrating {equilibrate:g} ps ({n_equilibrate} model steps) with the box held, then the "
+              f"run from the equilibrated state (equilibration rows: {EQUILIBRATION_FILE})", file=sys.stderr)
     lengths = lengths0.astype(np.float32)
     width, thick = nominal_width(structure, axis), nominal_thickness(structure)
     plane = plane_axes(structure.positions, structure.pbc)  # in-plane axes of temperature_inplane_K
@@ -361,7 +395,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
     fn = loaded.signatures["simulate_mirror_average" if mirror_average else "serving_default"]
     coarse_fn = loaded.signatures["simulate_coarse"] if scale else None
 
-    rows, traj = [], out / "trajectory.extxyz"
+    rows, eq_rows, traj = [], [], out / "trajectory.extxyz"  # the run's thermo rows, the equilibration's
     pending = []  # (frame, per-atom uncertainty) recorded since the last save
     manifest = {"model": str(model_dir), "model_metadata": {k: meta[k] for k in ("schema_version", "delta_ps", "h", "slots", "elements")},
                 "n_atoms": len(structure), "steps_asked": steps, "time_ps_asked": time_ps, "max_strain": max_strain,
@@ -370,51 +404,67 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
                 "initial_velocities": initial_velocities, "velocity_source": velocity_source,
                 "input_adaptation": placed.describe(),
                 "ensemble": ensemble, "thermostat": thermostat and {**thermostat, "seed": seed},
+                "equilibration": {"ps": equilibrate, "steps": n_equilibrate, "steps_done": 0, "box": "held",
+                                  "file": EQUILIBRATION_FILE} if n_equilibrate else None,
                 "units": "metal (Å, ps, Å/ps, K, GPa)", "options": options, "status": "running"}
+    # model steps of the equilibration before the run (the run's output step is the state's minus
+    # this); None while the equilibration is on
+    offset = None if n_equilibrate else 0
 
     def output_frame(step: int, p, v, box, strain: float) -> Frame:
         """The output frame of model positions (N, 3) Å, velocities (N, 3) Å/ps, box lengths (3,) Å at
-        model step ``step``, as the divergence guard reads it."""
+        output step ``step``, as the divergence guard reads it."""
         return Frame(_frame(placed, p, v, box, step, step * delta, strain), temperature_k(v, masses), target)
 
     def record(frame: Frame, box, unc, stress) -> None:
         """Add ``frame`` (box lengths (3,) Å, per-atom uncertainty (N,), stress·volume (6,) bar·Å³)
-        to the outputs; written at the next save."""
+        to the outputs: the run's (written at the next save), or the equilibration's row."""
         atoms, step = frame.atoms, frame.atoms.info["step"]
         gpa = sheet_stress_gpa(np.asarray(stress, np.float64), box[a], width, thick)
-        rows.append(dict(zip(THERMO_COLUMNS, [step, step * delta, frame.temperature_K,
-                                              *component_temperatures_k(atoms.velocities, masses, plane),
-                                              atoms.info["strain"], *[float(x) for x in gpa], len(atoms),
-                                              float(np.mean(unc)), scale, ensemble])))
+        row = dict(zip(THERMO_COLUMNS, [step, step * delta, frame.temperature_K,
+                                        *component_temperatures_k(atoms.velocities, masses, plane),
+                                        atoms.info["strain"], *[float(x) for x in gpa], len(atoms),
+                                        float(np.mean(unc)), scale, ensemble]))
+        if offset is None:
+            eq_rows.append(row)
+            return
+        rows.append(row)
         pending.append((atoms, np.asarray(unc, np.float64)))
 
     def save(state: State | None) -> None:
-        """Write the frames recorded since the last save (trajectory.extxyz, thermo.csv), then the
-        rollout ``state`` after them (:data:`STATE_FILE`; None: the run has ended and the file goes),
-        the plots when due and manifest.json, each file replaced whole: a kill at any moment leaves
-        complete files."""
-        nonlocal saved_at, save_cost, plotted_at
+        """Write the frames recorded since the last save (trajectory.extxyz, thermo.csv,
+        equilibration.csv), then the rollout ``state`` after them (:data:`STATE_FILE`; None: the run
+        has ended and the file goes), the plots when due and manifest.json, each file replaced whole:
+        a kill at any moment leaves complete files."""
+        nonlocal saved_at, save_cost, plotted_at, eq_saved
         began = time.time()
         if pending:
             write_extxyz_frames(traj, [f for f, _ in pending], {"uncertainty": [u for _, u in pending]},
                                 append=True)
             pending.clear()
-        _write_thermo(out / "thermo.csv", rows)
+        if rows:
+            _write_thermo(out / "thermo.csv", rows)
+        if len(eq_rows) != eq_saved:
+            _write_thermo(out / EQUILIBRATION_FILE, eq_rows)
+            eq_saved = len(eq_rows)
         if state is not None:
             with atomic_output(out / STATE_FILE, "wb") as handle:
                 np.savez(handle, positions=state.positions, velocities=state.velocities,
                          box_lengths=state.box_lengths, step=state.step, n_frames=len(rows),
-                         trajectory_bytes=traj.stat().st_size)
+                         trajectory_bytes=traj.stat().st_size if traj.is_file() else 0,
+                         n_equilibration_frames=len(eq_rows), offset=-1 if offset is None else offset)
         save_cost = time.time() - began
-        if state is None or time.time() - plotted_at >= PLOT_INTERVAL_S:
+        if rows and (state is None or time.time() - plotted_at >= PLOT_INTERVAL_S):
             cols = {c: [r[c] for r in rows] for c in THERMO_COLUMNS}
             plot_thermo(cols, str(out / "thermo.png"), title="SAGESnet simulate")
             if strain_rate > 0:
                 plot_stress_strain(cols["strain"], cols[f"stress_{axis}{axis}_GPa"], str(out / "stress_strain.png"),
                                    label="SAGESnet")
             plotted_at = time.time()
-        manifest.update(steps_done=rows[-1]["step"], final_strain=rows[-1]["strain"],
+        manifest.update(steps_done=rows[-1]["step"] if rows else 0, final_strain=rows[-1]["strain"] if rows else 0.0,
                         wall_s=round(wall_before + time.time() - start, 3))
+        if eq_rows:
+            manifest["equilibration"]["steps_done"] = eq_rows[-1]["step"]
         with atomic_output(out / "manifest.json") as handle:
             json.dump(manifest, handle, indent=2, ensure_ascii=False)
         if state is None:
@@ -426,53 +476,87 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         save(None)
 
     def restore() -> State:
-        """The killed run's rollout state from :data:`STATE_FILE`; frames it wrote after that state
-        (killed between their save and the state's) are cut off, and the early stop is fed the
-        thermo rows again."""
-        nonlocal wall_before
+        """The killed run's rollout state from :data:`STATE_FILE` (in the equilibration or after it);
+        frames and rows it wrote after that state (killed between their save and the state's) are
+        cut off, and the early stop is fed the thermo rows again."""
+        nonlocal wall_before, offset, eq_saved
         with np.load(out / STATE_FILE) as state:
             saved = State(state["positions"], state["velocities"], state["box_lengths"], int(state["step"]))
             n_frames, size = int(state["n_frames"]), int(state["trajectory_bytes"])
-        written = _read_thermo(out / "thermo.csv") if (out / "thermo.csv").is_file() else []
-        if not traj.is_file() or traj.stat().st_size < size or len(written) < n_frames:
-            raise SagesnetError(f"simulate: --resume: trajectory.extxyz or thermo.csv in {out} is shorter than its "
-                                f"{STATE_FILE} says (changed after the run); start the run again with --overwrite")
-        os.truncate(traj, size)
+            n_eq, saved_offset = int(state["n_equilibration_frames"]), int(state["offset"])
+        written, eq_written = ([] if not path.is_file() else _read_thermo(path)
+                               for path in (out / "thermo.csv", out / EQUILIBRATION_FILE))
+        if (traj.stat().st_size if traj.is_file() else 0) < size or len(written) < n_frames or len(eq_written) < n_eq:
+            raise SagesnetError(f"simulate: --resume: trajectory.extxyz, thermo.csv or {EQUILIBRATION_FILE} in {out} "
+                                f"is shorter than its {STATE_FILE} says (changed after the run); start the run again "
+                                "with --overwrite")
+        if size:
+            os.truncate(traj, size)
+        else:  # killed before the run's first frame was saved with its state
+            traj.unlink(missing_ok=True)
         rows.extend(written[:n_frames])
-        _write_thermo(out / "thermo.csv", rows)
+        eq_rows.extend(eq_written[:n_eq])
+        for name, kept in (("thermo.csv", rows), (EQUILIBRATION_FILE, eq_rows)):
+            if kept:
+                _write_thermo(out / name, kept)
+            else:
+                (out / name).unlink(missing_ok=True)
+        eq_saved = len(eq_rows)
         for row in rows[1:] if stopper is not None else []:
             stopper.update(row["strain"], row[f"stress_{axis}{axis}_GPa"])
         manifest["resumed_at_steps"] = [*previous.get("resumed_at_steps", []), saved.step]
         wall_before = float(previous.get("wall_s", 0.0))
+        offset = None if saved_offset < 0 else saved_offset
         return saved
 
     def strain_of(state: State) -> float:
         return float(state.box_lengths[a] / lengths0[a] - 1.0)
 
-    def observe(state: State, res) -> Frame:
+    def last_frame(state: State, step: int, strain: float) -> Frame:
+        """The output frame (at output step ``step``, ``strain``) of the state's frame, the last of a window."""
         p, v = state.positions.reshape(-1, len(species), 3)[-1], state.velocities.reshape(-1, len(species), 3)[-1]
-        return output_frame(state.step, p, v, state.box_lengths, strain_of(state))
+        return output_frame(step, p, v, state.box_lengths, strain)
+
+    def observe(state: State, res) -> Frame:
+        """The frame of ``state``; in the equilibration at strain 0 (the box held; its float32 lengths
+        differ from the input's by rounding)."""
+        if offset is None:
+            return last_frame(state, state.step, 0.0)
+        return last_frame(state, state.step - offset, strain_of(state))
 
     def on_frame(state: State, res, frame: Frame) -> bool:
         """Record a frame; True stops the run (early stop past the stress peak)."""
         record(frame, state.box_lengths, res["uncertainty"].numpy(), res["stress"].numpy())
-        if stopper is not None and stopper.update(frame.atoms.info["strain"], rows[-1][f"stress_{axis}{axis}_GPa"]):
+        if offset is not None and stopper is not None and stopper.update(frame.atoms.info["strain"],
+                                                                         rows[-1][f"stress_{axis}{axis}_GPa"]):
             return True
         if time.time() - saved_at >= save_cost / SAVE_OVERHEAD:
             save(state)
         return False
 
-    def env_of(state: State) -> np.ndarray:
-        return env_vector(meta, temperature_K or 0.0, strain_rate, strain_of(state))
+    def rollout_at(rate: float, desc: str) -> Rollout:
+        """The rollout of this run's model and thermostat with the box stretched at ``rate`` 1/ps."""
+        def env_of(state: State) -> np.ndarray:
+            return env_vector(meta, temperature_K or 0.0, rate, strain_of(state))
 
-    step_args = (species, pbc, lengths0, a, strain_rate, env_of)
-    fine = signature_advance(fn, *step_args)
-    rollout = Rollout(signature_advance(coarse_fn, *step_args, window=True) if scale else fine, delta, unit,
-                      meta.get("limits", {}).get("max_steps_per_call"),
-                      thermostat and Thermostat(thermostat["kind"], thermostat["tau_ps"], target, masses, seed),
-                      fine_advance=fine, progress=progress, desc="simulate")
+        step_args = (species, pbc, lengths0, a, rate, env_of)
+        fine = signature_advance(fn, *step_args)
+        return Rollout(signature_advance(coarse_fn, *step_args, window=True) if scale else fine, delta, unit,
+                       meta.get("limits", {}).get("max_steps_per_call"),
+                       thermostat and Thermostat(thermostat["kind"], thermostat["tau_ps"], target, masses, seed),
+                       fine_advance=fine, progress=progress, desc=desc)
+
+    def diverged(end, where: str) -> RolloutDiverged:
+        """Record the frame that diverged (it stays in the outputs), end the run and say so."""
+        if end.frame is not None:
+            record(end.frame, end.state.box_lengths, end.readouts["uncertainty"].numpy(),
+                   end.readouts["stress"].numpy())
+        finish(f"diverged: {end.diverged}")
+        return RolloutDiverged(f"simulate: rollout diverged at {where}step {end.state.step - (offset or 0)} "
+                               f"({end.diverged}); the trajectory so far is in {out}", manifest)
+
     start = saved_at = time.time()
-    save_cost, plotted_at, wall_before = 0.0, -math.inf, 0.0
+    save_cost, plotted_at, wall_before, eq_saved = 0.0, -math.inf, 0.0, 0
     stopper = EarlyStop() if stop_past_peak else None
     if previous is None:
         state = State(pos, vel, lengths, 0)
@@ -480,13 +564,15 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         save(state)
     else:
         state = restore()
-    end = rollout.run(state, total, every, observe, on_frame)
-    if end.frame is not None:  # the frame that diverged stays in the outputs
-        record(end.frame, end.state.box_lengths, end.readouts["uncertainty"].numpy(), end.readouts["stress"].numpy())
+    if offset is None:  # the equilibration: the box held, then the run from where it ends
+        end = rollout_at(0.0, "equilibrate").run(state, n_equilibrate, every, observe, on_frame)
+        if end.diverged:
+            raise diverged(end, "equilibration ")
+        state, offset = end.state, end.state.step
+        record(last_frame(state, 0, 0.0), state.box_lengths, np.zeros(len(pos)), np.zeros(6))
+        save(state)
+    end = rollout_at(strain_rate, "simulate").run(state, offset + total, every, observe, on_frame)
     if end.diverged:
-        finish(f"diverged: {end.diverged}")
-        raise RolloutDiverged(f"simulate: rollout diverged at step {end.state.step} ({end.diverged}); "
-                              f"the trajectory so far is in {out}", manifest)
+        raise diverged(end, "")
     finish("completed: stopped past the stress peak" if end.stopped else "completed")
     return manifest
-

@@ -14,7 +14,8 @@ from sagesnet_tf.io import read_structure, write_structure
 from sagesnet_tf.io.extxyz import read_extxyz_frames
 from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3
 from sagesnet_tf.model import SagesnetConfig, SagesnetModel
-from sagesnet_tf.simulate import THERMO_COLUMNS
+from sagesnet_tf import simulate as simulate_module
+from sagesnet_tf.simulate import EQUILIBRATION_FILE, THERMO_COLUMNS
 from sagesnet_tf.structures import ribbon
 from sagesnet_tf.thermo import MVV2E, berendsen_factor, berendsen_rescale, maxwell_boltzmann_velocities
 
@@ -148,7 +149,7 @@ def test_thermostat_rescales_once_per_tenth_of_tau(models, tmp_path):
 def test_tension_reaches_max_strain(models, tmp_path):
     out = tmp_path / "tension"
     rc = main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--strain-rate", "1.0",
-               "--axis", "x", "--max-strain", "0.05", "--every", "2", "--out", str(out)])
+               "--axis", "x", "--max-strain", "0.05", "--every", "2", "--equilibrate-ps", "0", "--out", str(out)])
     assert rc == 0
     rows = read_thermo(out / "thermo.csv")
     strain = float(rows[-1]["strain"])
@@ -233,7 +234,8 @@ def test_several_structures_run_into_their_own_directories(models, tmp_path):
 def test_stop_past_peak_ends_a_tension_run_once_the_stress_has_fallen(models, tmp_path, capsys):
     out = tmp_path / "stop"
     assert main(["simulate", "--model", str(models["softening"]), "--structure", EXAMPLE, "--strain-rate", "1.0",
-                 "--max-strain", "0.3", "--every", "5", "--stop-past-peak", "--out", str(out)]) == 0, \
+                 "--max-strain", "0.3", "--every", "5", "--stop-past-peak", "--equilibrate-ps", "0",
+                 "--out", str(out)]) == 0, \
         capsys.readouterr().err
     manifest = json.loads((out / "manifest.json").read_text())
     stress = [float(r["stress_xx_GPa"]) for r in read_thermo(out / "thermo.csv")][1:]
@@ -252,7 +254,7 @@ def test_a_pair_model_reports_the_stress_of_its_atoms_at_both_scales(models, tmp
         out = tmp_path / f"scale{scale}"
         assert main(["simulate", "--model", str(models["pair"]), "--structure", EXAMPLE, "--temperature", "300",
                      "--ensemble", "nve", "--strain-rate", "1.0", "--axis", "x", "--steps", "8", "--every", "2",
-                     "--scale", scale,
+                     "--scale", scale, "--equilibrate-ps", "0",
                      "--out", str(out)]) == 0, capsys.readouterr().err
         rows, frames = read_thermo(out / "thermo.csv"), read_extxyz_frames(out / "trajectory.extxyz")
         assert len(rows) == len(frames) >= 4
@@ -304,3 +306,69 @@ def test_berendsen_rescale_scales_the_motion_about_the_centre_of_mass():
     np.testing.assert_allclose(out, drift + lam * internal, atol=1e-4)  # drift kept, internal motion heated
     frames = berendsen_rescale(np.stack([v, v]), masses, 300.0, 0.01, 0.1)  # (frames, N, 3): one λ
     np.testing.assert_allclose(frames[0], out, atol=1e-6)
+
+
+def test_a_stretching_run_starts_from_an_equilibration_with_the_box_held(models, tmp_path, monkeypatch, capsys):
+    """The default equilibration (shortened here to 4 Δ) runs before a run with a strain rate, the box
+    held; the run's outputs start from its end at step 0, strain 0; its rows go to equilibration.csv."""
+    monkeypatch.setattr(simulate_module, "DEFAULT_EQUILIBRATE_PS", 0.004)
+    out = tmp_path / "stretch"
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--temperature", "300",
+                 "--ensemble", "nve", "--strain-rate", "1.0", "--max-strain", "0.004", "--every", "2",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert "equilibrating 0.004 ps (4 model steps) with the box held" in capsys.readouterr().err
+    start = read_structure(EXAMPLE)
+    eq_rows, rows = read_thermo(out / EQUILIBRATION_FILE), read_thermo(out / "thermo.csv")
+    assert tuple(eq_rows[0]) == THERMO_COLUMNS
+    assert [int(r["step"]) for r in eq_rows] == [0, 2, 4] and {float(r["strain"]) for r in eq_rows} == {0.0}
+    assert [int(r["step"]) for r in rows] == [0, 2, 4] and float(rows[0]["strain"]) == 0.0
+    assert float(rows[-1]["strain"]) == pytest.approx(0.004, abs=1e-5)  # the run's own max strain
+    frames = read_extxyz_frames(out / "trajectory.extxyz")
+    # the untrained model moves atoms at constant velocity: the run starts 4 Δ on, in the input's box
+    np.testing.assert_allclose(frames[0].positions, start.positions + 0.004 * frames[0].velocities, atol=1e-3)
+    np.testing.assert_allclose(frames[0].cell, start.cell, atol=1e-5)
+    assert frames[0].info["step"] == 0 and frames[0].info["time_ps"] == 0.0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["equilibration"] == {"ps": 0.004, "steps": 4, "steps_done": 4, "box": "held",
+                                         "file": EQUILIBRATION_FILE}
+    assert manifest["steps_done"] == 4 and manifest["options"]["equilibrate_ps"] is None
+
+    # --equilibrate-ps 0 turns it off: the run starts from the structure
+    off = tmp_path / "off"
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--temperature", "300",
+                 "--ensemble", "nve", "--strain-rate", "1.0", "--max-strain", "0.004", "--every", "2",
+                 "--equilibrate-ps", "0", "--out", str(off)]) == 0
+    assert not (off / EQUILIBRATION_FILE).exists()
+    assert json.loads((off / "manifest.json").read_text())["equilibration"] is None
+    np.testing.assert_allclose(read_extxyz_frames(off / "trajectory.extxyz")[0].positions, start.positions, atol=1e-6)
+
+
+def test_a_run_without_strain_rate_has_no_equilibration_unless_asked(models, tmp_path, capsys):
+    runs = {}
+    for name, flag in (("default", []), ("zero", ["--equilibrate-ps", "0"]), ("asked", ["--equilibrate-ps", "0.002"])):
+        out = runs[name] = tmp_path / name
+        assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--temperature", "300",
+                     "--steps", "4", "--every", "2", "--out", str(out), *flag]) == 0, capsys.readouterr().err
+    for name in ("trajectory.extxyz", "thermo.csv"):  # the default is no equilibration: the same bytes
+        assert (runs["default"] / name).read_bytes() == (runs["zero"] / name).read_bytes()
+    assert not (runs["default"] / EQUILIBRATION_FILE).exists()
+    assert json.loads((runs["default"] / "manifest.json").read_text())["equilibration"] is None
+    assert [int(r["step"]) for r in read_thermo(runs["asked"] / EQUILIBRATION_FILE)] == [0, 2]
+    assert [int(r["step"]) for r in read_thermo(runs["asked"] / "thermo.csv")] == [0, 2, 4]
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_a_bad_equilibration_is_refused_in_one_line(models, tmp_path, capsys, value):
+    assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "1",
+                 "--strain-rate", "0.1", "--equilibrate-ps", value, "--out", str(tmp_path / "x")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "--equilibrate-ps" in errors[0], errors
+    with pytest.raises(simulate_module.SagesnetError, match="--equilibrate-ps must be a finite number of ps >= 0"):
+        simulate_module.simulate(read_structure(EXAMPLE), tmp_path / "y", model=models["identity"], steps=1,
+                                 equilibrate_ps=float(value))
+
+
+def test_the_help_gives_the_default_equilibration(capsys):
+    assert main(["simulate", "--help"]) == 0
+    assert f"Default: {simulate_module.DEFAULT_EQUILIBRATE_PS:g} ps with a nonzero --strain-rate" in \
+        " ".join(capsys.readouterr().out.split())

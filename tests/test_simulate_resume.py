@@ -2,7 +2,8 @@
 carries it to exactly the outputs of an uninterrupted run (real processes, the shipped model).
 
 One test: the killed runs run in processes of their own beside the uninterrupted runs (most of a
-run here is loading TensorFlow and the model)."""
+run here is loading TensorFlow and the model). Another stops a tension run at chosen moments in
+its equilibration, at the switch to the run and after it (in this process), and resumes it."""
 
 import csv
 import json
@@ -21,7 +22,9 @@ import pytest
 from sagesnet_tf.cli.main import main
 from sagesnet_tf.io import read_structure
 from sagesnet_tf.io.extxyz import read_extxyz_frames
-from sagesnet_tf.simulate import STATE_FILE, THERMO_COLUMNS
+from sagesnet_tf import simulate as simulate_module
+from sagesnet_tf.rollout import Rollout
+from sagesnet_tf.simulate import EQUILIBRATION_FILE, STATE_FILE, THERMO_COLUMNS, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "graphene_10x6_300K.extxyz"
@@ -152,3 +155,54 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path, capsys):
     other.write_text(EXAMPLE.read_text().replace("step=2000", "step=2001", 1))
     assert "the structure differs" in refused([str(other) if a == str(EXAMPLE) else a for a in FINE], stopped)
     assert "--overwrite replaces it" in refused(FINE + ["--overwrite"], stopped)
+
+
+class Killed(BaseException):
+    """Stands for a kill: nothing in simulate catches it, so the files stay as the last save left them."""
+
+
+def kill_at(monkeypatch, owner, name: str, when) -> None:
+    """Make ``owner.name`` raise :class:`Killed` at the call for which ``when(n, args)`` is true
+    (n: the calls so far, this one included)."""
+    original, calls = getattr(owner, name), [0]
+
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        if when(calls[0], args):
+            raise Killed
+        return original(*args, **kwargs)
+    monkeypatch.setattr(owner, name, wrapper)
+
+
+def test_a_tension_run_resumes_across_its_equilibration(tmp_path, monkeypatch):
+    """Equilibration 0.02 ps = 10 steps Δ (5 calls of 2 steps, NVT: Langevin numbers from the step),
+    then 16 steps of tension: stopped in the equilibration (after 2 calls), at the switch to the run
+    (its first frame not yet recorded), right after it (the run's first call) and in the run; each
+    resumed equals the uninterrupted run, equilibration.csv included."""
+    structure = read_structure(EXAMPLE)
+
+    def run(out: Path, resume: bool = False) -> dict:
+        return simulate(structure, out, model=MODEL, temperature_K=300.0, strain_rate=0.05, equilibrate_ps=0.02,
+                        steps=16, every=2, progress=False, resume=resume)
+
+    run(tmp_path / "ref")
+    ref_rows = list(csv.reader(open(tmp_path / "ref" / EQUILIBRATION_FILE)))
+    assert [int(r[0]) for r in ref_rows[1:]] == [0, 2, 4, 6, 8, 10]
+    kills = {"equilibration": (Rollout, "_call", lambda n, args: n == 3),
+             "switch": (simulate_module, "_frame", lambda n, args: n > 1 and args[4] == 0),
+             "first_call": (Rollout, "_call", lambda n, args: n == 6),
+             "run": (Rollout, "_call", lambda n, args: n == 9)}
+    for name, (owner, attribute, when) in kills.items():
+        out = tmp_path / name
+        with monkeypatch.context() as patch:
+            kill_at(patch, owner, attribute, when)
+            with pytest.raises(Killed):
+                run(out)
+        assert json.loads((out / "manifest.json").read_text())["status"] == "running" and (out / STATE_FILE).is_file()
+        manifest = run(out, resume=True)
+        for file in ("trajectory.extxyz", "thermo.csv", EQUILIBRATION_FILE):
+            assert (out / file).read_bytes() == (tmp_path / "ref" / file).read_bytes(), f"{name}: {file} differs"
+        reference = json.loads((tmp_path / "ref" / "manifest.json").read_text())
+        assert {k: v for k, v in manifest.items() if k not in WALL_KEYS} == \
+            {k: v for k, v in reference.items() if k not in WALL_KEYS}
+        assert len(manifest["resumed_at_steps"]) == 1 and not (out / STATE_FILE).exists()
