@@ -227,30 +227,39 @@ class SagesnetServing(tf.Module):
         n_steps, axis_mask, growth = self._tension_inputs(n_steps, strain_rate_per_ps, axis, box_lengths, pbc)
         sim, species_b, origin_b = self.simulator, species[None], box_origin[None]
         n = tf.shape(positions)[0]
+        # a model without atom decoder steps by its local energy alone, keeping the energy's
+        # neighbour list from step to step while it holds (LearnedSimulator.energy_neighbours)
+        keep_list = self.model.atom_decoder is None and not mirror_average
 
-        def advance(pos, vel, box, readouts):
-            """One Δ of one structure: (box (3,), positions (N,3), velocities (N,3)) and, with
-            ``readouts``, the per-atom uncertainty (N,) and the stress (6,) (the heads run only on
-            the step whose readouts are returned)."""
+        def advance(pos, vel, box, neighbours, readouts):
+            """One Δ of one structure: (box (3,), positions (N,3), velocities (N,3), the neighbour
+            list to keep ({} if none)) and, with ``readouts``, the per-atom uncertainty (N,) and the
+            stress (6,) (the latents and heads run only on the step whose readouts are returned)."""
             out = sim.step(pos[None], vel[None], species_b, box[None], env, origin_b, next_box=(box + growth)[None],
-                           mirror_average=mirror_average)
-            stepped = (out["box"][0], out["positions"][0], out["velocities"][0])
+                           mirror_average=mirror_average, latents=readouts, neighbours=neighbours or None)
+            stepped = (out["box"][0], out["positions"][0], out["velocities"][0], out.get("neighbours", {}))
             if not readouts:
                 return stepped
             unc = sim.atom_uncertainty(out["latent"], env, out["state"])[0]
             stress = sim.stress(out["latent_next"], out["positions"], out["velocities"], species_b, out["box"],
                                 origin_b)
-            return (*stepped, unc, stress[0])
+            return (*stepped[:3], unc, stress[0])
 
-        def body(i, pos, vel, box):
-            box, pos, vel = advance(pos, vel, box, readouts=False)
-            return i + 1, pos, vel, box
+        def body(i, pos, vel, box, neighbours):
+            box, pos, vel, neighbours = advance(pos, vel, box, neighbours, readouts=False)
+            return i + 1, pos, vel, box, neighbours
 
+        neighbours = (sim.energy_neighbours(positions[None], velocities[None], species_b, box_lengths[None], origin_b)
+                      if keep_list else {})
+        loop_vars = (tf.constant(0), positions, velocities, box_lengths, neighbours)
         # n_steps − 1 steps without the heads, then the last one with them
-        _, pos, vel, box = tf.while_loop(lambda i, *_: i < n_steps - 1, body,
-                                         (tf.constant(0), positions, velocities, box_lengths))
+        _, pos, vel, box, neighbours = tf.while_loop(
+            lambda i, *_: i < n_steps - 1, body, loop_vars,
+            shape_invariants=(*(t.shape for t in loop_vars[:4]),
+                              tf.nest.map_structure(lambda t: tf.TensorShape(None) if t.shape.rank == 0
+                                                    else tf.TensorShape([None] + t.shape[1:]), neighbours)))
         box, pos, vel, unc, stress = tf.cond(
-            n_steps > 0, lambda: advance(pos, vel, box, readouts=True),
+            n_steps > 0, lambda: advance(pos, vel, box, neighbours, readouts=True),
             lambda: (box, pos, vel, tf.zeros([n]), tf.zeros([6])))
         strain = tf.reduce_sum((box / box_lengths - 1.0) * axis_mask)
         return {"positions": pos, "velocities": vel, "box_lengths": box, "box_origin": box_origin,

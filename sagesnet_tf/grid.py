@@ -12,7 +12,8 @@ offset                ``[1+n_el : 4+n_el]``       position inside the voxel / sp
 velocity              ``[4+n_el : 7+n_el]``       velocity / ``velocity_scale`` (Å/ps / Å/ps)
 ====================  ==========================  ===================================
 
-so ``F = 7 + n_el`` (9 for C and H). Empty slots are all zeros.
+so ``F = 7 + n_el`` (9 for C and H). Empty slots are all zeros. :func:`voxel_slots` places the
+atoms alone (each one's voxel, slot and features), without the dense grid.
 
 Geometry (orthorhombic cells only; :func:`voxelize_atoms` refuses triclinic cells):
 
@@ -102,10 +103,52 @@ def affine_remap(positions, box_from, box_to, box_origin=0.0):
     return box_origin + (positions - box_origin) * factor
 
 
+class VoxelSlots(NamedTuple):
+    """Where :func:`voxel_slots` places one structure's atoms (the atom grid without its dense array).
+
+    Attributes:
+        assignment: (N, 4) int32, each atom's voxel index (ix, iy, iz) and slot.
+        atom_features: (N, F) float32, each atom's slot features (see module docstring).
+        dims: (3,) int32, X, Y, Z of the grid.
+        origin: (3,) float32, Å, the grid's lower corner (voxel (0, 0, 0) starts here).
+        spacing: (3,) float32, Å, voxel edge per axis.
+        spilled: (N,) bool, the atoms placed in a neighbour of their own voxel (overflow spill).
+    """
+
+    assignment: tf.Tensor
+    atom_features: tf.Tensor
+    dims: tf.Tensor
+    origin: tf.Tensor
+    spacing: tf.Tensor
+    spilled: tf.Tensor
+
+
 def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: float, slots: int,
              n_elements: int = len(ELEMENTS), velocity_scale: float = VELOCITY_SCALE,
              margin_cells: int = 1, multiple=(1, 1, 1), periodic_counts=None) -> VoxelGrid:
-    """Bin one structure's atoms into an atom grid.
+    """Bin one structure's atoms into an atom grid: :func:`voxel_slots` (args, raises) with the
+    slot features scattered into the dense (X, Y, Z, S, F) array.
+
+    Returns:
+        :class:`VoxelGrid`.
+    """
+    placed = voxel_slots(positions, velocities, species, box_lengths, box_origin, pbc, h, slots, n_elements,
+                         velocity_scale, margin_cells, multiple, periodic_counts)
+    return VoxelGrid(slot_grid(placed, slots), placed.assignment, placed.origin, placed.spacing, placed.spilled)
+
+
+def slot_grid(placed: VoxelSlots, slots: int) -> tf.Tensor:
+    """(X, Y, Z, S, F) float32, the atom grid of the atoms :func:`voxel_slots` placed (``placed``),
+    with ``slots`` S slots per voxel: each atom's features in its slot, empty slots all zeros."""
+    shape = tf.concat([placed.dims, [slots, placed.atom_features.shape[-1]]], axis=0)
+    return tf.scatter_nd(placed.assignment, placed.atom_features, shape)
+
+
+def voxel_slots(positions, velocities, species, box_lengths, box_origin, pbc, h: float, slots: int,
+                n_elements: int = len(ELEMENTS), velocity_scale: float = VELOCITY_SCALE,
+                margin_cells: int = 1, multiple=(1, 1, 1), periodic_counts=None) -> VoxelSlots:
+    """Each atom's voxel, slot and slot features, as :func:`voxelize` bins them, without forming
+    the dense atom grid (whose size grows with the box's volume: vacuum along a periodic axis).
 
     Args:
         positions: (N, 3) Å, Cartesian (any float dtype; computed in float32).
@@ -128,7 +171,7 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
             the voxels widen with the box).
 
     Returns:
-        :class:`VoxelGrid`.
+        :class:`VoxelSlots`.
 
     Raises:
         tf.errors.InvalidArgumentError: no atoms, a species out of range, or a voxel overflow that
@@ -162,9 +205,7 @@ def voxelize(positions, velocities, species, box_lengths, box_origin, pbc, h: fl
         offset,
         velocities / velocity_scale,
     ], axis=1)
-    shape = tf.concat([dims, [slots, slot_feature_size(n_elements)]], axis=0)
-    atom_grid = tf.scatter_nd(assignment, features, shape)
-    return VoxelGrid(atom_grid, assignment, origin, spacing, spilled)
+    return VoxelSlots(assignment, features, dims, origin, spacing, spilled)
 
 
 def _spill(index, offset, slot, dims, pbc, slots: int):

@@ -20,15 +20,18 @@ Both models share the latent dynamics (:class:`LatentDynamics`)::
     decode(z) -> slot dict (see CellDecoder);  cell_properties(z) -> stress, kinetic_energy
     atom_stress(grid_shape, atoms_state) -> (B,N,6) per-atom stress × volume (needs pair_stress)
     energy_stress(grid_shape, atoms_state) -> (B,6) stress × volume from the local energy
-    energy_velocity_change(grid_shape, atoms_state) -> (B,N,3) the local energy's kick over Δ
+    energy_neighbours(atoms_state, skin=0.0) -> the local energy's neighbour list at the step's midpoint
+    energy_velocity_change(atoms_state) -> (B,N,3) the local energy's kick over Δ
     decode_atoms(z_next, atoms_state, halos=None) -> dict(positions, velocities, species,
                                                           displacement), same N and order
+                                                          (z_next None: a model without atom decoder)
     call({"atom_grid", "env"}) -> dict(latent, latent_next, slots_next, uncertainty)
 
 ``atoms_state`` is a dict of batched tensors: ``positions`` (B,N,3) Å, ``velocities`` (B,N,3)
-Å/ps, ``species`` (B,N) int32, ``assignment`` (B,N,4) int32, ``atom_features`` (B,N,F),
-``spacing`` (B,3) Å (the voxel edges); build it with
-:meth:`sagesnet_tf.simulator.LearnedSimulator.atoms_state`.
+Å/ps, ``species`` (B,N) int32, ``box`` (B,3) Å, ``assignment`` (B,N,4) int32, ``atom_features``
+(B,N,F), ``spacing`` (B,3) Å (the voxel edges), ``grid_shape`` (3,) int32 (X, Y, Z of the atom
+grid) and, optionally, ``energy_neighbours`` (a :meth:`SagesnetModel.energy_neighbours` list to
+use instead of a new search); build it with :meth:`sagesnet_tf.simulator.LearnedSimulator.atoms_state`.
 
 :class:`CellStateModel` (board (B,X,Y,Z,C) -> per-cell logits (B,X,Y,Z,states) at t+1)::
 
@@ -136,6 +139,11 @@ class SagesnetConfig(_ConfigBase):
         boundary: per axis 'periodic' | 'open' | 'tiled' (match the structure's pbc: periodic
             axes 'periodic', vacuum axes 'open').
         gather_radius: neighbour cells the atom decoder reads on each side, per axis.
+        atom_decoder: the fine step decodes the atoms from the new latent grid (the grid decoder's
+            learned correction); false: no grid decoder, the fine step is the local energy's
+            position-Verlet step alone (needs ``energy_cutoff`` > 0; plus the pair forces if set),
+            which reads no latent, so a simulation skips encoding and the latent step on every step
+            whose readouts are not returned.
         conserve_momentum: the atom decoder removes each structure's mass-weighted mean velocity
             change and displacement (no net force from the learned decoder).
         pair_cutoff: Å; > 0 adds learned central pair forces between atoms closer than this to
@@ -181,6 +189,7 @@ class SagesnetConfig(_ConfigBase):
     kernel_size: tuple = (3, 3, 3)
     boundary: tuple = ("periodic", "periodic", "open")
     gather_radius: tuple = (1, 1, 1)
+    atom_decoder: bool = True
     conserve_momentum: bool = False
     pair_cutoff: float = 0.0
     pair_bond_neighbours: int = 0
@@ -222,6 +231,9 @@ class SagesnetConfig(_ConfigBase):
                                 f"periodic or open boundaries, 0 < energy_angle_cutoff <= energy_cutoff and "
                                 f"energy_dihedral_orders >= 0; got {self.energy_cutoff}, {self.energy_angle_cutoff}, "
                                 f"{self.energy_dihedral_orders} with {self.boundary}")
+        if not self.atom_decoder and self.energy_cutoff <= 0:
+            raise SagesnetError("model config: atom_decoder: false (the fine step is the local energy's) needs "
+                                f"energy_cutoff > 0, got {self.energy_cutoff}")
         if self.pair_stress and self.pair_cutoff <= 0:
             raise SagesnetError("model config: pair_stress needs the pairs of pair_cutoff > 0; set pair_cutoff "
                                 "(e.g. 2.7 Å for carbon) or pair_stress: false")
@@ -376,11 +388,14 @@ class SagesnetModel(LatentDynamics):
         self.encoder = CellEncoder(c.latent_dim, c.hidden, c.encoder_layers, name="encoder")
         self.decoder = CellDecoder(c.slots, n_el, c.hidden, c.encoder_layers, name="decoder")
         self.heads = CellHeads(c.hidden, c.encoder_layers, c.stress_scale, c.energy_scale, name="heads")
-        self.atom_virtual = VirtualCells(c.gather_radius, c.boundary, c.latent_dim, name="atom_virtual_cells")
         masses = [MASSES[e] for e in c.elements]
-        self.atom_decoder = AtomDecoder(c.gather_radius, c.hidden, c.encoder_layers, c.displacement_scale,
-                                        c.velocity_scale, n_el, masses if c.conserve_momentum else None,
-                                        name="atom_decoder")
+        # without a grid decoder (atom_decoder: false) both are None: the step is the local energy's
+        self.atom_virtual = (VirtualCells(c.gather_radius, c.boundary, c.latent_dim, name="atom_virtual_cells")
+                             if c.atom_decoder else None)
+        self.atom_decoder = (AtomDecoder(c.gather_radius, c.hidden, c.encoder_layers, c.displacement_scale,
+                                         c.velocity_scale, n_el, masses if c.conserve_momentum else None,
+                                         name="atom_decoder")
+                             if c.atom_decoder else None)
         self.pair_forces = (PairForces(c.pair_cutoff, c.h, c.slots, c.boundary, masses,
                                        c.delta_ps, c.velocity_scale, bond_neighbours=c.pair_bond_neighbours,
                                        name="pair_forces")
@@ -402,7 +417,8 @@ class SagesnetModel(LatentDynamics):
         self.encoder.build((None, None, None, None, c.slots, f))
         self.decoder.build(z)
         self.heads.build(z)
-        self.atom_decoder.build(z, (None, None, 4), (None, None, f))
+        if self.atom_decoder is not None:
+            self.atom_decoder.build(z, (None, None, 4), (None, None, f))
         if self.pair_forces is not None:
             self.pair_forces.build()
         if self.pair_stress is not None:
@@ -432,15 +448,34 @@ class SagesnetModel(LatentDynamics):
         return self.pair_stress(grid_shape, atoms_state["assignment"], atoms_state["atom_features"],
                                 atoms_state["spacing"])
 
-    def energy_velocity_change(self, grid_shape, atoms_state):
+    def midpoint(self, positions, velocities):
+        """(B,N,3) Å, where the local energy's forces of a step are taken: the atoms at ``positions``
+        (B,N,3) Å moved Δ/2 along their ``velocities`` (B,N,3) Å/ps."""
+        return positions + (0.5 * self.config.delta_ps) * velocities
+
+    def energy_neighbours(self, atoms_state, skin=0.0) -> dict:
+        """The local energy's neighbour list (:meth:`~sagesnet_tf.layers.LocalEnergy.neighbour_list`)
+        of the atoms of ``atoms_state`` at the step's :meth:`midpoint`: searched on their atom grid,
+        complete while they move less than ``skin`` Å allows."""
+        lookahead = 0.5 * self.config.delta_ps
+        return self.local_energy.neighbour_list(
+            atoms_state["grid_shape"], atoms_state["assignment"], atoms_state["atom_features"],
+            atoms_state["spacing"], self.midpoint(atoms_state["positions"], atoms_state["velocities"]),
+            atoms_state["box"], lookahead, skin)
+
+    def energy_velocity_change(self, atoms_state):
         """(B,N,3) Å/ps, the velocity change over Δ the local energy's forces give the atoms of
-        ``atoms_state`` (on their atom grid of shape ``grid_shape`` (3,)), F/m·Δ with F taken at the
-        step's midpoint (the atoms moved Δ/2 along their velocities): with the kinematic
-        displacement of :meth:`decode_atoms` a position-Verlet step."""
-        forces = self.local_energy(grid_shape, atoms_state["assignment"], atoms_state["atom_features"],
-                                   atoms_state["spacing"], lookahead_ps=0.5 * self.config.delta_ps)["forces"]
-        mass = slot_masses(atoms_state["atom_features"], self._masses, len(self._masses))  # (B,N,1) g/mol
-        return forces * (self.config.delta_ps / MVV2E) / tf.maximum(mass, 1e-6)
+        ``atoms_state``, F/m·Δ with F taken at the step's :meth:`midpoint`: with the kinematic
+        displacement of :meth:`decode_atoms` a position-Verlet step. The pairs are those of the
+        state's ``energy_neighbours`` when it has them (a list kept from an earlier step), else of a
+        new search (:meth:`energy_neighbours`)."""
+        neighbours = atoms_state.get("energy_neighbours")
+        if neighbours is None:
+            neighbours = self.energy_neighbours(atoms_state)
+        forces = self.local_energy.energy_forces(
+            neighbours, self.midpoint(atoms_state["positions"], atoms_state["velocities"]), atoms_state["box"])["forces"]
+        mass = tf.gather(tf.constant(self._masses, tf.float32), atoms_state["species"])[..., None]   # (B,N,1) g/mol
+        return forces * (self.config.delta_ps / MVV2E) / mass
 
     def energy_stress(self, grid_shape, atoms_state):
         """(B,6) bar·Å³, each structure's stress × volume (−P·V; xx,yy,zz,xy,xz,yz) from the local
@@ -460,7 +495,8 @@ class SagesnetModel(LatentDynamics):
         the pair forces between the atoms at t, and with ``energy_cutoff`` > 0 the local energy's).
 
         Args:
-            z: (B,X,Y,Z,D), the latent grid at t+Δ.
+            z: (B,X,Y,Z,D), the latent grid at t+Δ; unread (None is fine) by a model without
+                atom decoder, whose step is the kinematic one plus the forces' velocity change.
             atoms_state: dict of the atoms at t (see module docstring).
             halos: tiled axes only, neighbour slabs of z with depth ``gather_radius``.
 
@@ -470,13 +506,16 @@ class SagesnetModel(LatentDynamics):
             ``displacement`` (B,N,3) Å = Δ·(v(t) + v(t+Δ))/2 + the decoder's correction. Same atoms in the same order: counts, species and ids
             are conserved exactly.
         """
-        out = self.atom_decoder(self.atom_virtual(z, halos), atoms_state["assignment"],
-                                atoms_state["atom_features"])
+        if self.atom_decoder is None:
+            out = {"velocities": atoms_state["velocities"], "displacement": 0.0}
+        else:
+            out = self.atom_decoder(self.atom_virtual(z, halos), atoms_state["assignment"],
+                                    atoms_state["atom_features"])
         if self.pair_forces is not None:
-            out["velocities"] += self.pair_forces(tf.shape(z)[1:4], atoms_state["assignment"],
+            out["velocities"] += self.pair_forces(atoms_state["grid_shape"], atoms_state["assignment"],
                                                   atoms_state["atom_features"], atoms_state["spacing"])
         if self.local_energy is not None:
-            out["velocities"] += self.energy_velocity_change(tf.shape(z)[1:4], atoms_state)
+            out["velocities"] += self.energy_velocity_change(atoms_state)
         # Kinematics first: Δ·(v(t) + v(t+Δ))/2 is exact for constant acceleration; the decoder's
         # displacement output is the learned correction on top of it.
         kinematic = 0.5 * self.config.delta_ps * (atoms_state["velocities"] + out["velocities"])

@@ -28,8 +28,14 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from sagesnet_tf.grid import affine_remap, gather_atom_features, pad_open_axes, voxelize
+from sagesnet_tf.grid import affine_remap, pad_open_axes, slot_grid, voxel_slots
 from sagesnet_tf.model import SagesnetModel
+
+#: Å, the skin of the local energy's neighbour list in a run of steps (:meth:`LearnedSimulator.energy_neighbours`):
+#: the list holds the pairs within the cutoff + this and is searched again only once the atoms have
+#: moved (or the box stretched) by up to this much; 0.3 Å keeps a 300 K graphene sheet's list ~5 steps of 2 fs,
+#: and adds no second neighbours (2.46 Å) to a 2.0-Å list of bonds.
+NEIGHBOUR_SKIN = 0.3
 
 #: Atoms further outside the box than this fraction of its length along a non-periodic axis stop a
 #: step of a simulator built with ``check_escape`` (InvalidArgument): the rollout has diverged,
@@ -77,7 +83,7 @@ class LearnedSimulator:
         return tf.cast(env, tf.float32) / self._env_scale
 
     def atoms_state(self, positions, velocities, species, box, box_origin=None, periodic_counts=None,
-                    open_cells=None) -> dict[str, tf.Tensor]:
+                    open_cells=None, atom_grid: bool = True) -> dict[str, tf.Tensor]:
         """Voxelize each structure of a batch and stack (differentiable in the offsets).
 
         Args:
@@ -86,31 +92,40 @@ class LearnedSimulator:
             periodic_counts: None, or (3,) int cells along the periodic axes instead of the box's
                 own (:func:`~sagesnet_tf.grid.voxelize`: a grid kept while its box stretches).
             open_cells: padding along the open axes, default the simulator's ``open_cells``.
+            atom_grid: False leaves out the dense atom grid (:func:`~sagesnet_tf.grid.voxel_slots`:
+                enough for the pair terms and the local energy, nothing to encode; its size grows
+                with the box's volume).
 
         Returns:
-            dict ``atom_grid`` (B,X,Y,Z,S,F), ``assignment`` (B,N,4) int32, ``atom_features``
-            (B,N,F), ``positions`` (B,N,3), ``velocities`` (B,N,3), ``species`` (B,N) int32,
-            ``spacing`` (B,3) Å: the ``atoms_state`` of :meth:`SagesnetModel.decode_atoms`; and
-            ``grid_origin`` (B,3) Å, the lower corner of each grid.
+            dict ``atom_grid`` (B,X,Y,Z,S,F) (with ``atom_grid``), ``assignment`` (B,N,4) int32,
+            ``atom_features`` (B,N,F), ``positions`` (B,N,3), ``velocities`` (B,N,3), ``species``
+            (B,N) int32, ``box`` (B,3) Å, ``spacing`` (B,3) Å, ``grid_shape`` (3,) int32: the
+            ``atoms_state`` of :meth:`SagesnetModel.decode_atoms`; and ``grid_origin`` (B,3) Å, the
+            lower corner of each grid.
         """
         c = self.config
         open_cells = self.open_cells if open_cells is None else open_cells
-        grids, assignments, spacings, origins = [], [], [], []
+        placed = []
         for b in range(positions.shape[0]):
             origin = tf.zeros(3) if box_origin is None else box_origin[b]
-            grid = voxelize(positions[b], velocities[b], species[b], box[b], origin, self.pbc, c.h, c.slots,
-                            self._n_elements, c.velocity_scale, multiple=c.grid_multiple,
-                            periodic_counts=periodic_counts)
-            grids.append(grid.atom_grid if open_cells is None else pad_open_axes(grid.atom_grid, self.pbc, open_cells))
-            assignments.append(grid.assignment)
-            spacings.append(grid.spacing)
-            origins.append(grid.origin)
-        atom_grid, assignment = tf.stack(grids), tf.stack(assignments)
-        return {"atom_grid": atom_grid, "assignment": assignment,
-                "atom_features": gather_atom_features(atom_grid, assignment),
-                "positions": tf.cast(positions, tf.float32), "velocities": tf.cast(velocities, tf.float32),
-                "species": tf.cast(species, tf.int32), "spacing": tf.stack(spacings),
-                "grid_origin": tf.stack(origins)}
+            placed.append(voxel_slots(positions[b], velocities[b], species[b], box[b], origin, self.pbc, c.h, c.slots,
+                                      self._n_elements, c.velocity_scale, multiple=c.grid_multiple,
+                                      periodic_counts=periodic_counts))
+        state = {"assignment": tf.stack([p.assignment for p in placed]),
+                 "atom_features": tf.stack([p.atom_features for p in placed]),
+                 "positions": tf.cast(positions, tf.float32), "velocities": tf.cast(velocities, tf.float32),
+                 "species": tf.cast(species, tf.int32), "box": tf.cast(box, tf.float32),
+                 "spacing": tf.stack([p.spacing for p in placed]), "grid_origin": tf.stack([p.origin for p in placed])}
+        if atom_grid:
+            grids = [slot_grid(p, c.slots) for p in placed]
+            if open_cells is not None:
+                grids = [pad_open_axes(g, self.pbc, open_cells) for g in grids]
+            state["atom_grid"] = tf.stack(grids)
+            state["grid_shape"] = tf.shape(state["atom_grid"])[1:4]
+        else:  # the grid the atom grid would have: the largest of the batch, open axes padded to open_cells
+            dims = tf.reduce_max(tf.stack([p.dims for p in placed]), axis=0)
+            state["grid_shape"] = dims if open_cells is None else tf.where(self.pbc, dims, open_cells)
+        return state
 
     def check_positions(self, positions, box, box_origin=None):
         """positions (B,N,3) Å, unchanged; with ``check_escape`` InvalidArgument when they are
@@ -132,7 +147,7 @@ class LearnedSimulator:
 
     # ---- the fine step ---------------------------------------------------------------------
     def step(self, positions, velocities, species, box, env, box_origin=None, next_box=None,
-             mirror_average: bool = False) -> dict[str, tf.Tensor]:
+             mirror_average: bool = False, latents: bool = True, neighbours=None) -> dict[str, tf.Tensor]:
         """One step Δ of the atoms.
 
         With ``next_box`` (B,3) Å the box changes over the step: the atoms are first carried to it
@@ -141,27 +156,67 @@ class LearnedSimulator:
         mirror image through the box's mid-plane along each open axis (exactly mirror-symmetric
         dynamics, twice the cost; the readouts are those of the unmirrored step).
 
+        A model without atom decoder (``atom_decoder: false``) reads no latent: with ``latents``
+        False its step is the local energy's alone (no atom grid, encoding or latent step), and with
+        ``neighbours`` (the ``neighbours`` of the step before, or of :meth:`energy_neighbours`) the
+        energy's neighbour list is kept while it holds (:meth:`energy_neighbours`). Other models
+        ignore both.
+
         Returns:
             dict ``positions`` (B,N,3) Å (unwrapped), ``velocities`` (B,N,3) Å/ps, ``displacement``
-            (B,N,3) Å, ``species`` (B,N), ``latent`` z(t) (B,X,Y,Z,D), ``latent_next`` z(t+Δ),
-            ``state`` (the atoms_state the step read, in the box it stepped in), ``box`` (B,3) Å.
+            (B,N,3) Å, ``species`` (B,N), ``state`` (the atoms_state the step read, in the box it
+            stepped in), ``box`` (B,3) Å; unless the step skipped them, ``latent`` z(t)
+            (B,X,Y,Z,D) and ``latent_next`` z(t+Δ); with ``neighbours``, the list used
+            (``neighbours``).
         """
         if next_box is not None:
             positions, box = affine_remap(positions, box, next_box, 0.0 if box_origin is None else box_origin[:, None]), next_box
         positions = self.check_positions(positions, box, box_origin)
-        state = self.atoms_state(positions, velocities, species, box, box_origin)
-        z = self.model.encode(state["atom_grid"])
-        z_next = self.latent_step(z, env)
-        out = dict(self.model.decode_atoms(z_next, state))
+        energy_only = self.model.atom_decoder is None
+        if energy_only and neighbours is not None:
+            neighbours = self.energy_neighbours(positions, velocities, species, box, box_origin, neighbours)
+            state = {"positions": tf.cast(positions, tf.float32), "velocities": tf.cast(velocities, tf.float32),
+                     "species": tf.cast(species, tf.int32), "box": tf.cast(box, tf.float32),
+                     "energy_neighbours": neighbours}
+        else:
+            state = self.atoms_state(positions, velocities, species, box, box_origin,
+                                     atom_grid=latents or not energy_only)
+        out, readouts = {}, {}
+        if latents or not energy_only:
+            if "atom_grid" not in state:
+                state.update(self.atoms_state(positions, velocities, species, box, box_origin))
+            readouts["latent"] = self.model.encode(state["atom_grid"])
+            readouts["latent_next"] = self.latent_step(readouts["latent"], env)
+        out.update(self.model.decode_atoms(readouts.get("latent_next"), state))
         if mirror_average:
             # x -> flip·x + shift is the mirror through the box's mid-plane along each open axis
             flip = tf.where(self.pbc, 1.0, -1.0)
             origin = tf.zeros_like(box) if box_origin is None else box_origin
             shift = tf.where(self.pbc, 0.0, 2.0 * origin + box)[:, None]
-            mirrored = self.step(positions * flip + shift, velocities * flip, species, box, env, box_origin)
+            mirrored = self.step(positions * flip + shift, velocities * flip, species, box, env, box_origin,
+                                 latents=False)
             out["positions"] = 0.5 * (out["positions"] + (mirrored["positions"] - shift) * flip)
             out["velocities"] = 0.5 * (out["velocities"] + mirrored["velocities"] * flip)
-        return {**out, "latent": z, "latent_next": z_next, "state": state, "box": box}
+        if neighbours is not None and energy_only:
+            out["neighbours"] = neighbours
+        return {**out, **readouts, "state": state, "box": box}
+
+    def energy_neighbours(self, positions, velocities, species, box, box_origin=None, neighbours=None) -> dict:
+        """The local energy's neighbour list for a step of the atoms (B,N,3) Å, (B,N,3) Å/ps,
+        species (B,N), in boxes (B,3) Å: ``neighbours`` (a list this method returned for an earlier
+        step) while it still holds at this step's midpoint
+        (:meth:`~sagesnet_tf.layers.LocalEnergy.neighbour_list_holds`), else a new search with a
+        skin of :data:`NEIGHBOUR_SKIN` (:meth:`~sagesnet_tf.model.SagesnetModel.energy_neighbours`,
+        on the atoms' voxels without the dense grid): the forces are those of a search at every step."""
+        def search():
+            state = self.atoms_state(positions, velocities, species, box, box_origin, atom_grid=False)
+            return self.model.energy_neighbours(state, NEIGHBOUR_SKIN)
+
+        if neighbours is None:
+            return search()
+        midpoint = self.model.midpoint(tf.cast(positions, tf.float32), tf.cast(velocities, tf.float32))
+        holds = self.model.local_energy.neighbour_list_holds(neighbours, midpoint, tf.cast(box, tf.float32))
+        return tf.cond(holds, lambda: neighbours, search)
 
     def latent_step(self, z, env):
         """The core of :meth:`step`: latent grid z(t) (B,X,Y,Z,D), raw env (B,E) -> z(t+Δ)."""

@@ -348,3 +348,61 @@ def test_dihedral_flat_sheet_is_stationary_and_design_is_linear(hot_sheet):
     assert design.shape == (1, len(hot_sheet.positions), 3, layer.n_features)
     np.testing.assert_allclose(design @ layer.energy_weights.numpy(), forces, atol=1e-4 * np.abs(forces).max())
     assert_strain_design_is_the_strain_derivative(layer, hot_sheet)
+
+
+def list_layer(seed=0):
+    """A LocalEnergy at the shipped model's cutoffs (2.0 Å, bonds only) with random pair, angle
+    and dihedral weights."""
+    layer = LocalEnergy(2.0, 2.0, H, SLOTS, SHEET, len(ELEMENTS), dihedral_orders=DIHEDRAL_ORDERS)
+    layer.energy_weights.assign(np.random.default_rng(seed).normal(scale=0.1, size=layer.n_features).astype("f4"))
+    return layer
+
+
+def test_neighbour_list_forces_equal_a_new_search_while_it_holds(hot_sheet):
+    """A neighbour list with a skin, read from later positions (unwrapped across the periodic
+    boundaries, moved, in a stretched box) gives the energy and forces of a new search there while it holds
+    (no pair can have crossed cutoff + skin; and those of :meth:`LocalEnergy.call` to float32
+    rounding), and stops holding once the atoms moved too far."""
+    layer, skin = list_layer(), 0.3
+    lengths = np.diag(hot_sheet.cell).astype("f4")
+    rng = np.random.default_rng(5)
+    start = hot_sheet.positions.astype("f4")
+    start[::5, :2] += lengths[:2] * rng.integers(-2, 3, (len(start[::5]), 2))  # unwrapped: other periodic images
+    neighbours = layer.neighbour_list(*inputs(start, hot_sheet), tf.constant(start[None]), tf.constant(lengths[None]),
+                                      skin=skin)
+    assert float(neighbours["skin"]) == pytest.approx(skin)
+    for step in range(4):
+        stretched = lengths * np.float32([1 + 0.0004 * step, 1.0, 1.0])            # a tension run's box
+        moved = start * stretched / lengths + rng.uniform(-0.03, 0.03, start.shape).astype("f4")
+        assert bool(layer.neighbour_list_holds(neighbours, tf.constant(moved[None]), tf.constant(stretched[None])))
+        here = (tf.constant(moved[None]), tf.constant(stretched[None]))
+        kept = layer.energy_forces(neighbours, *here)
+        state = inputs(moved, hot_sheet_in(hot_sheet, stretched))
+        searched = layer.energy_forces(layer.neighbour_list(*state, *here), *here)
+        on_grid = layer(*state)  # the separations from the atoms' voxel offsets: another float32 rounding
+        scale = np.abs(searched["forces"].numpy()).max()
+        for reference, tolerance in ((searched, 1e-6), (on_grid, 5e-5)):
+            np.testing.assert_allclose(kept["energy"].numpy(), reference["energy"].numpy(), rtol=tolerance)
+            np.testing.assert_allclose(kept["forces"].numpy(), reference["forces"].numpy(), atol=tolerance * scale)
+    assert not bool(layer.neighbour_list_holds(neighbours, tf.constant(start[None] + np.float32([0.0, 0.0, 0.16])),
+                                               tf.constant(lengths[None])))
+    assert not bool(layer.neighbour_list_holds(neighbours, tf.constant(start[None]),
+                                               tf.constant(lengths[None] + np.float32([0.31, 0.0, 0.0]))))
+
+
+def hot_sheet_in(atoms, lengths):
+    """``atoms`` with its box lengths (3,) Å set to ``lengths``."""
+    out = atoms.copy()
+    out.cell = np.diag(lengths).astype(np.float64)
+    return out
+
+
+def test_neighbour_list_skin_is_narrowed_to_the_search_window(hot_sheet):
+    """On voxels too narrow for cutoff + skin the skin shrinks to what the window sees."""
+    layer = list_layer()
+    lengths = np.diag(hot_sheet.cell).astype("f4")
+    state = inputs(hot_sheet.positions.astype("f4"), hot_sheet)
+    reach = float(layer.pairs.max_reach(state[3]))
+    neighbours = layer.neighbour_list(*state, tf.constant(hot_sheet.positions[None], tf.float32),
+                                      tf.constant(lengths[None]), skin=10.0)
+    assert float(neighbours["skin"]) == pytest.approx(reach - 2.0)

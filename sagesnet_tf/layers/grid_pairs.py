@@ -100,13 +100,15 @@ class GridPairs:
                 table = tf.pad(table, [[r, r] if d == dim else [0, 0] for d in range(5)])
         return table
 
-    def search(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
+    def search(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0,
+               reach=None) -> dict:
         """Every ordered pair (i, j) of atoms closer than the cutoff (both (i, j) and (j, i) appear),
         sorted by batch entry, atom i and window slot; no features.
 
         Only the occupied slots of each atom's window are measured (a sheet fills a few of them).
 
-        Args: as :meth:`__call__`.
+        Args: as :meth:`__call__`; ``reach``: None, or () float32 Å, find the pairs closer than
+            this instead (at least the cutoff, at most :meth:`max_reach`: a neighbour list with a skin).
 
         Returns:
             dict: ``atom`` (P, 2) int64 (batch entry, atom i), ``other`` (P,) int64 atom j,
@@ -115,8 +117,9 @@ class GridPairs:
             ``separation`` (P, 3) Å (r_j − r_i), ``distance`` (P,) Å.
         """
         grid_shape = tf.cast(grid_shape, tf.int32)
+        reach = self.cutoff if reach is None else reach
         tf.debugging.assert_greater_equal(
-            self.radius * tf.reduce_min(spacing), self.cutoff - 1e-4,
+            self.max_reach(spacing), reach - 1e-4,
             message=f"pair terms: voxels narrower than pair_cutoff / {self.radius} Å would miss neighbours; "
                     "use a box whose periodic lengths are not just above a multiple of h")
         table = self._slot_table(grid_shape, assignment)                                      # (B,X',Y',Z',S)
@@ -133,10 +136,15 @@ class GridPairs:
         cell = tf.gather(tf.constant(self.candidate_cells), occupied[:, 2])                          # (Q,3)
         separation = self.separation(atom_features, occupied[:, :2], other, cell, spacing, lookahead_ps)
         distance = tf.norm(separation, axis=-1)
-        near = tf.where(distance < self.cutoff)[:, 0]                                               # (P,)
+        near = tf.where(distance < reach)[:, 0]                                                     # (P,)
         return {"atom": tf.gather(occupied[:, :2], near), "other": tf.gather(other, near),
                 "slot": tf.gather(occupied[:, 2], near), "cell": tf.gather(cell, near),
                 "separation": tf.gather(separation, near), "distance": tf.gather(distance, near)}
+
+    def max_reach(self, spacing) -> tf.Tensor:
+        """() Å, the farthest a search over the neighbour window sees in every direction on voxels of
+        edge ``spacing`` (B, 3) Å: ``radius`` × the narrowest edge."""
+        return self.radius * tf.reduce_min(spacing)
 
     def separation(self, atom_features, atom, other, cell, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
         """(P, 3) Å, r_j − r_i of the pairs ``atom`` (P, 2) int64 (batch entry, atom i), ``other``

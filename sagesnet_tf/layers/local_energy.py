@@ -155,14 +155,17 @@ class LocalEnergy(keras.layers.Layer):
         self.n_features = self.n_pair_features + self.n_angle_features + self.n_dihedral_features
         self.energy_weights = self.add_weight(shape=(self.n_features,), initializer="zeros", name="energy_weights")
 
-    def _neighbours(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
+    def _neighbours(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0,
+                    skin=0.0) -> dict:
         """The energy's pairs, bonds and angles and their elements: one neighbour search at
-        ``cutoff`` (the bonds are the pairs closer than ``angle_cutoff``), no gradient. Args as :meth:`call`.
+        ``cutoff`` (the bonds are the pairs closer than ``angle_cutoff``), no gradient. Args as :meth:`call`;
+        ``skin`` () Å: the pairs closer than ``cutoff`` + skin and the bonds closer than ``angle_cutoff`` +
+        skin (a neighbour list that stays complete while no separation changes by more than the skin).
 
         Returns:
             dict: ``atom`` (P, 2) int64 (batch entry, atom i), ``other`` (P,) int64 atom j, ``cell``
-            (P, 3) float32 voxel edges from i's voxel to j's, ``code`` (P, n_el) element code (the
-            pairs, sorted by atom i); ``bond`` (Pb,) int64 the pairs closer than ``angle_cutoff``;
+            (P, 3) float32 voxel edges from i's voxel to j's, ``separation`` (P, 3) Å as searched,
+            ``code`` (P, n_el) element code (the pairs, sorted by atom i); ``bond`` (Pb,) int64 the pairs closer than ``angle_cutoff``;
             ``triplet`` (T, 2) int64 the two bonds (into ``bond``) of each angle j–i–k, ``triplet_code``
             (T, n_el) the product of their element codes, ``triplet_batch`` (T,) int64 its batch entry;
             with ``dihedral_orders``: ``quadruplet`` (Q, 3) int64 the bonds (i, k), (i, j), (j, l) of
@@ -170,13 +173,15 @@ class LocalEnergy(keras.layers.Layer):
             element code of its bond (i, j), ``quadruplet_batch`` (Q,) int64 its batch entry.
         """
         atom_features = tf.stop_gradient(atom_features)
-        found = self.pairs.search(grid_shape, assignment, atom_features, tf.stop_gradient(spacing), lookahead_ps)
+        found = self.pairs.search(grid_shape, assignment, atom_features, tf.stop_gradient(spacing), lookahead_ps,
+                                  self.cutoff + skin)
         atom, other = found["atom"], found["other"]
         code = self.pairs.element_code(atom_features, atom, other)
-        bond = tf.where(found["distance"] < self.angle_cutoff)[:, 0]
+        bond = tf.where(found["distance"] < self.angle_cutoff + skin)[:, 0]
         triplet = neighbour_triplets(tf.gather(atom, bond), tf.shape(assignment)[1])
         pair_of = tf.gather(bond, triplet)                                                       # (T,2) pairs
-        neighbours = {"atom": atom, "other": other, "cell": found["cell"], "code": code, "bond": bond,
+        neighbours = {"atom": atom, "other": other, "cell": found["cell"], "separation": found["separation"],
+                      "code": code, "bond": bond,
                       "triplet": triplet, "triplet_code": tf.reduce_prod(tf.gather(code, pair_of), 1),
                       "triplet_batch": tf.gather(atom[:, 0], pair_of[:, 0])}
         if self.dihedral_orders:
@@ -186,17 +191,21 @@ class LocalEnergy(keras.layers.Layer):
                               quadruplet_batch=tf.gather(atom[:, 0], central))
         return neighbours
 
-    def _terms(self, neighbours: dict, atom_features, spacing, lookahead_ps: float) -> dict:
-        """The factors of the energy's terms, differentiable in ``atom_features`` and ``spacing``
-        (``neighbours``: :meth:`_neighbours`): ``pair_basis`` (P, Kp) the pairs' radial functions at
+    def _grid_separation(self, neighbours: dict, atom_features, spacing, lookahead_ps: float) -> tf.Tensor:
+        """(P, 3) Å, the pairs' r_j − r_i from the atoms' grid offsets (differentiable in
+        ``atom_features`` and ``spacing``; ``neighbours``: :meth:`_neighbours`)."""
+        return self.pairs.separation(atom_features, neighbours["atom"], neighbours["other"], neighbours["cell"],
+                                     spacing, lookahead_ps)
+
+    def _terms(self, neighbours: dict, separation) -> dict:
+        """The factors of the energy's terms, differentiable in the pairs' ``separation`` (P, 3) Å
+        (``neighbours``: :meth:`_neighbours` or :meth:`neighbour_list`): ``pair_basis`` (P, Kp) the pairs' radial functions at
         ``cutoff``; ``angle_basis`` (T, Ka) the product of the two bonds' radial functions at
         ``angle_cutoff``, ``angle_code`` (T, n_el·L) the triplet code × P_l(cos θ), element-major;
         with ``dihedral_orders``: ``dihedral_basis`` (Q, Ka) the radial functions of the bond (i, j)
         times the switches s(r_ik) s(r_jl), ``dihedral_code`` (Q, n_el·D) its element code ×
         P_m(cos φ), m = 1 … D. A pair feature is pair_basis ⊗ code, an angle feature angle_basis ⊗
         angle_code, a dihedral one dihedral_basis ⊗ dihedral_code."""
-        separation = self.pairs.separation(atom_features, neighbours["atom"], neighbours["other"], neighbours["cell"],
-                                           spacing, lookahead_ps)
         distance = tf.norm(separation, axis=-1)                                                  # (P,) Å
         bond, triplet = neighbours["bond"], neighbours["triplet"]
         bond_separation, bond_distance = tf.gather(separation, bond), tf.gather(distance, bond)
@@ -235,21 +244,23 @@ class LocalEnergy(keras.layers.Layer):
         """(B, n_features) the energy's features summed over each structure: E = features · weights.
         ``lookahead_ps``: of the atoms moved this far ahead along their velocities (0: as given)."""
         neighbours = self._neighbours(grid_shape, assignment, atom_features, spacing, lookahead_ps)
-        return self._features(neighbours, atom_features, spacing, lookahead_ps, tf.shape(assignment)[0])
+        separation = self._grid_separation(neighbours, atom_features, spacing, lookahead_ps)
+        return self._features(neighbours, separation, tf.shape(assignment)[0])
 
-    def _features(self, neighbours: dict, atom_features, spacing, lookahead_ps: float, n_batch) -> tf.Tensor:
-        """:meth:`features` of ``n_batch`` structures from their :meth:`_neighbours`."""
-        terms = self._terms(neighbours, atom_features, spacing, lookahead_ps)
+    def _features(self, neighbours: dict, separation, n_batch) -> tf.Tensor:
+        """:meth:`features` of ``n_batch`` structures from their :meth:`_neighbours` and the pairs'
+        ``separation`` (P, 3) Å."""
+        terms = self._terms(neighbours, separation)
         sums = []
         for basis, code, batch, weight in self._parts(neighbours, terms):
             features = tf.reshape(basis[:, :, None] * code[:, None, :], [-1, basis.shape[1] * code.shape[1]])
             sums.append(weight * tf.math.unsorted_segment_sum(features, batch, n_batch))
         return tf.concat(sums, -1)
 
-    def _energy(self, neighbours: dict, atom_features, spacing, lookahead_ps: float, n_batch) -> tf.Tensor:
+    def _energy(self, neighbours: dict, separation, n_batch) -> tf.Tensor:
         """(B,) eV, :meth:`_features` · weights without forming the features: the weights are
         contracted with the element (and Legendre) factors first, then with the radial ones."""
-        terms = self._terms(neighbours, atom_features, spacing, lookahead_ps)
+        terms = self._terms(neighbours, separation)
         energy, start = None, 0
         for basis, code, batch, weight in self._parts(neighbours, terms):
             width = basis.shape[1] * code.shape[1]
@@ -272,9 +283,70 @@ class LocalEnergy(keras.layers.Layer):
         n_batch = tf.shape(assignment)[0]
         with tf.GradientTape() as tape:
             tape.watch(atom_features)
-            energy = self._energy(neighbours, atom_features, spacing, lookahead_ps, n_batch)
+            energy = self._energy(neighbours, self._grid_separation(neighbours, atom_features, spacing, lookahead_ps),
+                                  n_batch)
         gradient = tape.gradient(energy, atom_features)[..., self._offsets]     # (B,N,3) eV/offset
         return {"energy": energy, "forces": -gradient / spacing[:, None, :]}
+
+    def neighbour_list(self, grid_shape, assignment, atom_features, spacing, positions, box, lookahead_ps: float = 0.0,
+                       skin: float = 0.0) -> dict:
+        """The energy's neighbours as a list that :meth:`energy_forces` reads from positions, valid
+        for later positions while :meth:`neighbour_list_holds` (a Verlet list with a skin, as
+        LAMMPS's ``neighbor skin``: rebuilt only when atoms have moved far enough to matter).
+
+        Args:
+            grid_shape, assignment, atom_features, spacing, lookahead_ps: the atoms on their grid,
+                as :meth:`call` takes them (the search).
+            positions: (B, N, 3) Å, the same atoms' positions moved ``lookahead_ps`` ahead (any
+                periodic image: unwrapped is fine), where the energy will be taken.
+            box: (B, 3) Å, the orthorhombic box lengths.
+            skin: Å, the list holds the pairs closer than ``cutoff`` + skin and the bonds closer than
+                ``angle_cutoff`` + skin; a skin wider than the neighbour window allows (the voxels'
+                :meth:`~sagesnet_tf.layers.grid_pairs.GridPairs.max_reach`) is narrowed to it.
+
+        Returns:
+            dict: the neighbours of :meth:`_neighbours` without their grid cells, with ``image``
+            (P, 3) float32, each pair's periodic image of j (box lengths to add to r_j − r_i),
+            ``reference`` (B, N, 3) Å the ``positions`` searched, ``reference_box`` (B, 3) Å and
+            ``skin`` () Å the skin used.
+        """
+        skin = tf.clip_by_value(self.pairs.max_reach(spacing) - self.cutoff, 0.0, skin)
+        neighbours = self._neighbours(grid_shape, assignment, atom_features, spacing, lookahead_ps, skin)
+        found = neighbours.pop("separation")
+        neighbours.pop("cell")
+        periodic = tf.constant([b == "periodic" for b in self.boundary])
+        lengths = tf.gather(box, neighbours["atom"][:, 0])                                      # (P,3) Å
+        image = tf.round((found - self._list_separation(neighbours, positions)) / lengths)
+        return {**neighbours, "image": tf.where(periodic, image, 0.0), "reference": positions,
+                "reference_box": box, "skin": skin}
+
+    @staticmethod
+    def _list_separation(neighbours: dict, positions) -> tf.Tensor:
+        """(P, 3) Å, r_j − r_i of the list's pairs from ``positions`` (B, N, 3), the images left out."""
+        atom = neighbours["atom"]
+        return tf.gather_nd(positions, tf.stack([atom[:, 0], neighbours["other"]], -1)) - tf.gather_nd(positions, atom)
+
+    @staticmethod
+    def neighbour_list_holds(neighbours: dict, positions, box) -> tf.Tensor:
+        """() bool: the :meth:`neighbour_list` ``neighbours`` still holds every pair (and bond) of
+        the atoms at ``positions`` (B, N, 3) Å in boxes ``box`` (B, 3) Å: twice the largest
+        displacement since the search plus the change of the box (its norm) is within the skin. A
+        pair's separation r_j − r_i + n·L changes by at most that (|n_a| ≤ 1: a periodic axis holds
+        at least 2·radius + 1 voxels), so no pair left out can have come within the cutoff."""
+        moved = tf.reduce_max(tf.norm(positions - neighbours["reference"], axis=-1))
+        stretched = tf.reduce_max(tf.norm(box - neighbours["reference_box"], axis=-1))
+        return 2.0 * moved + stretched <= neighbours["skin"]
+
+    def energy_forces(self, neighbours: dict, positions, box) -> dict:
+        """The energy (B,) eV and forces (B, N, 3) eV/Å of the atoms at ``positions`` (B, N, 3) Å in
+        boxes ``box`` (B, 3) Å, over the pairs of the :meth:`neighbour_list` ``neighbours`` (equal
+        to :meth:`call`'s at those positions while :meth:`neighbour_list_holds`)."""
+        shift = neighbours["image"] * tf.gather(box, neighbours["atom"][:, 0])
+        with tf.GradientTape() as tape:
+            tape.watch(positions)
+            energy = self._energy(neighbours, self._list_separation(neighbours, positions) + shift,
+                                  tf.shape(positions)[0])
+        return {"energy": energy, "forces": -tape.gradient(energy, positions)}
 
     def design(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
         """The forces as a linear function of the weights (n_features,): forces = design · weights
@@ -287,7 +359,8 @@ class LocalEnergy(keras.layers.Layer):
         n_batch = tf.shape(assignment)[0]
         with tf.GradientTape() as tape:
             tape.watch(atom_features)
-            features = self._features(neighbours, atom_features, spacing, lookahead_ps, n_batch)
+            features = self._features(
+                neighbours, self._grid_separation(neighbours, atom_features, spacing, lookahead_ps), n_batch)
         jacobian = tape.batch_jacobian(features, atom_features)[..., self._offsets]  # (B,F,N,3)
         return -tf.transpose(jacobian, [0, 2, 3, 1]) / spacing[:, None, :, None]
 
@@ -306,7 +379,8 @@ class LocalEnergy(keras.layers.Layer):
         derivatives = []
         for axis in range(3):  # forward mode: one pass per axis instead of one per feature
             with tf.autodiff.ForwardAccumulator(spacing, tf.one_hot([axis], 3) * spacing) as accumulator:
-                features = self._features(neighbours, atom_features, spacing, lookahead_ps, n_batch)
+                features = self._features(
+                    neighbours, self._grid_separation(neighbours, atom_features, spacing, lookahead_ps), n_batch)
             derivatives.append(accumulator.jvp(features))
         return tf.stack(derivatives, 1)
 
