@@ -34,7 +34,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     """Attach the verbs; each lives in its own module of this package."""
-    from sagesnet_tf.cli import build, ca, evaluate, export, generate, screen, simulate, train
+    from sagesnet_tf.cli import build, ca, evaluate, explain, export, generate, screen, simulate, train
 
     cli.add_command(build.build)
     cli.add_command(generate.generate)
@@ -43,6 +43,7 @@ def _register() -> None:
     cli.add_command(simulate.simulate)
     cli.add_command(evaluate.evaluate)
     cli.add_command(ca.ca)
+    cli.add_command(explain.explain)
     cli.add_command(screen.screen)
 
 
