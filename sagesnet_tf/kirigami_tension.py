@@ -61,16 +61,17 @@ class KirigamiTension:
         """The ribbon of a 15-digit cut ``pattern`` (N atoms, vacuum around it)."""
         return kirigami(pattern, self.nx, self.ny, periodic_y=periodic_y)
 
-    def md_protocol(self) -> Tension:
-        """The LAMMPS phases of this protocol."""
+    def md_protocol(self, max_strain: float | None = None) -> Tension:
+        """The LAMMPS phases of this protocol, stretching to ``max_strain`` (default the protocol's)."""
         return Tension(temperature_K=self.temperature_K, strain_rate_per_ps=self.strain_rate_per_ps,
-                       relax_ps=self.relax_ps, max_strain=self.max_strain, early_stop=self.early_stop)
+                       relax_ps=self.relax_ps, max_strain=self.max_strain if max_strain is None else max_strain,
+                       early_stop=self.early_stop)
 
-    def run_lammps(self, atoms: Atoms, workdir: str | Path, record_every: int, threads: int | None = None,
-                   progress: bool = True) -> MDResult:
+    def run_lammps(self, atoms: Atoms, workdir: str | Path, record_every: int, max_strain: float | None = None,
+                   threads: int | None = None, progress: bool = True) -> MDResult:
         """Run the protocol on ``atoms`` with LAMMPS/AIREBO in the existing ``workdir`` (1 fs steps,
-        a record every ``record_every`` steps)."""
-        return run_md(atoms, self.md_protocol(), str(workdir), dt_fs=DT_FS, record_every=record_every,
+        a record every ``record_every`` steps) to ``max_strain`` (default the protocol's)."""
+        return run_md(atoms, self.md_protocol(max_strain), str(workdir), dt_fs=DT_FS, record_every=record_every,
                       threads=threads, progress=progress)
 
     def run_model(self, structure: Atoms, out_dir: str | Path, model: str | Path | None,

@@ -240,7 +240,8 @@ class Screen:
             shutil.rmtree(work, ignore_errors=True)  # a killed LAMMPS run starts again
             work.mkdir(parents=True)
             record_every = max(1, round(CURVE_STRAIN_STEP / (self.protocol.strain_rate_per_ps * DT_FS / 1000.0)))
-            md = self.protocol.run_lammps(atoms, work, record_every, threads=self.threads, progress=False)
+            md = self.protocol.run_lammps(atoms, work, record_every, self.max_strain, threads=self.threads,
+                                         progress=False)
             strain, stress = md.stress_strain["strain"], md.stress_strain["stress_GPa"]
             extra = {"uncertainty": None, "scale": None, "wall_s": md.manifest["timings"]["total_s"],
                      "status": "completed: stopped past the stress peak" if md.manifest["stopped_early"]
