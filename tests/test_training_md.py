@@ -464,6 +464,16 @@ def test_local_energy_fit_without_energy_cutoff_is_one_line_error():
         _config(stages=[{"kind": "local_energy_fit", "steps": 2}])
 
 
+def test_grid_decoding_stage_without_a_grid_decoder_is_one_line_error():
+    energy_only = {"latent_dim": 8, "hidden": 16, "depth": 1, "h": 1.8, "slots": 2, "coarse_levels": [],
+                   "boundary": ["periodic", "periodic", "open"], "delta_steps": 10, "energy_cutoff": 2.0,
+                   "atom_decoder": False}
+    for kind in ("predictor", "unrolled"):
+        with pytest.raises(SagesnetError, match=f"stage '{kind}' trains the grid decoder.*atom_decoder"):
+            _config(model=energy_only, stages=[{"kind": kind, "steps": 2}])
+    assert _config(model=energy_only, stages=[{"kind": "local_energy_fit", "steps": 2}]).model_config.atom_decoder is False
+
+
 def test_init_from_an_exported_savedmodel_copies_all_but_the_skipped_layers():
     # the shipped model initialises a model with a local energy in place of its pair terms; the grid
     # decoder named in init_skip keeps its fresh (zero-output) values

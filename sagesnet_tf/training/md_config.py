@@ -36,6 +36,9 @@ LEAST_SQUARES_KINDS: dict[str, str] = {"pair_stress_fit": "pair_stress", "pair_f
                                        "local_energy_fit": "local_energy"}
 #: Stages that train coarse level 0 (the model needs ``coarse_levels``).
 MD_COARSE_KINDS: tuple[str, ...] = ("coarsener_autoencoder", "coarse_joint", "coarse_uncertainty")
+#: Stages that train the layers between the latent grid and the atoms (the step's grid decoder): a model
+#: with ``atom_decoder: false`` (the fine step is the local energy's) has nothing there for them to train.
+MD_GRID_DECODING_KINDS: tuple[str, ...] = ("predictor", "pair_force_fit", "unrolled", "coarse_joint")
 
 
 @dataclasses.dataclass
@@ -141,6 +144,10 @@ def md_config_from_dict(data: dict) -> MDTrainConfig:
         raise SagesnetError("stage 'pair_force_fit' fits the pair forces; set model.pair_cutoff (Å, e.g. 2.7)")
     if "local_energy_fit" in kinds and not cfg.model_config.energy_cutoff > 0:
         raise SagesnetError("stage 'local_energy_fit' fits the local energy; set model.energy_cutoff (Å, e.g. 2.9)")
+    decoding = [k for k in kinds if k in MD_GRID_DECODING_KINDS]
+    if decoding and not cfg.model_config.atom_decoder:
+        raise SagesnetError(f"stage '{decoding[0]}' trains the grid decoder, but model.atom_decoder is false (the "
+                            "step is the local energy's alone); remove the stage or set model.atom_decoder: true")
     if "uncertainty" in kinds and "predictor" not in kinds[:kinds.index("uncertainty")]:
         raise SagesnetError("stage 'uncertainty' needs a 'predictor' stage before it; add one")
     return cfg
