@@ -507,6 +507,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         manifest["resumed_at_steps"] = [*previous.get("resumed_at_steps", []), saved.step]
         wall_before = float(previous.get("wall_s", 0.0))
         offset = None if saved_offset < 0 else saved_offset
+        if offset and previous.get("equilibration"):  # past the switch: the equilibration's wall time
+            manifest["equilibration"]["wall_s"] = previous["equilibration"].get("wall_s")
         return saved
 
     def strain_of(state: State) -> float:
@@ -569,6 +571,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         if end.diverged:
             raise diverged(end, "equilibration ")
         state, offset = end.state, end.state.step
+        manifest["equilibration"]["wall_s"] = round(wall_before + time.time() - start, 3)
         record(last_frame(state, 0, 0.0), state.box_lengths, np.zeros(len(pos)), np.zeros(6))
         save(state)
     end = rollout_at(strain_rate, "simulate").run(state, offset + total, every, observe, on_frame)
