@@ -442,7 +442,7 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
             write_extxyz_frames(traj, [f for f, _ in pending], {"uncertainty": [u for _, u in pending]},
                                 append=True)
             pending.clear()
-        if rows:
+        if rows or state is None:  # at the end, a run that diverged in its equilibration: the header alone
             _write_thermo(out / "thermo.csv", rows)
         if len(eq_rows) != eq_saved:
             _write_thermo(out / EQUILIBRATION_FILE, eq_rows)
@@ -483,7 +483,8 @@ def simulate(structure: Atoms, out_dir: str | Path, model: str | Path | None = N
         with np.load(out / STATE_FILE) as state:
             saved = State(state["positions"], state["velocities"], state["box_lengths"], int(state["step"]))
             n_frames, size = int(state["n_frames"]), int(state["trajectory_bytes"])
-            n_eq, saved_offset = int(state["n_equilibration_frames"]), int(state["offset"])
+            # a state saved before equilibrations existed: none
+            n_eq, saved_offset = (int(state[k]) if k in state else 0 for k in ("n_equilibration_frames", "offset"))
         written, eq_written = ([] if not path.is_file() else _read_thermo(path)
                                for path in (out / "thermo.csv", out / EQUILIBRATION_FILE))
         if (traj.stat().st_size if traj.is_file() else 0) < size or len(written) < n_frames or len(eq_written) < n_eq:

@@ -358,6 +358,19 @@ def test_a_run_without_strain_rate_has_no_equilibration_unless_asked(models, tmp
     assert [int(r["step"]) for r in read_thermo(runs["asked"] / "thermo.csv")] == [0, 2, 4]
 
 
+def test_a_divergence_in_the_equilibration_stops_before_the_run(models, tmp_path, capsys):
+    out = tmp_path / "diverge"
+    rc = main(["simulate", "--model", str(models["huge"]), "--structure", EXAMPLE, "--steps", "10", "--every", "1",
+               "--temperature", "300", "--ensemble", "nve", "--strain-rate", "0.1", "--equilibrate-ps", "0.05",
+               "--out", str(out)])
+    errors = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.startswith("Error:")]
+    assert rc == 2 and len(errors) == 1 and "diverged at equilibration step" in errors[0]
+    assert 2 <= len(read_thermo(out / EQUILIBRATION_FILE)) <= 51
+    assert read_thermo(out / "thermo.csv") == [] and (out / "thermo.csv").read_text().startswith("step,time_ps,")
+    assert not (out / "trajectory.extxyz").exists()
+    assert json.loads((out / "manifest.json").read_text())["status"].startswith("diverged")
+
+
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])
 def test_a_bad_equilibration_is_refused_in_one_line(models, tmp_path, capsys, value):
     assert main(["simulate", "--model", str(models["identity"]), "--structure", EXAMPLE, "--steps", "1",
