@@ -13,7 +13,8 @@ from sagesnet_tf.limits import MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LIMIT_WHY
 @click.option("--structure", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Structure file (extxyz, POSCAR, CIF, LAMMPS data): a built ribbon or a simulate trajectory. "
                    "All its frames are clustered; --frame is the one whose sensitivity grid is computed.")
-@click.option("--model", default=None, help="exported_models/NAME[/VERSION] (default: newest exported_models/sagesnet_graphene).")
+@click.option("--model", default=None,
+              help="exported_models/NAME[/VERSION] (default: newest exported_models/sagesnet_graphene).")
 @click.option("--frame", type=int, default=-1, show_default=True, help="Frame of --structure for the sensitivity grid "
               "(0 the first, -1 the last).")
 @click.option("--horizon-ps", type=FiniteFloat(min=0.0, unit="ps"), default=DEFAULT_HORIZON_PS, show_default=True,
@@ -21,7 +22,8 @@ from sagesnet_tf.limits import MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LIMIT_WHY
 @click.option("--strain-rate", type=FiniteFloat(-MAX_STRAIN_RATE_PER_PS, MAX_STRAIN_RATE_PER_PS, unit="1/ps",
                                                 why=STRAIN_RATE_LIMIT_WHY), default=0.0, show_default=True,
               help="Engineering strain rate during the rollout, 1/ps (affine tension, as simulate).")
-@click.option("--axis", type=click.Choice(["x", "y"]), default="x", show_default=True, help="Load axis of the stress σ.")
+@click.option("--axis", type=click.Choice(["x", "y"]), default="x", show_default=True,
+              help="Load axis of the stress σ.")
 @click.option("--temperature", type=TEMPERATURE_K, default=None,
               help="Environment temperature of the model, K (as simulate --temperature; default 0).")
 @click.option("--clusters", "n_clusters", type=click.IntRange(1, MAX_CLUSTERS), default=4, show_default=True,
@@ -48,5 +50,5 @@ def explain(structure, model, frame, horizon_ps, strain_rate, axis, temperature,
     tip = ("" if s["top_within_radius"] is None else
            f", top {s['top_fraction']:.0%} cells within {s['cut_tip_radius_A']:g} Å of a cut corner: "
            f"{s['top_within_radius']:.2f} (all cells {s['occupied_within_radius']:.2f})")
-    click.echo(f"explain: σ_{axis}{axis} {s['stress_gpa']:.2f} GPa after {s['steps']} steps{tip}; {c['k']} clusters of "
-               f"{c['cells']} cells, purity {c['purity']:.3f} (one cluster {c['majority_baseline']:.3f}) -> {out}")
+    click.echo(f"explain: σ_{axis}{axis} {s['stress_gpa']:.2f} GPa after {s['steps']} steps{tip}; {c['k']} clusters "
+               f"of {c['cells']} cells, purity {c['purity']:.3f} (one cluster {c['majority_baseline']:.3f}) -> {out}")

@@ -11,7 +11,7 @@ import pytest
 from sagesnet_tf.analysis.explain.clusters import kmeans, purity
 from sagesnet_tf.analysis.explain.geometry import LABELS, atom_labels, frame_corners, kirigami_geometry
 from sagesnet_tf.cli.main import main
-from sagesnet_tf.io import read_extxyz_frames, read_structure, write_structure
+from sagesnet_tf.io import read_extxyz_frames, write_extxyz_frames, write_structure
 from sagesnet_tf.structures import kirigami, kirigami_cut_corners
 
 PATTERN = "010000000001000"
@@ -28,7 +28,6 @@ def ribbon_file(tmp_path_factory):
     stretched.velocities = np.random.default_rng(0).normal(0.0, 0.5, stretched.positions.shape)
     stretched.info["strain"] = 0.05
     path = tmp_path_factory.mktemp("explain") / "ribbon.extxyz"
-    from sagesnet_tf.io import write_extxyz_frames
     write_extxyz_frames(path, [atoms, stretched])
     return path
 
@@ -37,7 +36,7 @@ def ribbon_file(tmp_path_factory):
 def explained(ribbon_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("explain_out")
     rc = main(["explain", "--structure", str(ribbon_file), "--horizon-ps", "0.002", "--strain-rate", "0.05",
-               "--temperature", "4.2", "--clusters", "3", "--seed", "1", "--out", str(out)])
+               "--temperature", "4.2", "--clusters", "3", "--seed", "1", "--latent", "stepped", "--out", str(out)])
     assert rc == 0
     return out
 
@@ -48,10 +47,11 @@ def test_explain_writes_every_output(explained):
     summary = json.loads((explained / "explain.json").read_text())
     s = summary["sensitivity"]
     assert summary["frame"] == 1 and summary["n_frames"] == 2 and s["steps"] == 1
-    assert 0.0 <= s["top_within_radius"] <= 1.0 and 0.0 < s["occupied_within_radius"] < 1.0
+    assert 0.0 <= s["top_within_radius"] <= s["top_within_radius_attainable"] <= 1.0
+    assert 0.0 < s["occupied_within_radius"] < 1.0 and 0.0 <= s["top_atoms_within_radius"] <= 1.0
     assert summary["kirigami"]["pattern"] == PATTERN and len(summary["kirigami"]["corners_A"]) == 8
     c = summary["clusters"]
-    assert c["k"] == 3 and c["majority_baseline"] <= c["purity"] <= 1.0
+    assert c["k"] == 3 and c["latent"] == "stepped" and c["majority_baseline"] <= c["purity"] <= 1.0
     assert sum(sum(row.values()) for row in c["table"].values()) == sum(c["label_atoms"])
 
 
@@ -106,6 +106,22 @@ def test_sensitivity_gradient_matches_finite_differences(ribbon_file):
     shift[atom] = eps * direction
     difference = (float(stress(start + shift[None])) - float(stress(start - shift[None]))) / (2 * eps)
     assert difference == pytest.approx(np.linalg.norm(gradient[atom]), rel=0.03)
+
+
+def test_cell_latents_of_the_encoder_and_the_step(ribbon_file):
+    from sagesnet_tf.analysis.explain.clusters import cell_latents
+    from sagesnet_tf.export import model_from_savedmodel
+    from sagesnet_tf.savedmodel import resolve_model_dir
+    from sagesnet_tf.simulator import LearnedSimulator
+
+    frame = read_extxyz_frames(ribbon_file)[1]
+    simulator = LearnedSimulator(model_from_savedmodel(resolve_model_dir(None))[0])
+    args = (frame.positions, frame.velocities, np.zeros(len(frame), np.int32), np.diag(frame.cell))
+    encoded, rows = cell_latents(simulator, *args)
+    stepped, same_rows = cell_latents(simulator, *args, env=np.array([4.2, 0.0, 0.05, 0.05], np.float32))
+    np.testing.assert_array_equal(rows, same_rows)
+    assert encoded.shape == stepped.shape and encoded.shape[0] == rows.max() + 1 < len(frame)
+    assert not np.allclose(encoded, stepped)
 
 
 def test_kmeans_is_deterministic_with_a_seed_and_finds_separated_groups():
@@ -165,7 +181,8 @@ def test_bad_options_are_one_line(ribbon_file, tmp_path, capsys, args, expected)
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("Error:") and expected in err
 
 
-@pytest.mark.parametrize("text", ["3\nnot a frame\nC 0 0 0\n", "", "2\nLattice=\"1 0 0 0 1 0 0 0 1\" pbc=\"T T T\"\nC 0 0 0\nC 0 0 0.1\n"])
+@pytest.mark.parametrize("text", ["3\nnot a frame\nC 0 0 0\n", "",
+                                  "2\nLattice=\"1 0 0 0 1 0 0 0 1\" pbc=\"T T T\"\nC 0 0 0\nC 0 0 0.1\n"])
 def test_bad_structure_is_one_line(tmp_path, capsys, text):
     path = tmp_path / "bad.extxyz"
     path.write_text(text)

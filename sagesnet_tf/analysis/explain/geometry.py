@@ -92,7 +92,8 @@ def frame_corners(atoms: Atoms, geometry: KirigamiGeometry) -> np.ndarray:
         stretched = np.linalg.norm(minimum_image(atoms.positions[order][i] - atoms.positions[order][j]), axis=1)
         same = np.mean(stretched < BOND_KEPT_FACTOR * BOND_CUTOFF_A) >= BONDS_KEPT
     if not same:
-        raise SagesnetError(f"explain: the structure's {len(atoms)} atoms are not those of kirigami pattern {g.pattern} "
+        raise SagesnetError(f"explain: the structure's {len(atoms)} atoms are not those of kirigami pattern "
+                            f"{g.pattern} "
                             f"{g.nx}×{g.ny} ({len(reference)} atoms, ids 1..{len(reference)}, {BONDS_KEPT:.0%} of its "
                             "bonds kept); give the --pattern, --nx and --ny it was built with")
     if not len(corners):

@@ -48,6 +48,9 @@ DEFAULT_HORIZON_PS = 0.006
 MAX_HORIZON_STEPS = 250
 #: The share of occupied cells, by sensitivity, whose distance to the cut corners is reported.
 TOP_FRACTION = 0.05
+#: sensitivity.png's colour scale ends at this percentile of the occupied columns (one hot cell
+#: would otherwise leave the rest of the map black).
+COLOUR_PERCENTILE = 99.0
 SENSITIVITY_COLUMNS = ("ix", "iy", "iz", "x_A", "y_A", "n_atoms", "sensitivity")
 #: The cell latents ``--latent`` clusters: the encoder's z(t), or z(t+Δ) after the latent step.
 LATENTS = ("encoder", "stepped")
@@ -62,7 +65,8 @@ def read_frames(path: str | Path) -> list[Atoms]:
     path = str(path)
     if detect_format(path) != "extxyz":
         return [read_structure(path)]
-    return [frame.validate(source=f"{path} (frame {k})", inside=False) for k, frame in enumerate(iter_extxyz_frames(path))]
+    return [frame.validate(source=f"{path} (frame {k})", inside=False)
+            for k, frame in enumerate(iter_extxyz_frames(path))]
 
 
 def explain(structure: str | Path, out_dir: str | Path, model: str | None = None, frame: int = -1,
@@ -143,10 +147,13 @@ def explain(structure: str | Path, out_dir: str | Path, model: str | None = None
 
     # (b) latent clusters over all frames
     began = time.time()
+    def latent_env(atoms: Atoms) -> np.ndarray | None:
+        if latent == "encoder":
+            return None
+        return env_vector(meta, temperature_K or 0.0, strain_rate, float(atoms.info.get("strain", 0.0)))
+
     latents, rows = zip(*[cell_latents(simulator, atoms.positions, atoms.velocities, s, np.diag(atoms.cell),
-                                       None if latent == "encoder" else
-                                       env_vector(meta, temperature_K or 0.0, strain_rate, atoms.info.get("strain", 0.0)))
-                          for atoms, s in zip(placed, species)])
+                                       latent_env(atoms)) for atoms, s in zip(placed, species)])
     cells = cluster_latents(np.concatenate(latents), n_clusters, seed)
     offsets = np.cumsum([0] + [len(z) for z in latents])
     atom_clusters = [cells[offset + row] for offset, row in zip(offsets, rows)]
@@ -187,13 +194,15 @@ def explain(structure: str | Path, out_dir: str | Path, model: str | None = None
 def _cut_tip_figures(sens: "Sensitivity", corners: np.ndarray, atoms: Atoms) -> dict:
     """The issue's figure: the share of the top :data:`TOP_FRACTION` occupied cells whose centre
     lies within :data:`CUT_TIP_RADIUS_A` (x–y) of a cut corner, and the same share over all
-    occupied cells (what cells drawn at random would score); the same two for atoms (per-atom
-    sensitivity, free of how the lattice falls on the voxels); None without corners."""
+    occupied cells (what cells drawn at random would score) and the most it can be (all cells near a
+    corner among the top ones: below 1 when they are fewer than the top cells); the first two for
+    atoms too (per-atom sensitivity, free of how the lattice falls on the voxels); None without corners."""
     from sagesnet_tf.analysis.explain.sensitivity import top_cells
 
     top = top_cells(sens, TOP_FRACTION)
     figures = {"top_fraction": TOP_FRACTION, "top_cells": top.tolist(), "cut_tip_radius_A": CUT_TIP_RADIUS_A,
-               "top_within_radius": None, "occupied_within_radius": None, "top_atoms_within_radius": None,
+               "top_within_radius": None, "occupied_within_radius": None, "top_within_radius_attainable": None,
+               "top_atoms_within_radius": None,
                "atoms_within_radius": None}
     if len(corners):
         centres = sens.centres()
@@ -203,7 +212,9 @@ def _cut_tip_figures(sens: "Sensitivity", corners: np.ndarray, atoms: Atoms) -> 
         figures.update(
             top_within_radius=float(np.mean(distance_to_corners(centres[tuple(top.T)], corners, atoms)
                                             <= CUT_TIP_RADIUS_A)),
-            occupied_within_radius=float(near.mean()), top_atoms_within_radius=float(near_atoms[top_atoms].mean()),
+            occupied_within_radius=float(near.mean()),
+            top_within_radius_attainable=float(min(1.0, near.sum() / len(top))),
+            top_atoms_within_radius=float(near_atoms[top_atoms].mean()),
             atoms_within_radius=float(near_atoms.mean()))
     return figures
 
@@ -239,9 +250,12 @@ def _plot_sensitivity(path: Path, sens: "Sensitivity", atoms: Atoms, corners: np
     (x0, y0), (dx, dy) = sens.origin[:2], sens.spacing[:2]
     nx, ny = sens.cells.shape[:2]
     fig, ax = plt.subplots(figsize=(8, 8 * ny * dy / (nx * dx) + 1.2))
-    image = ax.imshow(sens.cells.sum(2).T, origin="lower", extent=(x0, x0 + nx * dx, y0, y0 + ny * dy),
-                      cmap="magma", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label=f"sensitivity of σ_{s['axis']}{s['axis']} (GPa/Å), summed over z")
+    columns = sens.cells.sum(2)
+    top_colour = np.percentile(columns[columns > 0], COLOUR_PERCENTILE) if np.any(columns > 0) else 1.0
+    image = ax.imshow(columns.T, origin="lower", extent=(x0, x0 + nx * dx, y0, y0 + ny * dy), cmap="magma",
+                      interpolation="nearest", vmin=0.0, vmax=top_colour)
+    fig.colorbar(image, ax=ax, label=f"sensitivity of σ_{s['axis']}{s['axis']} (GPa/Å), summed over z "
+                                     f"(colours end at the {COLOUR_PERCENTILE:g}th percentile)")
     xy = _xy(atoms)
     ax.scatter(xy[:, 0], xy[:, 1], s=6, c="cyan", linewidths=0, label="atoms")
     top = np.asarray(s["top_cells"]).reshape(-1, 3)
