@@ -20,8 +20,9 @@ from sagesnet_tf.errors import SagesnetError
                                             "of the full one (17x40 cells, 0.01/ps, max strain 0.8); both at 4.2 K.")
 @click.option("--max-strain", type=FiniteFloat(min=0.0, min_open=True), default=None,
               help="Stop every stretch at this strain at the latest (default: the protocol's).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Screen only the first N patterns.")
-@click.option("--verify", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Screen only the first N patterns.")
+@click.option("--verify", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
               help="Run LAMMPS (same protocol) on the top K by model yield stress and on K random other screened "
                    "patterns; writes their rows (source lammps), verify.csv and verify.json.")
 @click.option("--seed", type=SEED, default=0, show_default=True,
