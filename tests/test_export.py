@@ -158,8 +158,55 @@ PROBE = textwrap.dedent('''
 ''')
 
 
+@pytest.fixture(scope="module")
+def exported_energy_only(tmp_path_factory):
+    """A small model without atom decoder (its step is the local energy's), random weights."""
+    model = SagesnetModel(SagesnetConfig(latent_dim=8, hidden=8, depth=1, encoder_layers=1, atom_decoder=False,
+                                         energy_cutoff=2.0, energy_angle_cutoff=2.0, energy_dihedral_orders=2))
+    model.build()
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
+    energy = model.local_energy
+    energy.energy_weights.assign(rng.normal(0, 0.002, energy.n_features).astype("f4"))  # a stable step
+    return model, None, export_model(model, tmp_path_factory.mktemp("exp") / "sagesnet_energy")
+
+
+def test_energy_only_simulate_equals_the_steps_of_the_simulator(exported_energy_only):
+    """A call of n steps (the energy's neighbour list kept between steps, no latents but on the
+    last) gives the atoms of n LearnedSimulator steps by the full path (a new search each step),
+    with the box stretched every step (12 steps of 0.01 ps at ~4 Å/ps: the list is searched again
+    several times)."""
+    from sagesnet_tf.simulator import LearnedSimulator
+
+    model, _, path = exported_energy_only
+    req = request(n_steps=12)
+    out = tf.saved_model.load(str(path)).signatures["serving_default"](**req)
+    sim = LearnedSimulator(model)
+    pos, vel, box = (tf.constant(req[k][None]) for k in ("positions", "velocities", "box_lengths"))
+    growth = req["box_lengths"] * np.float32([1, 0, 0]) * req["strain_rate_per_ps"] * model.config.delta_ps
+    for _ in range(int(req["n_steps"])):
+        step = sim.step(pos, vel, tf.constant(req["species"][None]), box, tf.constant(req["env"][None]),
+                        next_box=box + growth)
+        pos, vel, box = step["positions"], step["velocities"], step["box"]
+    np.testing.assert_allclose(out["box_lengths"].numpy(), box.numpy()[0], rtol=1e-6)
+    np.testing.assert_allclose(out["positions"].numpy(), pos.numpy()[0], atol=1e-5)
+    np.testing.assert_allclose(out["velocities"].numpy(), vel.numpy()[0], atol=2e-4 * np.abs(vel.numpy()).max())
+    assert np.abs(out["velocities"].numpy() - req["velocities"]).max() > 0.1  # the energy's forces act
+    uncertainty = sim.atom_uncertainty(step["latent"], tf.constant(req["env"][None]), step["state"])[0]
+    np.testing.assert_allclose(out["uncertainty"].numpy(), uncertainty.numpy(), rtol=1e-3, atol=1e-5)
+
+
 def test_tensorflow_only_process_matches_in_process(exported, tmp_path):
-    model, _, path = exported
+    assert_tensorflow_only_process_matches(*exported[::2], tmp_path)
+
+
+def test_tensorflow_only_process_serves_an_energy_only_model(exported_energy_only, tmp_path):
+    assert_tensorflow_only_process_matches(*exported_energy_only[::2], tmp_path)
+
+
+def assert_tensorflow_only_process_matches(model, path, tmp_path):
+    """The signatures of the SavedModel at ``path``, loaded in a process without sagesnet_tf, give
+    what ``model``'s serving module and layers give in this one, and refuse bad requests."""
     req = request(n_steps=2)
     rng = np.random.default_rng(2)
     req["_window"] = rng.normal(size=(1, 2, 4, 4, 2, 8)).astype("f4")

@@ -167,3 +167,81 @@ def test_atoms_to_atoms_exports_as_a_savedmodel_with_in_graph_checks(model, shee
     overflow = r"atom grid overflow: voxel .* holds \d+ atoms but the grid has 2 slots"
     with pytest.raises(tf.errors.InvalidArgumentError, match=overflow):
         served(**crowded)
+
+
+def test_atom_decoder_false_needs_an_energy_cutoff():
+    with pytest.raises(SagesnetError, match="atom_decoder: false .*needs energy_cutoff > 0"):
+        SagesnetConfig(atom_decoder=False)
+    assert SagesnetModel(SagesnetConfig(atom_decoder=False, energy_cutoff=2.0)).atom_decoder is None
+
+
+def energy_sheet():
+    """A thermal periodic 6×4 graphene sheet (96 atoms; the local energy needs 5 voxels per periodic axis)."""
+    atoms = graphene_sheet(6, 4)
+    rng = np.random.default_rng(4)
+    atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+    atoms.velocities = rng.normal(scale=4.6, size=atoms.positions.shape)
+    return atoms
+
+
+def assert_energy_step_equals_decoder_step(with_decoder, without, atoms, tolerance):
+    """The step of ``without`` (no atom decoder) equals that of ``with_decoder`` (same weights, the
+    decoder's output zero), by the full path, with ``latents`` False, and with the neighbour list
+    kept (LearnedSimulator.energy_neighbours), to ``tolerance`` (velocities: × their largest)."""
+    lengths, origin = orthorhombic_box(atoms)
+    args = [tf.constant(a[None], tf.float32) for a in (atoms.positions, atoms.velocities)]
+    args += [tf.constant(atoms.species_index[None]), tf.constant(lengths[None], tf.float32)]
+    env = tf.constant([[300.0, 0.0, 0.0, 0.0]])
+    next_box = args[3] * tf.constant([1.001, 1.0, 1.0])
+    reference = LearnedSimulator(with_decoder).step(*args, env, next_box=next_box)
+    sim = LearnedSimulator(without)
+    full = sim.step(*args, env, next_box=next_box)
+    np.testing.assert_array_equal(full["latent"].numpy(), reference["latent"].numpy())
+    np.testing.assert_array_equal(full["latent_next"].numpy(), reference["latent_next"].numpy())
+    remapped = args[0] * tf.constant([1.001, 1.0, 1.0])
+    neighbours = sim.energy_neighbours(remapped, *args[1:3], next_box)
+    for out in (full, sim.step(*args, env, next_box=next_box, latents=False),
+                sim.step(*args, env, next_box=next_box, latents=False, neighbours=neighbours)):
+        assert ("latent" in out) == (out is full)
+        np.testing.assert_allclose(out["positions"].numpy(), reference["positions"].numpy(), atol=tolerance)
+        scale = np.abs(reference["velocities"].numpy()).max()
+        np.testing.assert_allclose(out["velocities"].numpy(), reference["velocities"].numpy(), atol=tolerance * scale)
+
+
+def test_a_model_without_atom_decoder_loads_the_weights_it_shares_and_steps_as_a_zero_decoder(tmp_path):
+    """init_from copies every variable of a model with an atom decoder into one without (the
+    decoder's are left out); with the decoder's output layer at zero both step alike."""
+    config = dict(SMALL, energy_cutoff=2.0, energy_angle_cutoff=2.0, energy_dihedral_orders=2)
+    with_decoder = SagesnetModel(SagesnetConfig(**config))
+    with_decoder.build()
+    randomize(with_decoder)
+    with_decoder.local_energy.energy_weights.assign(
+        np.random.default_rng(1).normal(scale=0.01, size=with_decoder.local_energy.n_features).astype("f4"))
+    for w in with_decoder.atom_decoder.weights:
+        if "/output/" in w.path:
+            w.assign(tf.zeros_like(w))
+    with_decoder.save(tmp_path / "model.keras")
+    without = SagesnetModel(SagesnetConfig(**config, atom_decoder=False))
+    without.build()
+    from sagesnet_tf.training.md_trainer import initialise_from_run
+
+    assert initialise_from_run(without, str(tmp_path)) == len(without.variables) < len(with_decoder.variables)
+    assert_energy_step_equals_decoder_step(with_decoder, without, energy_sheet(), 2e-5)
+
+
+def test_shipped_default_model_steps_as_its_zero_decoder_did():
+    """The shipped v2 (atom_decoder: false) steps as the same weights with v1's grid decoder at zero
+    correction (how v2 was trained) do, to float32 rounding."""
+    from sagesnet_tf.export import model_from_savedmodel
+    from sagesnet_tf.savedmodel import resolve_model_dir
+
+    v2, metadata = model_from_savedmodel(resolve_model_dir(None))
+    assert v2.atom_decoder is None
+    with_decoder = SagesnetModel(SagesnetConfig.from_dict(
+        {**metadata["model_config"], "env_scales": metadata["env_std"], "atom_decoder": True}))
+    with_decoder.build()
+    theirs = {v.path.removeprefix(v2.name + "/"): v for v in v2.variables}
+    for v in with_decoder.variables:
+        key = v.path.removeprefix(with_decoder.name + "/")
+        v.assign(theirs[key] if key in theirs else tf.zeros_like(v))  # atom decoder: zero (its output layer was)
+    assert_energy_step_equals_decoder_step(with_decoder, v2, energy_sheet(), 2e-5)
