@@ -196,6 +196,26 @@ def test_energy_only_simulate_equals_the_steps_of_the_simulator(exported_energy_
     np.testing.assert_allclose(out["uncertainty"].numpy(), uncertainty.numpy(), rtol=1e-3, atol=1e-5)
 
 
+def test_energy_only_coarse_level_decodes_energy_steps(exported_energy_only):
+    """simulate_coarse of a model without atom decoder decodes every frame as an energy step from
+    the frame before: n coarse steps of T from a window end where n·T fine steps from its last frame do."""
+    _, _, path = exported_energy_only
+    signatures = tf.saved_model.load(str(path)).signatures
+    req = request(n_steps=2)
+    window = signatures["serving_default"](**dict(req, n_steps=np.int32(1)))
+    frames = {"window_positions": np.stack([req["positions"], window["positions"].numpy()]),
+              "window_velocities": np.stack([req["velocities"], window["velocities"].numpy()])}
+    rest = {k: v for k, v in req.items() if k not in ("positions", "velocities")}
+    coarse = signatures["simulate_coarse"](**frames, **dict(rest, box_lengths=window["box_lengths"].numpy()))
+    fine = signatures["serving_default"](**dict(req, positions=window["positions"].numpy(),
+                                                velocities=window["velocities"].numpy(),
+                                                box_lengths=window["box_lengths"].numpy(), n_steps=np.int32(4)))
+    np.testing.assert_allclose(coarse["box_lengths"].numpy(), fine["box_lengths"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(coarse["positions"].numpy()[-1], fine["positions"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(coarse["velocities"].numpy()[-1], fine["velocities"].numpy(),
+                               atol=1e-4 * np.abs(fine["velocities"].numpy()).max())
+
+
 def test_tensorflow_only_process_matches_in_process(exported, tmp_path):
     assert_tensorflow_only_process_matches(*exported[::2], tmp_path)
 
