@@ -344,6 +344,21 @@ def test_a_stretching_run_starts_from_an_equilibration_with_the_box_held(models,
     np.testing.assert_allclose(read_extxyz_frames(off / "trajectory.extxyz")[0].positions, start.positions, atol=1e-6)
 
 
+def test_the_equilibration_runs_at_the_coarse_scale_too(models, tmp_path, capsys):
+    """--scale 1 (coarse steps of 2 Δ): 0.005 ps rounds up to 6 Δ; the first window takes one fine
+    step, so the equilibration ends at step 5, and the run goes on from that window."""
+    out = tmp_path / "coarse"
+    assert main(["simulate", "--model", str(models["coarse"].parent), "--structure", EXAMPLE, "--temperature", "300",
+                 "--ensemble", "nve", "--scale", "1", "--strain-rate", "1.0", "--equilibrate-ps", "0.005",
+                 "--steps", "8", "--every", "4", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert [int(r["step"]) for r in read_thermo(out / EQUILIBRATION_FILE)] == [0, 5]
+    rows = read_thermo(out / "thermo.csv")
+    assert [int(r["step"]) for r in rows] == [0, 4, 8]
+    assert float(rows[-1]["strain"]) == pytest.approx(0.008, abs=1e-5)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["equilibration"]["steps"] == 6 and manifest["equilibration"]["steps_done"] == 5
+
+
 def test_a_run_without_strain_rate_has_no_equilibration_unless_asked(models, tmp_path, capsys):
     runs = {}
     for name, flag in (("default", []), ("zero", ["--equilibrate-ps", "0"]), ("asked", ["--equilibrate-ps", "0.002"])):
