@@ -171,7 +171,12 @@ class _LineBuffer:
 def curve_row(pattern: str, source: str, strain: np.ndarray, stress_gpa: np.ndarray, **extra) -> dict:
     """The results row of one run's stretch: ``strain`` and ``stress_gpa`` (T,) through
     :func:`~sagesnet_tf.analysis.stress_strain.summarize` (10 % drop yield); ``extra``: the
-    columns that are not the curve's (uncertainty, scale, wall_s, n_atoms, status)."""
+    columns that are not the curve's (uncertainty, scale, wall_s, n_atoms, status). A run that
+    diverged before its stretch (T = 0) has empty curve columns and is not counted as failed."""
+    if len(strain) == 0:
+        return {"pattern": pattern, "source": source, "yield_strain": None, "yield_stress_GPa": None,
+                "toughness": None, "stiffness": None, "failed": False, "stress_at_max_strain": None,
+                "final_strain": None, **extra}
     summary = summarize(strain, stress_gpa)
     try:
         stiffness = youngs_modulus(strain, stress_gpa)
@@ -194,7 +199,7 @@ def _write_curve(path: Path, strain: np.ndarray, stress_gpa: np.ndarray) -> None
 
 
 def _read_curve(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    if not path.is_file():
+    if not path.is_file() or path.read_text(encoding="utf-8").count("\n") < 2:  # none, or a header alone
         return None
     data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     return data[:, 0], data[:, 1]
@@ -211,7 +216,6 @@ class Screen:
     max_strain: float
     seed: int
     threads: int | None
-    progress: bool
 
     def __post_init__(self):
         self.model_dir = resolve_model_dir(self.model)
@@ -289,8 +293,7 @@ def screen(patterns: list[str], out: str | Path, protocol: KirigamiTension, mode
     if max_strain is not None and not (math.isfinite(max_strain) and max_strain > 0):
         raise SagesnetError(f"screen: --max-strain must be a positive number, got {max_strain}")
     out = Path(out)
-    run = Screen(out, protocol, model, protocol.max_strain if max_strain is None else max_strain, seed, threads,
-                 progress)
+    run = Screen(out, protocol, model, protocol.max_strain if max_strain is None else max_strain, seed, threads)
     settings = run.settings()
     if (out / MANIFEST).is_file():
         previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["settings"]
@@ -419,7 +422,7 @@ def plot_screen(out: Path, model_rows: dict[str, dict], lammps_rows: dict[str, d
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
     n_cuts = {p: p.count("1") for p in model_rows}
-    peak = {p: _float(r["yield_stress_GPa"]) or float(r["stress_at_max_strain"]) for p, r in model_rows.items()}
+    peak = {p: _float(r["yield_stress_GPa"]) or _float(r["stress_at_max_strain"]) or 0.0 for p, r in model_rows.items()}
     colours = ["C3" if model_rows[p]["failed"] == "true" else "C0" for p in model_rows]
     left.scatter([n_cuts[p] for p in model_rows], [peak[p] for p in model_rows], s=8, c=colours, alpha=0.6)
     left.set(xlabel="cut blocks", ylabel="stress (GPa)",

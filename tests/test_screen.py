@@ -162,6 +162,8 @@ def test_yield_and_spring_like_rows_and_verify_errors(tmp_path):
     assert row["failed"] is True and row["yield_strain"] == pytest.approx(0.2)
     assert row["yield_stress_GPa"] == pytest.approx(20.0) and row["stiffness"] == pytest.approx(100.0)
     assert row["toughness"] == pytest.approx(0.5 * 20 * 0.2, rel=1e-3)
+    row = curve_row("000000000000010", "model", np.array([]), np.array([]), status="diverged: x")
+    assert row["failed"] is False and row["final_strain"] is None and row["status"] == "diverged: x"
 
     def curve(peak_strain, peak):
         return np.where(strain < peak_strain, peak / peak_strain * strain, peak * (1 - 3 * (strain - peak_strain)))
