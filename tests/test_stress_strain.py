@@ -6,7 +6,7 @@ import pytest
 
 from sagesnet_tf.analysis.plots import plot_stress_strain, plot_thermo
 from sagesnet_tf.analysis.stress_strain import (
-    curve_error_to_yield, nominal_thickness, nominal_width, sheet_stress_from_atoms, sheet_stress_from_pressure, summarize, toughness,
+    LOCAL_MAX_THRESHOLD_GPA, curve_error_to_yield, nominal_thickness, nominal_width, sheet_stress_from_atoms, sheet_stress_from_pressure, summarize, toughness,
     yield_index_drop, yield_index_local_max, youngs_modulus)
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.md.protocols import EarlyStop
@@ -114,6 +114,10 @@ def test_early_stop_waits_for_drop_and_strain_past_peak():
     assert strain[fired] == pytest.approx(0.30, abs=1.5e-3)  # the 40 % drop comes at once; 0.05 past peak
     quiet = EarlyStop()
     assert not any(quiet.update(e, s) for e, s in zip(strain, np.minimum(stress, 150.0)))  # plateau: no stop
+    # a spring's noise peak below the yield rules' threshold never stops the run, however far it drops
+    spring = EarlyStop()
+    assert not any(spring.update(e, s) for e, s in zip(strain, 0.005 * stress))
+    assert spring.peak_stress < LOCAL_MAX_THRESHOLD_GPA
 
 
 def test_plots_write_png_files(tmp_path):

@@ -14,6 +14,7 @@ import dataclasses
 import math
 from typing import Any
 
+from sagesnet_tf.analysis.stress_strain import LOCAL_MAX_THRESHOLD_GPA
 from sagesnet_tf.errors import SagesnetError
 
 #: Stress components a barostat may release (LAMMPS ``fix npt`` keywords).
@@ -198,12 +199,17 @@ class Tension(Protocol):
 class EarlyStop:
     """The benchmark's early-stop rule, fed one (strain, stress) point at a time.
 
-    Stop once stress ≤ (1 − ``drop``) × peak stress and strain ≥ peak strain + ``past_peak``.
+    Stop once stress ≤ (1 − ``drop``) × peak stress and strain ≥ peak strain + ``past_peak``, and only
+    after the peak passed ``min_peak_gpa`` (the first-local-maximum yield rule's threshold): a
+    spring-like kirigami that carries < 1 GPa runs on to the maximum strain instead of stopping past
+    a noise peak, as the yield rules (which ignore such peaks) expect.
     """
 
-    def __init__(self, past_peak: float = 0.05, drop: float = 0.30) -> None:
+    def __init__(self, past_peak: float = 0.05, drop: float = 0.30,
+                 min_peak_gpa: float = LOCAL_MAX_THRESHOLD_GPA) -> None:
         self.past_peak = past_peak
         self.drop = drop
+        self.min_peak_gpa = min_peak_gpa
         self.peak_stress = -math.inf
         self.peak_strain = 0.0
 
@@ -212,7 +218,7 @@ class EarlyStop:
         if stress_gpa > self.peak_stress:
             self.peak_stress, self.peak_strain = stress_gpa, strain
             return False
-        return (self.peak_stress > 0 and stress_gpa <= (1.0 - self.drop) * self.peak_stress
+        return (self.peak_stress > self.min_peak_gpa and stress_gpa <= (1.0 - self.drop) * self.peak_stress
                 and strain >= self.peak_strain + self.past_peak)
 
 
