@@ -49,7 +49,7 @@ from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LI
               help="Before the run, this many ps of dynamics at the run's temperature and ensemble with the box "
                    "held (strain rate 0), so that the structure is at rest under the model before it is stretched; "
                    "the run's outputs start from the equilibrated state, the equilibration's rows go to "
-                   "equilibration.csv. Default: 1 ps with a nonzero --strain-rate, else 0 (none).")
+                   "equilibration.csv. Default: 2 ps with a nonzero --strain-rate, else 0 (none).")
 @click.option("--every", type=click.IntRange(1, MAX_STEPS), default=10,
               help="Model steps Δ per output frame (at --scale 1 rounded down to whole coarse steps, at least one).")
 @click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty --out.")
