@@ -68,7 +68,7 @@ RESULTS, MANIFEST, VERIFY, VERIFY_SUMMARY = "results.csv", "screen.json", "verif
 
 
 # ----------------------------------------------------------------------------------------- patterns
-def _severed(pattern: str) -> bool:
+def severed(pattern: str) -> bool:
     """Whether a 15-digit pattern cuts a whole column (the ribbon then falls apart)."""
     return any(pattern[c * KIRIGAMI_ROWS:(c + 1) * KIRIGAMI_ROWS] == "1" * KIRIGAMI_ROWS
                for c in range(KIRIGAMI_COLUMNS))
@@ -77,7 +77,7 @@ def _severed(pattern: str) -> bool:
 def all_patterns() -> list[str]:
     """The 29,791 (31³) patterns without a fully cut column, in increasing binary order."""
     n = KIRIGAMI_COLUMNS * KIRIGAMI_ROWS
-    return [p for p in (format(i, f"0{n}b") for i in range(2 ** n)) if not _severed(p)]
+    return [p for p in (format(i, f"0{n}b") for i in range(2 ** n)) if not severed(p)]
 
 
 def read_patterns(path: str | Path) -> list[str]:
@@ -94,7 +94,7 @@ def read_patterns(path: str | Path) -> list[str]:
             if len(text) != n or set(text) - {"0", "1"}:
                 raise SagesnetError(f"{where} is not a pattern of {n} digits 0/1 (digit k cuts block column k//5, "
                                     "row k%5); fix that line")
-            if _severed(text):
+            if severed(text):
                 raise SagesnetError(f"{where} cuts a whole column, so the ribbon falls apart; leave a block of "
                                     "every column uncut")
             if text in seen:
@@ -106,7 +106,7 @@ def read_patterns(path: str | Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------- results
-def _cell(value) -> str:
+def format_cell(value) -> str:
     """A value as results.csv writes it: floats as repr (read back exactly), None empty, bools
     ``true``/``false``."""
     if value is None:
@@ -134,11 +134,7 @@ class ResultsFile:
                     os.fsync(handle.fileno())
         if not path.is_file() or path.stat().st_size == 0:
             self._write(header)
-        with open(path, newline="", encoding="utf-8") as handle:
-            if handle.readline() != header:
-                raise SagesnetError(f"screen: {path} has other columns than {', '.join(RESULT_COLUMNS)}; choose "
-                                    "another --out")
-            self.rows = list(csv.DictReader(handle, fieldnames=RESULT_COLUMNS))
+        self.rows = read_results(path)
 
     def _write(self, text: str) -> None:
         with open(self.path, "a", encoding="utf-8", newline="") as handle:
@@ -153,9 +149,20 @@ class ResultsFile:
     def append(self, row: dict) -> None:
         """Append ``row`` (every column of :data:`RESULT_COLUMNS`) as one line."""
         buffer = _LineBuffer()
-        csv.writer(buffer, lineterminator="\n").writerow([_cell(row[c]) for c in RESULT_COLUMNS])
+        csv.writer(buffer, lineterminator="\n").writerow([format_cell(row[c]) for c in RESULT_COLUMNS])
         self._write(buffer.text)
-        self.rows.append({c: _cell(row[c]) for c in RESULT_COLUMNS})
+        self.rows.append({c: format_cell(row[c]) for c in RESULT_COLUMNS})
+
+
+def read_results(path: Path) -> list[dict]:
+    """The rows of a ``results.csv`` (column → text), without a torn last line; a file with
+    other columns than :data:`RESULT_COLUMNS` is a :class:`SagesnetError`. Reads only."""
+    text = path.read_text(encoding="utf-8")
+    lines = text[:text.rfind("\n") + 1].splitlines(keepends=True)
+    if not lines or lines[0] != ",".join(RESULT_COLUMNS) + "\n":
+        raise SagesnetError(f"{path} has other columns than {', '.join(RESULT_COLUMNS)}: not a screen's "
+                            "results.csv; choose another directory")
+    return list(csv.DictReader(lines[1:], fieldnames=RESULT_COLUMNS))
 
 
 class _LineBuffer:
@@ -188,7 +195,8 @@ def curve_row(pattern: str, source: str, strain: np.ndarray, stress_gpa: np.ndar
             "final_strain": float(strain[-1]), **extra}
 
 
-def _float(text: str) -> float | None:
+def cell_float(text: str) -> float | None:
+    """A number cell of results.csv as a float; None for an empty cell."""
     return float(text) if text not in ("", None) else None
 
 
@@ -280,6 +288,32 @@ class Screen:
                 "periodic_y": self.periodic_y, "seed": self.seed, "curve_strain_step": CURVE_STRAIN_STEP}
 
 
+def open_screen(out: str | Path, protocol: KirigamiTension, model: str | None = None,
+                max_strain: float | None = None, seed: int = 0, threads: int | None = None,
+                verb: str = "screen") -> tuple[Screen, ResultsFile]:
+    """The screen in ``out`` (made when new): its :class:`Screen` and :class:`ResultsFile`.
+    ``out`` holding a screen with other settings is a :class:`SagesnetError` (``verb`` names the
+    command in it); work directories of runs whose row was written are removed."""
+    if max_strain is not None and not (math.isfinite(max_strain) and max_strain > 0):
+        raise SagesnetError(f"{verb}: --max-strain must be a positive number, got {max_strain}")
+    out = Path(out)
+    run = Screen(out, protocol, model, protocol.max_strain if max_strain is None else max_strain, seed, threads)
+    settings = run.settings()
+    if (out / MANIFEST).is_file():
+        previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["settings"]
+        if previous != settings:
+            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            raise SagesnetError(f"{verb}: {out} holds a screen with other settings ({', '.join(changed)}); give the "
+                                "same options to resume it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / MANIFEST, {"kind": "sagesnet-tf screen", "settings": settings, "results": RESULTS,
+                                "columns": list(RESULT_COLUMNS), "units": "strain 1; stress, toughness, stiffness GPa"})
+    results = ResultsFile(out / RESULTS)
+    for pattern, source in results.done():  # killed after its row was written, before its work directory went
+        shutil.rmtree(run.work_dir(pattern, source), ignore_errors=True)
+    return run, results
+
+
 def screen(patterns: list[str], out: str | Path, protocol: KirigamiTension, model: str | None = None,
            max_strain: float | None = None, verify: int = 0, seed: int = 0, threads: int | None = None,
            progress: bool = True) -> dict:
@@ -290,24 +324,8 @@ def screen(patterns: list[str], out: str | Path, protocol: KirigamiTension, mode
     :class:`SagesnetError`). Returns ``{"screened": n, "verify": verify.json's dict or None}``."""
     if verify < 0:
         raise SagesnetError(f"screen: --verify must be >= 0 patterns, got {verify}")
-    if max_strain is not None and not (math.isfinite(max_strain) and max_strain > 0):
-        raise SagesnetError(f"screen: --max-strain must be a positive number, got {max_strain}")
-    out = Path(out)
-    run = Screen(out, protocol, model, protocol.max_strain if max_strain is None else max_strain, seed, threads)
-    settings = run.settings()
-    if (out / MANIFEST).is_file():
-        previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["settings"]
-        if previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise SagesnetError(f"screen: {out} holds a screen with other settings ({', '.join(changed)}); give the "
-                                "same options to resume it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / MANIFEST, {"kind": "sagesnet-tf screen", "settings": settings, "results": RESULTS,
-                                "columns": list(RESULT_COLUMNS), "units": "strain 1; stress, toughness, stiffness GPa"})
-    results = ResultsFile(out / RESULTS)
+    run, results = open_screen(out, protocol, model, max_strain, seed, threads)
     done = results.done()
-    for pattern, source in done:  # killed after its row was written, before its work directory went
-        shutil.rmtree(run.work_dir(pattern, source), ignore_errors=True)
     todo = [p for p in patterns if (p, "model") not in done]
     with tqdm(total=len(patterns), initial=len(patterns) - len(todo), unit="pattern", desc="screen",
               disable=not progress, dynamic_ncols=True) as bar:
@@ -337,7 +355,7 @@ def _rows(results: ResultsFile, patterns: list[str], source: str) -> dict[str, d
 
 def _ranked(rows: dict[str, dict]) -> list[str]:
     """Patterns by yield stress, highest first (those without a yield last, in their order)."""
-    return sorted(rows, key=lambda p: -(_float(rows[p]["yield_stress_GPa"]) or -math.inf))
+    return sorted(rows, key=lambda p: -(cell_float(rows[p]["yield_stress_GPa"]) or -math.inf))
 
 
 def pick_verify(model_rows: dict[str, dict], k: int, seed: int) -> dict[str, str]:
@@ -351,6 +369,20 @@ def pick_verify(model_rows: dict[str, dict], k: int, seed: int) -> dict[str, str
     return picked
 
 
+def verify_row(model_row: dict, lammps_row: dict, picked: str) -> dict:
+    """One pattern's :data:`VERIFY_COLUMNS` from its model and LAMMPS results rows: both engines'
+    yields and the model's errors (model − LAMMPS; the stress's relative to LAMMPS's), None
+    unless both found a yield."""
+    me, le = cell_float(model_row["yield_strain"]), cell_float(lammps_row["yield_strain"])
+    ms, ls = cell_float(model_row["yield_stress_GPa"]), cell_float(lammps_row["yield_stress_GPa"])
+    both = me is not None and le is not None
+    return {"pattern": model_row["pattern"], "picked": picked, "model_failed": model_row["failed"],
+            "lammps_failed": lammps_row["failed"], "model_yield_strain": me, "lammps_yield_strain": le,
+            "model_yield_stress_GPa": ms, "lammps_yield_stress_GPa": ls,
+            "yield_strain_error": me - le if both else None,
+            "yield_stress_relative_error": (ms - ls) / ls if both and ls else None}
+
+
 def write_verify(out: Path, picked: dict[str, str], model_rows: dict[str, dict], lammps_rows: dict[str, dict],
                  k: int) -> dict:
     """``verify.csv`` (:data:`VERIFY_COLUMNS`, one row per checked pattern) and ``verify.json``:
@@ -358,16 +390,9 @@ def write_verify(out: Path, picked: dict[str, str], model_rows: dict[str, dict],
     yield-stress mean relative error (|Δσ| / σ_LAMMPS) and Spearman rank correlation; whether both
     agree on failing; and how many of LAMMPS's top ``k`` by yield stress are in the model's top
     ``k`` among the checked patterns. Returns verify.json's dict."""
-    rows, pairs = [], []
-    for pattern, how in picked.items():
-        m, l = model_rows[pattern], lammps_rows[pattern]
-        me, le = _float(m["yield_strain"]), _float(l["yield_strain"])
-        ms, ls = _float(m["yield_stress_GPa"]), _float(l["yield_stress_GPa"])
-        both = me is not None and le is not None
-        rows.append([pattern, how, m["failed"], l["failed"], me, le, ms, ls, me - le if both else None,
-                     (ms - ls) / ls if both and ls else None])
-        if both:
-            pairs.append((me, le, ms, ls))
+    rows = [verify_row(model_rows[p], lammps_rows[p], how) for p, how in picked.items()]
+    pairs = [(r["model_yield_strain"], r["lammps_yield_strain"], r["model_yield_stress_GPa"],
+              r["lammps_yield_stress_GPa"]) for r in rows if r["yield_strain_error"] is not None]
     e = np.array(pairs, float).reshape(-1, 4)
     spearman = None
     if len(e) >= 3 and np.ptp(e[:, 2]) > 0 and np.ptp(e[:, 3]) > 0:
@@ -388,7 +413,7 @@ def write_verify(out: Path, picked: dict[str, str], model_rows: dict[str, dict],
     with atomic_output(out / VERIFY) as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(VERIFY_COLUMNS)
-        writer.writerows([[_cell(v) for v in r] for r in rows])
+        writer.writerows([[format_cell(r[c]) for c in VERIFY_COLUMNS] for r in rows])
     write_json(out / VERIFY_SUMMARY, summary)
     return summary
 
@@ -422,7 +447,8 @@ def plot_screen(out: Path, model_rows: dict[str, dict], lammps_rows: dict[str, d
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
     n_cuts = {p: p.count("1") for p in model_rows}
-    peak = {p: _float(r["yield_stress_GPa"]) or _float(r["stress_at_max_strain"]) or 0.0 for p, r in model_rows.items()}
+    peak = {p: cell_float(r["yield_stress_GPa"]) or cell_float(r["stress_at_max_strain"]) or 0.0
+            for p, r in model_rows.items()}
     colours = ["C3" if model_rows[p]["failed"] == "true" else "C0" for p in model_rows]
     left.scatter([n_cuts[p] for p in model_rows], [peak[p] for p in model_rows], s=8, c=colours, alpha=0.6)
     left.set(xlabel="cut blocks", ylabel="stress (GPa)",
@@ -440,5 +466,6 @@ def plot_screen(out: Path, model_rows: dict[str, dict], lammps_rows: dict[str, d
     save_figure(fig, out / PLOTS[2], dpi=100)
 
 
-__all__ = ["PLOTS", "RESULT_COLUMNS", "VERIFY_COLUMNS", "ResultsFile", "all_patterns", "curve_row", "pick_verify",
-           "plot_screen", "read_patterns", "screen", "write_verify"]
+__all__ = ["PLOTS", "RESULT_COLUMNS", "VERIFY_COLUMNS", "ResultsFile", "Screen", "all_patterns", "cell_float",
+           "curve_row", "format_cell", "open_screen", "pick_verify", "plot_screen", "read_patterns", "read_results",
+           "screen", "severed", "verify_row", "write_verify"]
