@@ -34,7 +34,10 @@ keyword (N atoms, E environment fields, D latent width, B batch, T window steps)
 Each step Δ of ``serving_default`` applies the affine tension first (box and atom coordinates
 along ``axis`` scaled about the box origin so that the box grows by input_length·rate·Δ, as
 LAMMPS ``fix deform … remap x``), then re-voxelizes, encodes, steps and decodes the atoms
-(atoms stay explicit). The signatures only validate their inputs and call
+(atoms stay explicit); a model without atom decoder (``atom_decoder: false``) steps by its local
+energy alone, with no atom grid, encoding or latent step but on a call's last step (its
+readouts), and keeps the energy's neighbour list from step to step while it holds
+(:meth:`LearnedSimulator.energy_neighbours`). The signatures only validate their inputs and call
 :class:`~sagesnet_tf.simulator.LearnedSimulator`, the one place a step is defined; the raw env is
 normalised there by the model's ``config.env_scales`` (metadata ``env_std``, ``env_mean`` 0).
 All inputs are validated in the graph: a bad request raises InvalidArgumentError, never crashes
@@ -234,16 +237,15 @@ class SagesnetServing(tf.Module):
         def advance(pos, vel, box, neighbours, readouts):
             """One Δ of one structure: (box (3,), positions (N,3), velocities (N,3), the neighbour
             list to keep ({} if none)) and, with ``readouts``, the per-atom uncertainty (N,) and the
-            stress (6,) (the latents and heads run only on the step whose readouts are returned)."""
+            stress (6,) (the heads run only on the step whose readouts are returned, and a model
+            without atom decoder encodes only there)."""
             out = sim.step(pos[None], vel[None], species_b, box[None], env, origin_b, next_box=(box + growth)[None],
-                           mirror_average=mirror_average, latents=readouts, neighbours=neighbours or None)
+                           mirror_average=mirror_average, latents=False, neighbours=neighbours or None)
             stepped = (out["box"][0], out["positions"][0], out["velocities"][0], out.get("neighbours", {}))
             if not readouts:
                 return stepped
-            unc = sim.atom_uncertainty(out["latent"], env, out["state"])[0]
-            stress = sim.stress(out["latent_next"], out["positions"], out["velocities"], species_b, out["box"],
-                                origin_b)
-            return (*stepped[:3], unc, stress[0])
+            unc, stress = sim.readouts(out, env, origin_b)
+            return (*stepped[:3], unc[0], stress[0])
 
         def body(i, pos, vel, box, neighbours):
             box, pos, vel, neighbours = advance(pos, vel, box, neighbours, readouts=False)

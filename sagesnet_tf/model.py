@@ -19,7 +19,7 @@ Both models share the latent dynamics (:class:`LatentDynamics`)::
     encode(atom_grid (B,X,Y,Z,S,F)) -> z (B,X,Y,Z,D)
     decode(z) -> slot dict (see CellDecoder);  cell_properties(z) -> stress, kinetic_energy
     atom_stress(grid_shape, atoms_state) -> (B,N,6) per-atom stress × volume (needs pair_stress)
-    energy_stress(grid_shape, atoms_state) -> (B,6) stress × volume from the local energy
+    energy_stress(atoms_state) -> (B,6) stress × volume from the local energy
     energy_neighbours(atoms_state, skin=0.0) -> the local energy's neighbour list at the step's midpoint
     energy_velocity_change(atoms_state) -> (B,N,3) the local energy's kick over Δ
     decode_atoms(z_next, atoms_state, halos=None) -> dict(positions, velocities, species,
@@ -477,14 +477,18 @@ class SagesnetModel(LatentDynamics):
         mass = tf.gather(tf.constant(self._masses, tf.float32), atoms_state["species"])[..., None]   # (B,N,1) g/mol
         return forces * (self.config.delta_ps / MVV2E) / mass
 
-    def energy_stress(self, grid_shape, atoms_state):
+    def energy_stress(self, atoms_state):
         """(B,6) bar·Å³, each structure's stress × volume (−P·V; xx,yy,zz,xy,xz,yz) from the local
         energy: the kinetic part −Σ m v_a v_b plus, on the diagonal, the virial −dE/dε_aa of a homogeneous
-        strain of each axis (:meth:`~sagesnet_tf.layers.LocalEnergy.strain_design`). The shear
-        virial is not computed (its components carry the kinetic part only)."""
+        strain of each axis (``strain_derivative`` of :meth:`~sagesnet_tf.layers.LocalEnergy.energy_forces`,
+        the pairs of a new search at the state's positions). The shear virial is not computed (its
+        components carry the kinetic part only)."""
         energy = self.local_energy
-        inputs = (grid_shape, atoms_state["assignment"], atoms_state["atom_features"], atoms_state["spacing"])
-        strain_derivative = tf.linalg.matvec(energy.strain_design(*inputs), energy.energy_weights)   # (B,3) eV
+        neighbours = energy.neighbour_list(atoms_state["grid_shape"], atoms_state["assignment"],
+                                           atoms_state["atom_features"], atoms_state["spacing"],
+                                           atoms_state["positions"], atoms_state["box"])
+        strain_derivative = energy.energy_forces(neighbours, atoms_state["positions"],
+                                                 atoms_state["box"])["strain_derivative"]             # (B,3) eV
         mass = slot_masses(atoms_state["atom_features"], self._masses, len(self._masses))          # (B,N,1)
         kinetic = tf.reduce_sum(kinetic_stress(atoms_state["velocities"], mass), 1)                 # (B,6) bar·Å³
         virial = tf.concat([strain_derivative, tf.zeros_like(strain_derivative)], -1) * EV_TO_BAR_A3

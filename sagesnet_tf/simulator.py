@@ -12,6 +12,11 @@ does for particles::
                  local energy's forces at the step's midpoint: a position-Verlet step),
                  readouts: per-atom uncertainty, stress × volume
 
+A model without atom decoder (``atom_decoder: false``) reads no latent in its step: with
+``latents=False`` :meth:`LearnedSimulator.step` is the local energy's position-Verlet step alone
+(no atom grid, no core), its neighbour list kept between steps while it holds
+(:meth:`LearnedSimulator.energy_neighbours`).
+
 The training losses (:mod:`sagesnet_tf.training.md_losses`) and the exported SavedModel's
 signatures (:mod:`sagesnet_tf.export`, which ``simulate``, ``evaluate`` and the benchmarks call)
 call these methods; nothing else composes encode/step/decode into a step.
@@ -223,6 +228,20 @@ class LearnedSimulator:
         return self.model.step(z, self.normalise_env(env))
 
     # ---- readouts --------------------------------------------------------------------------
+    def readouts(self, out, env, box_origin=None) -> tuple[tf.Tensor, tf.Tensor]:
+        """The readouts of a :meth:`step`'s output ``out``, raw env (B,E): the per-atom uncertainty
+        (B,N) from the z(t) the step read (encoded here from the atoms it stepped when it skipped
+        the latents) and the stress (B,6) bar·Å³ of the atoms after it (:meth:`stress`)."""
+        state = out["state"]
+        if "latent" in out:
+            latent = out["latent"]
+        else:
+            state = self.atoms_state(state["positions"], state["velocities"], state["species"], out["box"], box_origin)
+            latent = self.model.encode(state["atom_grid"])
+        stress = self.stress(out.get("latent_next"), out["positions"], out["velocities"], out["species"], out["box"],
+                             box_origin)
+        return self.atom_uncertainty(latent, env, state), stress
+
     def cell_uncertainty(self, latent, env):
         """(B,X,Y,Z) the predicted one-step loss of each cell of the latent grid (B,X,Y,Z,D), raw
         env (B,E)."""
@@ -236,16 +255,15 @@ class LearnedSimulator:
     def stress(self, latent, positions, velocities, species, box, box_origin=None):
         """(B,6) bar·Å³, each structure's stress × volume (−P·V; xx,yy,zz,xy,xz,yz) of its atoms
         (re-voxelized): the pair stress when the model has ``pair_stress``, else the local energy's
-        (:meth:`~sagesnet_tf.model.SagesnetModel.energy_stress`) when it has one, else the latent
-        head's per-cell stress of ``latent`` (B,X,Y,Z,D) summed."""
+        (:meth:`~sagesnet_tf.model.SagesnetModel.energy_stress`) when it has one (``latent`` unread:
+        None is fine), else the latent head's per-cell stress of ``latent`` (B,X,Y,Z,D) summed."""
         model = self.model
         if model.pair_stress is None and model.local_energy is None:
             return tf.reduce_sum(model.cell_properties(latent)["stress"], axis=[1, 2, 3])
-        state = self.atoms_state(positions, velocities, species, box, box_origin)
-        grid_shape = tf.shape(state["atom_grid"])[1:4]
+        state = self.atoms_state(positions, velocities, species, box, box_origin, atom_grid=False)
         if model.pair_stress is None:
-            return model.energy_stress(grid_shape, state)
-        return tf.reduce_sum(model.atom_stress(grid_shape, state), axis=1)
+            return model.energy_stress(state)
+        return tf.reduce_sum(model.atom_stress(state["grid_shape"], state), axis=1)
 
     # ---- coarse level 0 --------------------------------------------------------------------
     def window_latent(self, positions, velocities, species, box, box_origin=None, spare_cells: bool = False):

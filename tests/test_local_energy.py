@@ -406,3 +406,15 @@ def test_neighbour_list_skin_is_narrowed_to_the_search_window(hot_sheet):
     neighbours = layer.neighbour_list(*state, tf.constant(hot_sheet.positions[None], tf.float32),
                                       tf.constant(lengths[None]), skin=10.0)
     assert float(neighbours["skin"]) == pytest.approx(reach - 2.0)
+
+
+def test_neighbour_list_strain_derivative_equals_strain_design(hot_sheet):
+    """energy_forces' strain derivatives Σ r_a ∂E/∂r_a are strain_design · weights (the virial the
+    fits match, from the separations' gradient instead of three forward passes over the features)."""
+    layer = list_layer(seed=3)
+    lengths = np.diag(hot_sheet.cell).astype("f4")
+    state = inputs(hot_sheet.positions.astype("f4"), hot_sheet)
+    here = (tf.constant(hot_sheet.positions[None], tf.float32), tf.constant(lengths[None]))
+    derivative = layer.energy_forces(layer.neighbour_list(*state, *here), *here)["strain_derivative"].numpy()
+    expected = layer.strain_design(*state).numpy() @ layer.energy_weights.numpy()
+    np.testing.assert_allclose(derivative, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

@@ -36,15 +36,22 @@ three bond angles around an sp² atom sum to 360° only when it is flat, so the 
 pyramidalization (docs/BENCHMARKS.md, "A learned local energy", measures the bending and
 equipartition it gives).
 
-Everything is core TensorFlow (the gradient is a ``tf.GradientTape`` over the atoms' grid offsets),
-so a ``tf.function`` computing the forces serves from a SavedModel. The neighbours are searched
-once, at ``cutoff`` (the bonds are the pairs closer than ``angle_cutoff``), outside the tape, which
-covers only the found pairs' separations (the angles' triplets and the dihedrals' quadruplets are
-indexed there too); :meth:`LocalEnergy.call` contracts the weights with the element and Legendre
-factors before the radial ones and never forms the features. Energy and forces of the 960-atom
-periodic 12 × 20 sheet take ~7 ms on one CPU thread at cutoff 3.2 Å, ~6 ms at 2.9 Å and ~9 ms at
-2.9 Å with ``dihedral_orders`` 3 (111 ms with one search per cutoff inside the tape and the features
-formed; session 15).
+Everything is core TensorFlow (the gradient is a ``tf.GradientTape`` over the atoms' grid offsets,
+or over their positions in :meth:`LocalEnergy.energy_forces`), so a ``tf.function`` computing the
+forces serves from a SavedModel. The neighbours are searched once, at ``cutoff`` (the bonds are the
+pairs closer than ``angle_cutoff``), outside the tape, which covers only the found pairs'
+separations (the angles' triplets and the dihedrals' quadruplets are indexed there too);
+:meth:`LocalEnergy.call` contracts the weights with the element and Legendre factors before the
+radial ones and never forms the features. Energy and forces of the 960-atom periodic 12 × 20 sheet
+take ~7 ms on one CPU thread at cutoff 3.2 Å, ~6 ms at 2.9 Å and ~9 ms at 2.9 Å with
+``dihedral_orders`` 3 (111 ms with one search per cutoff inside the tape and the features formed;
+session 15). A step of a simulation keeps the search as a Verlet list instead
+(:meth:`LocalEnergy.neighbour_list`: the pairs within ``cutoff`` + a skin with their periodic
+images, read from positions by :meth:`LocalEnergy.energy_forces` while
+:meth:`LocalEnergy.neighbour_list_holds`): at the shipped 2.0 Å with 3 dihedral orders, ~5 ms for
+energy and forces from the list and ~4–7 ms per new search (session 16, shared cores; XLA
+compilation of ``energy_forces`` measured 4.5 ms against 5.4, and would recompile for every list
+size).
 """
 
 from __future__ import annotations
@@ -338,15 +345,20 @@ class LocalEnergy(keras.layers.Layer):
         return 2.0 * moved + stretched <= neighbours["skin"]
 
     def energy_forces(self, neighbours: dict, positions, box) -> dict:
-        """The energy (B,) eV and forces (B, N, 3) eV/Å of the atoms at ``positions`` (B, N, 3) Å in
-        boxes ``box`` (B, 3) Å, over the pairs of the :meth:`neighbour_list` ``neighbours`` (equal
-        to :meth:`call`'s at those positions while :meth:`neighbour_list_holds`)."""
+        """The energy (B,) eV, forces (B, N, 3) eV/Å and strain derivatives (B, 3) eV of the atoms at
+        ``positions`` (B, N, 3) Å in boxes ``box`` (B, 3) Å, over the pairs of the
+        :meth:`neighbour_list` ``neighbours`` (equal to :meth:`call`'s at those positions while
+        :meth:`neighbour_list_holds`). ``strain_derivative``: dE/dε_aa of a homogeneous strain of each
+        axis, Σ_pairs r_a ∂E/∂r_a (as :meth:`strain_design` · weights; the virial W_aa = −dE/dε_aa)."""
         shift = neighbours["image"] * tf.gather(box, neighbours["atom"][:, 0])
         with tf.GradientTape() as tape:
             tape.watch(positions)
-            energy = self._energy(neighbours, self._list_separation(neighbours, positions) + shift,
-                                  tf.shape(positions)[0])
-        return {"energy": energy, "forces": -tape.gradient(energy, positions)}
+            separation = self._list_separation(neighbours, positions) + shift
+            energy = self._energy(neighbours, separation, tf.shape(positions)[0])
+        position_gradient, separation_gradient = tape.gradient(energy, [positions, separation])
+        strain_derivative = tf.math.unsorted_segment_sum(separation * separation_gradient, neighbours["atom"][:, 0],
+                                                         tf.shape(positions)[0])
+        return {"energy": energy, "forces": -position_gradient, "strain_derivative": strain_derivative}
 
     def design(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
         """The forces as a linear function of the weights (n_features,): forces = design · weights
