@@ -34,7 +34,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     """Attach the verbs; each lives in its own module of this package."""
-    from sagesnet_tf.cli import build, ca, evaluate, explain, export, generate, screen, simulate, train
+    from sagesnet_tf.cli import build, ca, design, evaluate, explain, export, generate, screen, simulate, train
 
     cli.add_command(build.build)
     cli.add_command(generate.generate)
@@ -45,6 +45,7 @@ def _register() -> None:
     cli.add_command(ca.ca)
     cli.add_command(explain.explain)
     cli.add_command(screen.screen)
+    cli.add_command(design.design)
 
 
 _register()

@@ -8,6 +8,15 @@ from sagesnet_tf.cli.options import SEED, FiniteFloat
 from sagesnet_tf.errors import SagesnetError
 
 
+def set_tf_threads(threads: int | None) -> None:
+    """TensorFlow's op threads (intra and inter) set to ``threads``; left as they are for None."""
+    if threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 @click.command()
 @click.option("--patterns", "patterns_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="File of 15-digit cut patterns, one a line (as `build kirigami --pattern` takes them).")
@@ -40,11 +49,7 @@ def screen(patterns_file, all_patterns, out, model, quick, max_strain, limit, ve
         raise SagesnetError("screen: give exactly one of --patterns FILE and --all")
     patterns = screening.all_patterns() if all_patterns else screening.read_patterns(patterns_file)
     patterns = patterns[:limit]
-    if threads:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    set_tf_threads(threads)
     result = screening.screen(patterns, out, QUICK if quick else FULL, model=model, max_strain=max_strain,
                               verify=verify, seed=seed, threads=threads, progress=not no_progress)
     click.echo(f"screen: {result['screened']} patterns -> {out}/{screening.RESULTS}")
