@@ -11,11 +11,14 @@ include set-up (LAMMPS initialisation; SavedModel loading and tracing for SAGESn
 and any SAGESnet rollout that diverges early; a second row per scale gives SAGESnet's speed from its first step on
 (``simulate``'s ``wall_s``: model calls, thermo and trajectory writing, no loading).
 
-One more row bounds what the fine scale could reach without the atoms: the SavedModel's ``step``
+One more row gives the cost of the learned latent dynamics per Δ: the SavedModel's ``step``
 signature alone (the latent grid of the same sheet stepped :data:`LATENT_STEPS` times: predictor
 and uncertainty head, no voxelizing, encoding or decoding), timed after one warm-up call. It is
 not a simulation (nothing is decoded or fed back: a latent fed back to itself leaves the states
-the model was trained on within tens of steps), only the cost of the learned dynamics per Δ.
+the model was trained on within tens of steps). For a model with an atom decoder it bounds what
+the fine scale could reach without the atoms; a model without one (``atom_decoder: false``, the
+shipped version 2) runs no latent step in its fine steps but a call's last (docs/MODEL.md), so
+there the row is the cost a latent stride would start from, not a bound.
 """
 
 from __future__ import annotations
