@@ -22,7 +22,8 @@ from sagesnet_tf.cli.screen import set_tf_threads
 @click.option("--max-strain", type=FiniteFloat(min=0.0, min_open=True), default=None,
               help="Stop every stretch at this strain at the latest (default: the protocol's).")
 @click.option("--budget", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
-              help="Model evaluations of the search (patterns already in --out count, without running again).")
+              help="Model evaluations of the search; run again, it reads those already in --out instead of running "
+                   "them again.")
 @click.option("--candidates", type=click.IntRange(min=1), default=5, show_default=True, metavar="K",
               help="Top candidates printed (and checked with --verify).")
 @click.option("--seed", type=SEED, default=0, show_default=True,

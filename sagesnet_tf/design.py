@@ -226,11 +226,12 @@ def plot_search(path: Path, distances: list[float], target: tuple[str, float]) -
     if finite.any():
         best = np.minimum.accumulate(np.where(finite, d, np.inf))
         ax.step(n[np.isfinite(best)], best[np.isfinite(best)], where="post", color="C3", label="best so far")
-    top = ax.get_ylim()[1] if finite.any() else 1.0
-    ax.plot(n[~finite], np.full((~finite).sum(), top), "x", color="grey", label="no yield")
-    unit = "" if target[0] == "yield_strain" else " (GPa)"
-    ax.set(xlabel="evaluation", ylabel=f"|{target[0].replace('_', ' ')} - target|{unit}",
-           title=f"design: target {target[0].replace('_', ' ')} {target[1]:g}{unit}")
+    if not finite.all():
+        top = ax.get_ylim()[1] if finite.any() else 1.0
+        ax.plot(n[~finite], np.full((~finite).sum(), top), "x", color="grey", label="no yield")
+    quantity, stress = target[0].replace("_", " "), target[0] == "yield_stress"
+    ax.set(xlabel="evaluation", ylabel=f"|{quantity} - target|" + (" (GPa)" if stress else ""),
+           title=f"design: target {quantity} {target[1]:g}" + (" GPa" if stress else ""))
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     fig.tight_layout()
