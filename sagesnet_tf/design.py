@@ -20,8 +20,9 @@ unless fewer than :data:`PARENTS` patterns yielded).
 
 Outputs besides the screen's: ``candidates.csv`` (:data:`CANDIDATE_COLUMNS`, every known
 pattern by distance), ``design_search.png`` (distance of each evaluation and the best so far)
-and ``design.json`` (target, search settings, top candidates); ``verify`` K runs LAMMPS on the
-top K (screen's verify runs: source ``lammps`` rows) and fills candidates.csv's LAMMPS columns.
+and ``design.json`` (target, search settings, top candidates); ``verify`` runs LAMMPS on the
+top ``candidates`` (screen's verify runs: source ``lammps`` rows) and fills candidates.csv's LAMMPS
+columns.
 """
 
 from __future__ import annotations
