@@ -325,6 +325,7 @@ def screen(patterns: list[str], out: str | Path, protocol: KirigamiTension, mode
     if verify < 0:
         raise SagesnetError(f"screen: --verify must be >= 0 patterns, got {verify}")
     run, results = open_screen(out, protocol, model, max_strain, seed, threads)
+    out = run.out
     done = results.done()
     todo = [p for p in patterns if (p, "model") not in done]
     with tqdm(total=len(patterns), initial=len(patterns) - len(todo), unit="pattern", desc="screen",
