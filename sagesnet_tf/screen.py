@@ -314,6 +314,19 @@ def open_screen(out: str | Path, protocol: KirigamiTension, model: str | None = 
     return run, results
 
 
+
+def _finish_all(run: Screen, results: ResultsFile, patterns, source: str, desc: str, progress: bool) -> None:
+    """Run ``source`` (model or lammps) on each of ``patterns`` (a sized iterable, in order) that has
+    no row of that source yet, appending its row, with a progress bar (patterns done / total, ETA)."""
+    done = results.done()
+    todo = [p for p in patterns if (p, source) not in done]
+    with tqdm(total=len(patterns), initial=len(patterns) - len(todo), unit="pattern", desc=desc,
+              disable=not progress, dynamic_ncols=True) as bar:
+        for pattern in todo:
+            run.finish(results, pattern, source)
+            bar.update()
+
+
 def screen(patterns: list[str], out: str | Path, protocol: KirigamiTension, model: str | None = None,
            max_strain: float | None = None, verify: int = 0, seed: int = 0, threads: int | None = None,
            progress: bool = True) -> dict:
@@ -326,22 +339,11 @@ def screen(patterns: list[str], out: str | Path, protocol: KirigamiTension, mode
         raise SagesnetError(f"screen: --verify must be >= 0 patterns, got {verify}")
     run, results = open_screen(out, protocol, model, max_strain, seed, threads)
     out = run.out
-    done = results.done()
-    todo = [p for p in patterns if (p, "model") not in done]
-    with tqdm(total=len(patterns), initial=len(patterns) - len(todo), unit="pattern", desc="screen",
-              disable=not progress, dynamic_ncols=True) as bar:
-        for pattern in todo:
-            run.finish(results, pattern, "model")
-            bar.update()
+    _finish_all(run, results, patterns, "model", "screen", progress)
     summary = None
     if verify:
         picked = pick_verify(_rows(results, patterns, "model"), verify, seed)
-        todo = [p for p in picked if (p, "lammps") not in done]
-        with tqdm(total=len(picked), initial=len(picked) - len(todo), unit="pattern", desc="verify (LAMMPS)",
-                  disable=not progress, dynamic_ncols=True) as bar:
-            for pattern in todo:
-                run.finish(results, pattern, "lammps")
-                bar.update()
+        _finish_all(run, results, picked, "lammps", "verify (LAMMPS)", progress)
         summary = write_verify(out, picked, _rows(results, patterns, "model"), _rows(results, patterns, "lammps"),
                                verify)
     plot_screen(out, _rows(results, patterns, "model"), _rows(results, patterns, "lammps"))
