@@ -169,7 +169,9 @@ def test_generate_md_killed_mid_run_is_refused_until_overwritten(tmp_path, capsy
         log = out / "log.lammps"
         return log.exists() and re.search(r"^\s+50\s", log.read_text(errors="replace"), re.M) is not None
 
-    _kill_when(_start([*args, "--steps", "400", "--dump"]), running, "generate md")
+    # 4,000 steps: LAMMPS is still running (seconds) when the kill lands 0-0.3 s after step 50; with 400 the
+    # run could end and rename its dump within that wait (seen once in CI)
+    _kill_when(_start([*args, "--steps", "4000", "--dump"]), running, "generate md")
     names = os.listdir(out)
     assert "metadata.json" not in names and "manifest.json" not in names, (SEED, names)
     assert not [n for n in names if n.startswith("data-")], (SEED, names)  # no shard, whole or partial
