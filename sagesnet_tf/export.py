@@ -11,8 +11,13 @@ keyword (N atoms, E environment fields, D latent width, B batch, T window steps)
         -> positions (N,3) Å (unwrapped), velocities (N,3) Å/ps, box_lengths (3,) Å,
            box_origin (3,) Å, uncertainty (N,) predicted one-step loss of each atom's cell,
            stress (6,) bar·Å³ the structure's stress × volume (−P·V, xx,yy,zz,xy,xz,yz: the atoms'
-           pair stress summed when the model has ``pair_stress``, else the latent head's per-cell
-           stress summed), strain () engineering
+           pair stress summed when the model has ``pair_stress``, else the local energy's when it
+           has one, else the latent head's per-cell stress summed), atom_virial (N,3) bar·Å³ the diagonal virial (xx,yy,zz) split over the
+           atoms (Σ_atoms atom_virial − Σ_atoms m v_a v_a = stress[:3]: with ``pair_stress`` each
+           atom's pair stress without its kinetic part, with the local energy the strain
+           derivatives of the pairs whose first atom it is; zeros when the stress is the latent
+           head's, which has no per-atom split; a group of atoms without pairs to the others, as a
+           ribbon of a stack, has its own virial as its atoms' sum), strain () engineering
            strain of this call along ``axis`` (box length / input box length − 1)
     simulate_mirror_average(the inputs of serving_default) -> its outputs, but every step Δ is
         the mean of the step of the atoms and the mirrored step of their mirror image through the
@@ -28,7 +33,7 @@ keyword (N atoms, E environment fields, D latent width, B batch, T window steps)
                     box_origin, pbc, env, n_steps () coarse steps of T·Δ, strain_rate_per_ps, axis)
         -> as serving_default, but positions/velocities (T,N,3): the last T frames (Δ apart), and
            uncertainty (N,) the predicted reconstruction loss of each atom's coarse cell, and stress
-           that of the last frame
+           that of the last frame (no atom_virial)
     metadata() -> metadata: JSON string (same as the asset file)
 
 Each step Δ of ``serving_default`` applies the affine tension first (box and atom coordinates
@@ -236,16 +241,16 @@ class SagesnetServing(tf.Module):
 
         def advance(pos, vel, box, neighbours, readouts):
             """One Δ of one structure: (box (3,), positions (N,3), velocities (N,3), the neighbour
-            list to keep ({} if none)) and, with ``readouts``, the per-atom uncertainty (N,) and the
-            stress (6,) (the heads run only on the step whose readouts are returned, and a model
-            without atom decoder encodes only there)."""
+            list to keep ({} if none)) and, with ``readouts``, the per-atom uncertainty (N,), the
+            stress (6,) and the per-atom virial (N,3) (the heads run only on the step whose
+            readouts are returned, and a model without atom decoder encodes only there)."""
             out = sim.step(pos[None], vel[None], species_b, box[None], env, origin_b, next_box=(box + growth)[None],
                            mirror_average=mirror_average, latents=False, neighbours=neighbours or None)
             stepped = (out["box"][0], out["positions"][0], out["velocities"][0], out.get("neighbours", {}))
             if not readouts:
                 return stepped
-            unc, stress = sim.readouts(out, env, origin_b)
-            return (*stepped[:3], unc[0], stress[0])
+            unc, stress, atom_virial = sim.readouts(out, env, origin_b)
+            return (*stepped[:3], unc[0], stress[0], atom_virial[0])
 
         def body(i, pos, vel, box, neighbours):
             box, pos, vel, neighbours = advance(pos, vel, box, neighbours, readouts=False)
@@ -260,12 +265,12 @@ class SagesnetServing(tf.Module):
             shape_invariants=(*(t.shape for t in loop_vars[:4]),
                               tf.nest.map_structure(lambda t: tf.TensorShape(None) if t.shape.rank == 0
                                                     else tf.TensorShape([None] + t.shape[1:]), neighbours)))
-        box, pos, vel, unc, stress = tf.cond(
+        box, pos, vel, unc, stress, atom_virial = tf.cond(
             n_steps > 0, lambda: advance(pos, vel, box, neighbours, readouts=True),
-            lambda: (box, pos, vel, tf.zeros([n]), tf.zeros([6])))
+            lambda: (box, pos, vel, tf.zeros([n]), tf.zeros([6]), tf.zeros([n, 3])))
         strain = tf.reduce_sum((box / box_lengths - 1.0) * axis_mask)
         return {"positions": pos, "velocities": vel, "box_lengths": box, "box_origin": box_origin,
-                "uncertainty": unc, "stress": stress, "strain": strain}
+                "uncertainty": unc, "stress": stress, "atom_virial": atom_virial, "strain": strain}
 
     @tf.function(input_signature=_SIMULATE_INPUTS)
     def simulate_coarse(self, window_positions, window_velocities, species, box_lengths, box_origin, pbc, env,

@@ -19,7 +19,9 @@ Both models share the latent dynamics (:class:`LatentDynamics`)::
     encode(atom_grid (B,X,Y,Z,S,F)) -> z (B,X,Y,Z,D)
     decode(z) -> slot dict (see CellDecoder);  cell_properties(z) -> stress, kinetic_energy
     atom_stress(grid_shape, atoms_state) -> (B,N,6) per-atom stress × volume (needs pair_stress)
+    pair_virials(atoms_state) -> its sum (B,6) and the per-atom diagonal virial (B,N,3)
     energy_stress(atoms_state) -> (B,6) stress × volume from the local energy
+    energy_virials(atoms_state) -> its stress (B,6) and the per-atom diagonal virial (B,N,3)
     energy_neighbours(atoms_state, skin=0.0) -> the local energy's neighbour list at the step's midpoint
     energy_velocity_change(atoms_state) -> (B,N,3) the local energy's kick over Δ
     decode_atoms(z_next, atoms_state, halos=None) -> dict(positions, velocities, species,
@@ -448,6 +450,15 @@ class SagesnetModel(LatentDynamics):
         return self.pair_stress(grid_shape, atoms_state["assignment"], atoms_state["atom_features"],
                                 atoms_state["spacing"])
 
+    def pair_virials(self, atoms_state) -> dict:
+        """``stress`` (B,6) bar·Å³, the :meth:`atom_stress` of the atoms of ``atoms_state`` summed,
+        and ``atom_virial`` (B,N,3) bar·Å³, each atom's diagonal (xx,yy,zz) of it without its kinetic
+        part: Σ_atoms atom_virial − Σ_atoms m v_a v_a = ``stress[:, :3]`` (to float32 rounding)."""
+        atom_stress = self.atom_stress(atoms_state["grid_shape"], atoms_state)                     # (B,N,6)
+        mass = slot_masses(atoms_state["atom_features"], self._masses, len(self._masses))          # (B,N,1)
+        kinetic = kinetic_stress(atoms_state["velocities"], mass)[..., :3]                          # (B,N,3)
+        return {"stress": tf.reduce_sum(atom_stress, axis=1), "atom_virial": atom_stress[..., :3] + kinetic}
+
     def midpoint(self, positions, velocities):
         """(B,N,3) Å, where the local energy's forces of a step are taken: the atoms at ``positions``
         (B,N,3) Å moved Δ/2 along their ``velocities`` (B,N,3) Å/ps."""
@@ -482,17 +493,26 @@ class SagesnetModel(LatentDynamics):
         energy: the kinetic part −Σ m v_a v_b plus, on the diagonal, the virial −dE/dε_aa of a homogeneous
         strain of each axis (``strain_derivative`` of :meth:`~sagesnet_tf.layers.LocalEnergy.energy_forces`,
         the pairs of a new search at the state's positions). The shear virial is not computed (its
-        components carry the kinetic part only)."""
+        components carry the kinetic part only). :meth:`energy_virials` gives it with its per-atom split."""
+        return self.energy_virials(atoms_state)["stress"]
+
+    def energy_virials(self, atoms_state) -> dict:
+        """The local energy's ``stress`` (B,6) bar·Å³ of :meth:`energy_stress` and ``atom_virial``
+        (B,N,3) bar·Å³, its diagonal virial (xx,yy,zz) split over the atoms (each atom's
+        ``atom_strain_derivative`` of :meth:`~sagesnet_tf.layers.LocalEnergy.energy_forces`, the pairs
+        whose first atom it is): Σ_atoms atom_virial − Σ_atoms m v_a v_a = ``stress[:, :3]`` (to float32
+        rounding), and the sum over the atoms of one of several structures without pairs between them
+        (ribbons stacked apart) is that structure's own virial."""
         energy = self.local_energy
         neighbours = energy.neighbour_list(atoms_state["grid_shape"], atoms_state["assignment"],
                                            atoms_state["atom_features"], atoms_state["spacing"],
                                            atoms_state["positions"], atoms_state["box"])
-        strain_derivative = energy.energy_forces(neighbours, atoms_state["positions"],
-                                                 atoms_state["box"])["strain_derivative"]             # (B,3) eV
+        derivatives = energy.energy_forces(neighbours, atoms_state["positions"], atoms_state["box"])
+        strain_derivative = derivatives["strain_derivative"]                                      # (B,3) eV
         mass = slot_masses(atoms_state["atom_features"], self._masses, len(self._masses))          # (B,N,1)
         kinetic = tf.reduce_sum(kinetic_stress(atoms_state["velocities"], mass), 1)                 # (B,6) bar·Å³
         virial = tf.concat([strain_derivative, tf.zeros_like(strain_derivative)], -1) * EV_TO_BAR_A3
-        return virial - kinetic
+        return {"stress": virial - kinetic, "atom_virial": derivatives["atom_strain_derivative"] * EV_TO_BAR_A3}
 
     def decode_atoms(self, z, atoms_state, halos=None):
         """New atom positions and velocities from the new latent grid (plus, with ``pair_cutoff`` > 0,

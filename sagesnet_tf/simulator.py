@@ -10,7 +10,7 @@ does for particles::
                  coarsen a window of T frames -> coarse step -> refine (coarse level 0)
     postprocess  decode the atoms from the new latent grid (grid decoder + pair forces and/or the
                  local energy's forces at the step's midpoint: a position-Verlet step),
-                 readouts: per-atom uncertainty, stress × volume
+                 readouts: per-atom uncertainty, stress × volume and its per-atom diagonal virial
 
 A model without atom decoder (``atom_decoder: false``) reads no latent in its step: with
 ``latents=False`` :meth:`LearnedSimulator.step` is the local energy's position-Verlet step alone
@@ -228,19 +228,20 @@ class LearnedSimulator:
         return self.model.step(z, self.normalise_env(env))
 
     # ---- readouts --------------------------------------------------------------------------
-    def readouts(self, out, env, box_origin=None) -> tuple[tf.Tensor, tf.Tensor]:
+    def readouts(self, out, env, box_origin=None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """The readouts of a :meth:`step`'s output ``out``, raw env (B,E): the per-atom uncertainty
         (B,N) from the z(t) the step read (encoded here from the atoms it stepped when it skipped
-        the latents) and the stress (B,6) bar·Å³ of the atoms after it (:meth:`stress`)."""
+        the latents), and the stress (B,6) bar·Å³ and per-atom diagonal virial (B,N,3) bar·Å³ of the
+        atoms after it (:meth:`virials`)."""
         state = out["state"]
         if "latent" in out:
             latent = out["latent"]
         else:
             state = self.atoms_state(state["positions"], state["velocities"], state["species"], out["box"], box_origin)
             latent = self.model.encode(state["atom_grid"])
-        stress = self.stress(out.get("latent_next"), out["positions"], out["velocities"], out["species"], out["box"],
-                             box_origin)
-        return self.atom_uncertainty(latent, env, state), stress
+        virials = self.virials(out.get("latent_next"), out["positions"], out["velocities"], out["species"], out["box"],
+                               box_origin)
+        return self.atom_uncertainty(latent, env, state), virials["stress"], virials["atom_virial"]
 
     def cell_uncertainty(self, latent, env):
         """(B,X,Y,Z) the predicted one-step loss of each cell of the latent grid (B,X,Y,Z,D), raw
@@ -257,13 +258,24 @@ class LearnedSimulator:
         (re-voxelized): the pair stress when the model has ``pair_stress``, else the local energy's
         (:meth:`~sagesnet_tf.model.SagesnetModel.energy_stress`) when it has one (``latent`` unread:
         None is fine), else the latent head's per-cell stress of ``latent`` (B,X,Y,Z,D) summed."""
+        return self.virials(latent, positions, velocities, species, box, box_origin)["stress"]
+
+    def virials(self, latent, positions, velocities, species, box, box_origin=None) -> dict[str, tf.Tensor]:
+        """The :meth:`stress` (B,6) bar·Å³ (``stress``) and its diagonal virial split over the atoms,
+        ``atom_virial`` (B,N,3) bar·Å³ (xx,yy,zz): with ``pair_stress`` each atom's pair stress
+        without its kinetic part (:meth:`~sagesnet_tf.model.SagesnetModel.pair_virials`), with the
+        local energy its :meth:`~sagesnet_tf.model.SagesnetModel.energy_virials` split (the pairs whose first atom it
+        is), so that Σ_atoms atom_virial − Σ_atoms m v_a v_a = stress[:, :3] (float32 rounding); a
+        model whose stress is the latent head's has no per-atom split: zeros. A group of atoms
+        without pairs to the rest (a ribbon of a stack) has its own virial as its atoms' sum."""
         model = self.model
         if model.pair_stress is None and model.local_energy is None:
-            return tf.reduce_sum(model.cell_properties(latent)["stress"], axis=[1, 2, 3])
+            stress = tf.reduce_sum(model.cell_properties(latent)["stress"], axis=[1, 2, 3])
+            return {"stress": stress, "atom_virial": tf.zeros_like(tf.cast(positions, tf.float32))}
         state = self.atoms_state(positions, velocities, species, box, box_origin, atom_grid=False)
         if model.pair_stress is None:
-            return model.energy_stress(state)
-        return tf.reduce_sum(model.atom_stress(state["grid_shape"], state), axis=1)
+            return model.energy_virials(state)
+        return model.pair_virials(state)
 
     # ---- coarse level 0 --------------------------------------------------------------------
     def window_latent(self, positions, velocities, species, box, box_origin=None, spare_cells: bool = False):

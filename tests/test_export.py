@@ -436,3 +436,30 @@ def test_metadata_names_the_limits(exported):
     meta = read_metadata(path)
     assert meta["kind"] == "md"
     assert meta["limits"] == {"max_steps_per_call": 10_000, "max_strain_rate_per_ps": 2.0, "max_grid_cells": 2 ** 24}
+
+
+@pytest.mark.parametrize("version, signature", [(1, "serving_default"), (2, "serving_default"),
+                                                (2, "simulate_mirror_average")])
+def test_atom_virial_sums_to_the_stress(version, signature):
+    """The shipped models' per-atom diagonal virial (v1: pair stress, v2: local energy) minus the
+    atoms' kinetic part sums to the structure's stress[:3], on a warm quick kirigami ribbon."""
+    from sagesnet_tf.atoms import MASSES
+    from sagesnet_tf.kirigami_tension import QUICK
+    from sagesnet_tf.layers.pair_stress import kinetic_stress
+    from sagesnet_tf.savedmodel import DEFAULT_MODEL
+    from sagesnet_tf.thermo import maxwell_boltzmann_velocities
+
+    ribbon = QUICK.ribbon("010000000001000", periodic_y=True)
+    masses = np.array([MASSES[s] for s in ribbon.symbols])
+    velocities = maxwell_boltzmann_velocities(masses, 300.0, seed=0).astype("f4")
+    positions = ribbon.positions + [0.0, 0.0, 5.0 - ribbon.positions[:, 2].mean()]  # inside the open z
+    req = {"positions": positions.astype("f4"), "velocities": velocities, "species": np.zeros(len(ribbon), np.int32),
+           "box_lengths": np.diag(ribbon.cell).astype("f4") * np.float32([1, 1, 0.5]), "box_origin": np.zeros(3, "f4"),
+           "pbc": np.array([True, True, False]), "env": np.array([300, 0, 0.05, 0], "f4"), "n_steps": np.int32(2),
+           "strain_rate_per_ps": np.float32(0.05), "axis": np.int32(0)}
+    out = tf.saved_model.load(str(DEFAULT_MODEL / str(version))).signatures[signature](**req)
+    kinetic = kinetic_stress(out["velocities"].numpy().astype("f8"), masses[:, None]).numpy()[:, :3].sum(0)
+    stress = out["stress"].numpy()[:3]
+    virial = out["atom_virial"].numpy()
+    assert virial.shape == (len(ribbon), 3) and np.abs(virial).max() > 0
+    np.testing.assert_allclose(virial.sum(0) - kinetic, stress, rtol=1e-4, atol=1e-4 * np.abs(stress).max())

@@ -349,16 +349,24 @@ class LocalEnergy(keras.layers.Layer):
         ``positions`` (B, N, 3) Å in boxes ``box`` (B, 3) Å, over the pairs of the
         :meth:`neighbour_list` ``neighbours`` (equal to :meth:`call`'s at those positions while
         :meth:`neighbour_list_holds`). ``strain_derivative``: dE/dε_aa of a homogeneous strain of each
-        axis, Σ_pairs r_a ∂E/∂r_a (as :meth:`strain_design` · weights; the virial W_aa = −dE/dε_aa)."""
+        axis, Σ_pairs r_a ∂E/∂r_a (as :meth:`strain_design` · weights; the virial W_aa = −dE/dε_aa);
+        ``atom_strain_derivative`` (B, N, 3) eV: the same sum over the pairs of each atom as their
+        first atom i (r = r_j − r_i), so that its sum over the atoms is ``strain_derivative`` (to
+        float32 rounding: summed in another order): the per-atom split of the diagonal virial, whose
+        sum over any set of atoms without pairs to the others (a ribbon of a stack) is that set's own."""
         shift = neighbours["image"] * tf.gather(box, neighbours["atom"][:, 0])
         with tf.GradientTape() as tape:
             tape.watch(positions)
             separation = self._list_separation(neighbours, positions) + shift
             energy = self._energy(neighbours, separation, tf.shape(positions)[0])
         position_gradient, separation_gradient = tape.gradient(energy, [positions, separation])
-        strain_derivative = tf.math.unsorted_segment_sum(separation * separation_gradient, neighbours["atom"][:, 0],
+        pair_derivative = separation * separation_gradient                                      # (P,3) eV
+        strain_derivative = tf.math.unsorted_segment_sum(pair_derivative, neighbours["atom"][:, 0],
                                                          tf.shape(positions)[0])
-        return {"energy": energy, "forces": -position_gradient, "strain_derivative": strain_derivative}
+        atom_strain_derivative = tf.scatter_nd(neighbours["atom"], pair_derivative,
+                                               tf.shape(positions, out_type=neighbours["atom"].dtype))   # (B,N,3)
+        return {"energy": energy, "forces": -position_gradient, "strain_derivative": strain_derivative,
+                "atom_strain_derivative": atom_strain_derivative}
 
     def design(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
         """The forces as a linear function of the weights (n_features,): forces = design · weights
