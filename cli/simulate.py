@@ -29,7 +29,7 @@ from sagesnet_tf.limits import MAX_STEPS, MAX_STRAIN_RATE_PER_PS, STRAIN_RATE_LI
                    "velocity rescaling, global, canonical) or berendsen (global weak coupling, not canonical).")
 @click.option("--thermostat-ps", type=float, default=None,
               help="NVT thermostat time constant τ, ps (default 0.1); the velocities are updated between model "
-                   "calls at least every τ/10.")
+                   "calls at least every τ (τ/10 for berendsen).")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the initial velocities drawn at --temperature when the structure has none, and of "
                    "the thermostat's random numbers.")

@@ -9,7 +9,7 @@ driver (:class:`Rollout`) owns everything between the calls:
 
 - the calls: a frame every ``every`` model steps (whole scale steps, at least one), its steps
   split into calls of at most the model's ``max_steps_per_call`` and, with a thermostat,
-  :data:`THERMOSTAT_CALL_FRACTION` of τ (one scale step when a step is longer); a single frame at
+  :data:`THERMOSTAT_CALL_FRACTION` of τ (τ, or τ/10 for Berendsen; one scale step when a step is longer); a single frame at
   a coarse scale first becomes a window of ``unit`` frames by ``unit`` − 1 fine steps;
 - the thermostat (:class:`Thermostat`): after every call one update
   (:func:`~sagesnet_tf.thermo.apply_thermostat`) for the call's span, its random numbers from the
@@ -43,8 +43,15 @@ MAX_TEMPERATURE_K = 10000.0
 #: sheets stay bonded far above it); the limit is for rollouts that blow up.
 RUNAWAY_FLOOR_K = 1000.0
 #: With the thermostat, one call (one thermostat update) spans at most this fraction of its time
-#: constant τ: a coupling applied every τ/10 relaxes like one applied every step, at a fraction of the calls.
-THERMOSTAT_CALL_FRACTION = 0.1
+#: constant τ, per kind. The Langevin and CSVR updates over a span t are exact for that span (the
+#: Ornstein–Uhlenbeck step, c = exp(−t/τ); Bussi's rescaling), so the kinetic energy relaxes at the same
+#: rate whether they are applied every step or every τ, and the distribution stays canonical; between
+#: updates the learned dynamics run free. Berendsen's factor is first order in t/τ (at t = τ it would
+#: rescale to the target at once), so it keeps τ/10. A call is the expensive unit (its last step reads the uncertainty and stress out): at τ = 0.1 ps
+#: and Δ = 2 fs calls of 50 steps instead of 5 cost 3.4 instead of 5.6 ms per step on the 960-atom sheet
+#: (idle, session 17), and a 50-ps NVT run of that sheet holds 300.5 K in-plane and 298.4 K out-of-plane
+#: (``benchmarks.sheet_equipartition``; 301.0 / 299.1 K over 20 ps with updates every τ/10, session 16).
+THERMOSTAT_CALL_FRACTION = {"langevin": 1.0, "csvr": 1.0, "berendsen": 0.1}
 
 
 def in_graph_failure(err) -> str:
@@ -154,7 +161,7 @@ class Rollout:
         self.progress, self.desc = progress, desc
         self.per_call = None if max_steps_per_call is None else max(1, max_steps_per_call // unit)
         if thermostat is not None:
-            coupling = max(1, int(THERMOSTAT_CALL_FRACTION * thermostat.tau_ps / (unit * delta_ps) + 1e-9))
+            coupling = max(1, int(THERMOSTAT_CALL_FRACTION[thermostat.kind] * thermostat.tau_ps / (unit * delta_ps) + 1e-9))
             self.per_call = coupling if self.per_call is None else min(self.per_call, coupling)
 
     def calls(self, every: int, remaining: int) -> list[int]:

@@ -44,7 +44,7 @@ the velocities between model calls with a thermostat of :data:`~sagesnet_tf.ther
 (default Langevin, per degree of freedom; :func:`~sagesnet_tf.thermo.apply_thermostat`, time
 constant τ, one update for the call's span, random numbers from the run's seed and the step the
 update ends at); a call then spans at most :data:`~sagesnet_tf.rollout.THERMOSTAT_CALL_FRACTION`
-of τ (one step when a step is longer). ``nve`` leaves the learned dynamics free (the kinetic
+of τ: τ, or τ/10 for Berendsen (one step when a step is longer). ``nve`` leaves the learned dynamics free (the kinetic
 temperature is then the model's own).
 
 A diverging rollout (:func:`~sagesnet_tf.rollout.divergence_reason`: NaN, runaway temperature,

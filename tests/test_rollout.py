@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from sagesnet_tf.atoms import Atoms
-from sagesnet_tf.rollout import RUNAWAY_FLOOR_K, Frame, Rollout, State, Thermostat, divergence_reason
+from sagesnet_tf.rollout import RUNAWAY_FLOOR_K, THERMOSTAT_CALL_FRACTION, Frame, Rollout, State, Thermostat, divergence_reason
 from sagesnet_tf.thermo import apply_thermostat, temperature_k
 
 DELTA = 0.001  # ps per model step
@@ -59,18 +59,23 @@ def run(rollout: Rollout, total: int, every: int, state: State | None = None):
     return rollout.run(state or start(), total, every, observe, on_frame), frames
 
 
-def test_a_frames_steps_are_split_at_the_per_call_bound_and_at_a_tenth_of_tau():
+def test_a_frames_steps_are_split_at_the_per_call_bound_and_at_the_thermostat_coupling():
     free = Stepper()
     end, frames = run(Rollout(free, DELTA, max_steps_per_call=4), total=25, every=10)
     assert [s for s, _ in free.log] == [0, 4, 8, 10, 14, 18, 20, 24]
     assert [n for _, n in free.log] == [4, 4, 2, 4, 4, 2, 4, 1]
     assert [f.step for f in frames] == [10, 20, 25] and end.state.step == 25 and end.diverged is None
-    # τ = 0.02 ps: one thermostat update (one call) per 0.002 ps = 2 steps, below the per-call bound
+    # one Berendsen update (one call) per THERMOSTAT_CALL_FRACTION·τ = 0.002 ps = 2 steps, below the per-call bound
     coupled = Stepper()
-    rollout = Rollout(coupled, DELTA, max_steps_per_call=4, thermostat=Thermostat("berendsen", 0.02, 300.0, MASSES))
+    tau = 0.002 / THERMOSTAT_CALL_FRACTION["berendsen"]
+    rollout = Rollout(coupled, DELTA, max_steps_per_call=4, thermostat=Thermostat("berendsen", tau, 300.0, MASSES))
     run(rollout, total=10, every=5)
     assert [n for _, n in coupled.log] == [2, 2, 1, 2, 2, 1]
     assert rollout.calls(every=7, remaining=100) == [2, 2, 2, 1] and rollout.calls(every=7, remaining=3) == [2, 1]
+    # the exact updates (Langevin, CSVR) come once per τ = 3 steps
+    for kind in ("langevin", "csvr"):
+        exact = Rollout(Stepper(), DELTA, max_steps_per_call=10, thermostat=Thermostat(kind, 0.003, 300.0, MASSES))
+        assert exact.calls(every=10, remaining=100) == [3, 3, 3, 1]
 
 
 def test_a_coarse_rollout_starts_its_window_with_fine_steps_and_counts_model_steps():
