@@ -4,7 +4,8 @@ System: a periodic graphene sheet (quick: 6 × 4 cells, 96 atoms; full: 20 × 12
 at 300 K. LAMMPS runs ``fix nvt`` with 1 fs steps on ``threads`` OpenMP threads; SAGESnet starts
 from the last LAMMPS frame (equilibrated, with velocities) and rolls out its model steps (Δ from
 the model metadata) at every scale of :data:`SCALES` the model supports (scale 0 the fine level,
-scale 1 its coarse level 0; others are skipped with the reason recorded). Speed =
+scale 1 its coarse level 0; others are skipped with the reason recorded). Both record a frame every
+:data:`FRAME_PS` (SAGESnet's with its per-atom uncertainty and stress). Speed =
 simulated ps / wall s (a rollout that diverges counts the steps it completed; SAGESnet runs free,
 ``--ensemble nve``, so the figure is the learned step's alone); both timings
 include set-up (LAMMPS initialisation; SavedModel loading and tracing for SAGESnet), which dominates the quick run
@@ -43,6 +44,10 @@ TEMPERATURE_K = 300.0
 QUICK = {"nx": 6, "ny": 4, "md_steps": 1000, "model_ps": 2.0}
 FULL = {"nx": 20, "ny": 12, "md_steps": 5000, "model_ps": 5.0}
 SCALES: tuple[int, ...] = (0, 1, 2)
+#: ps between recorded frames, both engines (LAMMPS: every 100 of its 1-fs steps; SAGESnet: the model
+#: steps nearest to it, at least one). Until session 17 SAGESnet recorded every 10 model steps (20 fs),
+#: five times as often as LAMMPS, each frame with its uncertainty and stress readout.
+FRAME_PS = 0.1
 #: Latent steps timed for the latent-step bound.
 LATENT_STEPS = 50
 
@@ -55,7 +60,7 @@ def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progre
     md_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     md = run_md(atoms, NVT(temperature_K=TEMPERATURE_K, steps=cfg["md_steps"]), str(md_dir), dt_fs=1.0,
-                record_every=100, threads=threads, progress=progress)
+                record_every=round(FRAME_PS / 1e-3), threads=threads, progress=progress)
     equilibrated = md.trajectory.frame(md.trajectory.n_frames - 1)  # SAGESnet starts where MD ended
     md_wall = time.perf_counter() - t0
     md_speed = cfg["md_steps"] * 1e-3 / md_wall
@@ -64,9 +69,10 @@ def run(model: str, out_dir: Path, quick: bool = False, threads: int = 2, progre
     details = {"n_atoms": len(atoms), "lammps_threads": threads, "lammps_ps_per_wall_s": md_speed, "scales": {}}
     for scale in SCALES:
         t0 = time.perf_counter()
+        every = max(1, round(FRAME_PS / read_metadata(resolve_model_dir(model))["delta_ps"]))
         try:
             manifest = simulate(equilibrated, out_dir / "speed" / f"sagesnet_scale{scale}", model=model,
-                                time_ps=cfg["model_ps"], temperature_K=TEMPERATURE_K, ensemble="nve", every=10,
+                                time_ps=cfg["model_ps"], temperature_K=TEMPERATURE_K, ensemble="nve", every=every,
                                 scale=scale,
                                 overwrite=True, progress=progress)
         except RolloutDiverged as err:  # the speed of the steps it did run still counts
