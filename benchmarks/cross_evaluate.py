@@ -9,24 +9,28 @@
 2. About ``--frames`` frames of each run (LAMMPS's stretch, evenly spaced; all the model's) are
    evaluated by both engines at rest on the frame's own box and velocities: the model's stress
    (:meth:`~sagesnet_tf.simulator.LearnedSimulator.stress`) and forces (its local energy's,
-   :class:`~sagesnet_tf.layers.LocalEnergy`), AIREBO's pressure and forces (``run 0``). Each engine on
-   its own frames reproduces its run's recorded stress (a check of the evaluation).
+   :class:`~sagesnet_tf.layers.LocalEnergy`), AIREBO's pressure and forces (``run 0``), both energies
+   per atom, and AIREBO's stress and energy release after relaxing the frame in its box
+   (:data:`RELAX_MINIMIZE`: where AIREBO would take that configuration). Each engine on its own frames
+   reproduces its run's recorded stress (a check of the evaluation).
 3. Per frame: force RMSE (over components, eV/Å) and mean |ΔF| (per atom) of model against AIREBO,
    split by atom class of the built ribbon — ``tip`` (within :data:`TIP_RADIUS_A` of a cut corner,
    :func:`~sagesnet_tf.structures.kirigami_cut_corners`), ``edge`` (2 neighbours closer than
    :data:`BOND_CUTOFF_A`), ``bulk`` (3); and the geometry of the ribbon's bonds (those of the
    built ribbon, followed through the frames): the longest, the fraction longer than 1.6 / 1.7 /
-   1.8 Å, the extremes of the bond angles, the std of z, and where the longest bonds lie (their class
-   and distance from the nearest cut corner).
+   1.8 Å, the extremes of the bond angles, the std of z, the mean length of the bulk's axial (along the
+   load) and inclined bonds, and where the longest bonds lie (their class and distance from the
+   nearest cut corner).
 4. A bond scan: the longest bond of LAMMPS's frame at its stress peak, stretched alone (its two
-   atoms moved apart along it, everything else fixed) from 1.3 to 2.2 Å, in the relaxed ribbon and in
-   that peak frame: both engines' energy (relative to the bond's own length) and bond force.
+   atoms moved apart along it, everything else fixed) from 1.3 to 2.2 Å, in LAMMPS's relaxed ribbon and
+   in that peak frame: both engines' energy (relative to the unmoved frame) and bond force.
 
 Stresses are sheet stresses σ_xx (GPa) over the ribbon's nominal width and 3.35 Å, as both runs
 report them. Writes ``DIR/cross_evaluate.json``, ``DIR/cross_stress_strain.png`` (LAMMPS run, model
-run, model on LAMMPS's frames, AIREBO on the model's), ``DIR/cross_force_rmse.png`` (force RMSE by
-class against strain, on each run's frames), ``DIR/cross_bond_scan.png``, and the runs under
-``DIR/lammps`` and ``DIR/sagesnet``.
+run, model on LAMMPS's frames, AIREBO on the model's as they are and relaxed),
+``DIR/cross_force_rmse.png`` (force RMSE by class against strain, on each run's frames),
+``DIR/cross_bond_scan.png``, and the runs under ``DIR/lammps`` and ``DIR/sagesnet``. LAMMPS takes
+about a minute, the evaluation ~15 s a frame (the relaxation), ~15 minutes a pattern in all on 2 shared cores.
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ class Evaluator:
             engine.load_atoms(atoms)
             engine.command("run 0")
             pxx, energy = engine.lmp.get_thermo("pxx"), engine.lmp.get_thermo("pe")
-            ids = np.asarray(engine.lmp.numpy.extract_atom("id"))[: len(atoms)]
+            ids = np.array(engine.lmp.numpy.extract_atom("id")[: len(atoms)])        # copies: LAMMPS frees its arrays
             forces = np.array(engine.lmp.numpy.extract_atom("f")[: len(atoms)], dtype=np.float64)
             if relax:
                 engine.command("velocity all set 0.0 0.0 0.0")
@@ -319,6 +323,8 @@ def _plot(result: dict, out: Path) -> None:
             label="SAGESnet on LAMMPS frames")
     ax.plot([r["strain"] for r in ml], [r["airebo_stress_GPa"] for r in ml], "s", color="C0", mfc="none",
             label="AIREBO on SAGESnet frames")
+    ax.plot([r["strain"] for r in ml], [r["airebo_relaxed_stress_GPa"] for r in ml], "x", color="C0",
+            label="AIREBO, SAGESnet frames relaxed")
     ax.set(xlabel="strain", ylabel="σ_xx (GPa)", title=f"kirigami {result['pattern']} ({result['n_atoms']} atoms)")
     ax.legend(fontsize=7)
     fig.tight_layout()
