@@ -38,8 +38,12 @@ def set_tf_threads(threads: int | None) -> None:
               help="Seed of the model runs (initial velocities, thermostat) and of --verify's random draw.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads of TensorFlow's ops and of LAMMPS [all cores].")
+@click.option("--batch", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Ribbons stretched together, stacked apart along z, one model call stepping them all "
+                   "[16]; 1: each pattern alone through `simulate` (its run resumable mid-stretch). A model "
+                   "with an atom decoder runs one at a time.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
-def screen(patterns_file, all_patterns, out, model, quick, max_strain, limit, verify, seed, threads,
+def screen(patterns_file, all_patterns, out, model, quick, max_strain, limit, verify, seed, threads, batch,
            no_progress) -> None:
     """Stretch each kirigami pattern's ribbon with the model to yield; writes results.csv and plots."""
     from sagesnet_tf import screen as screening
@@ -51,7 +55,8 @@ def screen(patterns_file, all_patterns, out, model, quick, max_strain, limit, ve
     patterns = patterns[:limit]
     set_tf_threads(threads)
     result = screening.screen(patterns, out, QUICK if quick else FULL, model=model, max_strain=max_strain,
-                              verify=verify, seed=seed, threads=threads, progress=not no_progress)
+                              verify=verify, seed=seed, threads=threads, progress=not no_progress,
+                              batch=screening.DEFAULT_BATCH if batch is None else batch)
     click.echo(f"screen: {result['screened']} patterns -> {out}/{screening.RESULTS}")
     if result["verify"] is not None:
         v = result["verify"]

@@ -29,6 +29,8 @@ import json
 import math
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,9 @@ VERIFY_COLUMNS = ("pattern", "picked", "model_failed", "lammps_failed", "model_y
 SOURCES = ("model", "lammps")
 #: Strain between the recorded points of a run (model frames and LAMMPS records).
 CURVE_STRAIN_STEP = 0.001
+#: Ribbons per model call of ``screen`` by default (``--batch``): on the quick protocol the
+#: patterns/h rise up to here and level off (docs/SCREEN.md, batched).
+DEFAULT_BATCH = 16
 #: Curves drawn in the top-K stress–strain plot.
 TOP_PLOTTED = 10
 PLOTS = ("yield_strain_histogram.png", "top_stress_strain.png", "design_space.png")
@@ -229,6 +234,7 @@ class Screen:
         self.model_dir = resolve_model_dir(self.model)
         self.periodic_y = model_periodic_y(self.model_dir)
         self.delta_ps = float(read_metadata(self.model_dir)["delta_ps"])
+        self._batched = None  # the BatchedTension of finish_batch, made on first use
 
     def work_dir(self, pattern: str, source: str) -> Path:
         return self.out / "work" / f"{pattern}_{source}"
@@ -241,8 +247,7 @@ class Screen:
         atoms = self.protocol.ribbon(pattern, self.periodic_y)
         work = self.work_dir(pattern, source)
         if source == "model":
-            every = max(1, round(CURVE_STRAIN_STEP / (self.protocol.strain_rate_per_ps * self.delta_ps)))
-            manifest = self._model_run(atoms, work, every)
+            manifest = self._model_run(atoms, work, self.every(self.delta_ps))
             curve = read_model_curve(work / "thermo.csv")
             extra = {"uncertainty": float(np.mean(curve["uncertainty"][1:])) if len(curve["strain"]) > 1 else None,
                      "scale": manifest["scale"], "wall_s": round(float(manifest["wall_s"]), 3),
@@ -251,9 +256,8 @@ class Screen:
         else:
             shutil.rmtree(work, ignore_errors=True)  # a killed LAMMPS run starts again
             work.mkdir(parents=True)
-            record_every = max(1, round(CURVE_STRAIN_STEP / (self.protocol.strain_rate_per_ps * DT_FS / 1000.0)))
-            md = self.protocol.run_lammps(atoms, work, record_every, self.max_strain, threads=self.threads,
-                                         progress=False)
+            md = self.protocol.run_lammps(atoms, work, self.every(DT_FS / 1000.0), self.max_strain,
+                                          threads=self.threads, progress=False)
             strain, stress = md.stress_strain["strain"], md.stress_strain["stress_GPa"]
             extra = {"uncertainty": None, "scale": None, "wall_s": md.manifest["timings"]["total_s"],
                      "status": "completed: stopped past the stress peak" if md.manifest["stopped_early"]
@@ -282,6 +286,36 @@ class Screen:
         shutil.rmtree(self.work_dir(pattern, source), ignore_errors=True)
         with contextlib.suppress(OSError):
             (self.out / "work").rmdir()  # once empty
+
+    def every(self, dt_ps: float) -> int:
+        """Steps of ``dt_ps`` between the recorded points of a run (:data:`CURVE_STRAIN_STEP`)."""
+        return max(1, round(CURVE_STRAIN_STEP / (self.protocol.strain_rate_per_ps * dt_ps)))
+
+    def finish_batch(self, results: ResultsFile, patterns: list[str], on_row=None) -> None:
+        """Run the model on ``patterns`` stacked (:class:`~sagesnet_tf.batched_tension.BatchedTension`:
+        one model call steps them all) and record each as it stops: curve file, then row (``wall_s``:
+        the batch's wall time up to the ribbon's stop over the ribbons in the batch); ``on_row()``
+        after each. A ribbon the stack could not finish runs again, alone."""
+        from sagesnet_tf.batched_tension import BatchedTension
+
+        if self._batched is None:  # the model loaded once per screen
+            self._batched = BatchedTension(self.protocol, self.model_dir, self.max_strain, self.seed,
+                                           self.every(self.delta_ps))
+        queue = [list(patterns)]
+        while queue:
+            batch = queue.pop(0)
+
+            def record(ribbon, began=time.time(), size=len(batch)) -> None:
+                strain, stress = np.array(ribbon.strain), np.array(ribbon.stress_GPa)
+                row = curve_row(ribbon.pattern, "model", strain, stress, n_atoms=ribbon.n_atoms, scale=0,
+                                uncertainty=float(np.mean(ribbon.uncertainty[1:])) if len(strain) > 1 else None,
+                                wall_s=round((time.time() - began) / size, 3), status=ribbon.status)
+                _write_curve(self.curve_path(ribbon.pattern, "model"), strain, stress)
+                results.append(row)
+                if on_row is not None:
+                    on_row()
+
+            queue.extend([pattern] for pattern in self._batched.run(batch, record))
 
     def settings(self) -> dict:
         return {"protocol": self.protocol.settings(), "max_strain": self.max_strain, "model": str(self.model_dir),
@@ -315,31 +349,56 @@ def open_screen(out: str | Path, protocol: KirigamiTension, model: str | None = 
 
 
 
-def _finish_all(run: Screen, results: ResultsFile, patterns, source: str, desc: str, progress: bool) -> None:
+def _finish_all(run: Screen, results: ResultsFile, patterns, source: str, desc: str, progress: bool,
+                batch: int = 1) -> None:
     """Run ``source`` (model or lammps) on each of ``patterns`` (a sized iterable, in order) that has
-    no row of that source yet, appending its row, with a progress bar (patterns done / total, ETA)."""
+    no row of that source yet, appending its row, with a progress bar (patterns done / total, ETA,
+    patterns/h); model runs ``batch`` patterns at a time (:meth:`Screen.finish_batch`) when
+    ``batch`` > 1, else each through ``simulate`` (:meth:`Screen.finish`)."""
     done = results.done()
     todo = [p for p in patterns if (p, source) not in done]
+    began, finished = time.time(), 0
     with tqdm(total=len(patterns), initial=len(patterns) - len(todo), unit="pattern", desc=desc,
               disable=not progress, dynamic_ncols=True) as bar:
+        def advanced() -> None:
+            nonlocal finished
+            finished += 1
+            bar.update()
+            bar.set_postfix_str(f"{3600.0 * finished / max(time.time() - began, 1e-9):.0f} patterns/h")
+
+        if source == "model" and batch > 1:
+            for k in range(0, len(todo), batch):
+                run.finish_batch(results, todo[k:k + batch], on_row=advanced)
+            return
         for pattern in todo:
             run.finish(results, pattern, source)
-            bar.update()
+            advanced()
 
 
 def screen(patterns: list[str], out: str | Path, protocol: KirigamiTension, model: str | None = None,
            max_strain: float | None = None, verify: int = 0, seed: int = 0, threads: int | None = None,
-           progress: bool = True) -> dict:
+           progress: bool = True, batch: int = DEFAULT_BATCH) -> dict:
     """Screen ``patterns`` (checked 15-digit strings) into ``out``; with ``verify`` K > 0 then run
     LAMMPS on the top K by model yield stress and K random others. ``max_strain``: the stretch's
     limit (default the protocol's). ``seed``: the model runs' velocities and thermostat, and the
-    random draw of ``verify``. Resumes what ``out`` holds (same settings, else a
-    :class:`SagesnetError`). Returns ``{"screened": n, "verify": verify.json's dict or None}``."""
+    random draw of ``verify``. ``batch``: ribbons per model call (1: each pattern through
+    ``simulate``; a model that cannot step stacked ribbons apart,
+    :func:`~sagesnet_tf.batched_tension.unbatchable`, runs them one by one, said on stderr).
+    Resumes what ``out`` holds (same settings, else a :class:`SagesnetError`). Returns
+    ``{"screened": n, "verify": verify.json's dict or None}``."""
+    from sagesnet_tf.batched_tension import unbatchable
+
     if verify < 0:
         raise SagesnetError(f"screen: --verify must be >= 0 patterns, got {verify}")
+    if batch < 1:
+        raise SagesnetError(f"screen: --batch must be >= 1 pattern, got {batch}")
     run, results = open_screen(out, protocol, model, max_strain, seed, threads)
+    why = unbatchable(run.model_dir) if batch > 1 else None
+    if why:
+        print(f"screen: one pattern per model call: {why}", file=sys.stderr)
+        batch = 1
     out = run.out
-    _finish_all(run, results, patterns, "model", "screen", progress)
+    _finish_all(run, results, patterns, "model", "screen", progress, batch)
     summary = None
     if verify:
         picked = pick_verify(_rows(results, patterns, "model"), verify, seed)
@@ -469,6 +528,6 @@ def plot_screen(out: Path, model_rows: dict[str, dict], lammps_rows: dict[str, d
     save_figure(fig, out / PLOTS[2], dpi=100)
 
 
-__all__ = ["PLOTS", "RESULT_COLUMNS", "VERIFY_COLUMNS", "ResultsFile", "Screen", "all_patterns", "cell_float",
+__all__ = ["DEFAULT_BATCH", "PLOTS", "RESULT_COLUMNS", "VERIFY_COLUMNS", "ResultsFile", "Screen", "all_patterns", "cell_float",
            "curve_row", "format_cell", "open_screen", "pick_verify", "plot_screen", "read_patterns", "read_results",
            "screen", "severed", "verify_row", "write_verify"]
