@@ -35,10 +35,12 @@ velocities are drawn with that seed: a ribbon's run does not depend on which rib
 batch, nor on its place in it, up to float32 rounding (sums over the stack in another order, its z
 offset). A call spans what :class:`~sagesnet_tf.rollout.Rollout` gives a thermostatted run.
 
+A ribbon that comes within the energy's reach (plus :data:`REACH_MARGIN_A`) of the next one
+(buckled out of plane, or broken and curling up past its yield) is checked at every frame: the
+stack is then spread, every ribbon above moved up by whole grid cells (:meth:`BatchedTension._spread`).
 A failed call (an in-graph check: NaN, an atom escaped) or a stack-level divergence that no ribbon
 shows on its own cannot be pinned on one ribbon: :meth:`BatchedTension.run` returns the ribbons
-still running then, which the caller runs again, each alone; so does a ribbon that comes within the
-energy's reach of the next one (buckled out of plane across the gap; :data:`STACK_GAP_A`).
+still running then, which the caller runs again, each alone.
 """
 
 from __future__ import annotations
@@ -62,16 +64,18 @@ from sagesnet_tf.simulate import DEFAULT_EQUILIBRATE_PS, env_vector, resolve_ens
 from sagesnet_tf.simulator import NEIGHBOUR_SKIN
 from sagesnet_tf.thermo import apply_thermostat, maxwell_boltzmann_velocities, temperature_k
 
-#: Å, at least this between the levels of stacked ribbons (each ribbon's lowest atom). The energy's
-#: pairs reach 2.3 Å (cutoff 2.0 + skin 0.3); a quick ribbon stretched to yield buckles out of plane
-#: by a few Å (measured, docs/SCREEN.md), so two neighbours buckling towards each other stay apart.
-#: Every frame checks the gap anyway (:data:`REACH_MARGIN_A`). The pitch used is the smallest whole
-#: number of grid cells h not below this (:meth:`BatchedTension.pitch`), so that every ribbon sits
-#: on the atom grid (whose open-axis origin is the lowest atom) as it would alone: the per-atom
-#: uncertainty, read from the atoms' voxels, depends on where in its cell an atom lies.
+#: Å, at least this between the levels of stacked ribbons (each ribbon's lowest atom; the flat
+#: ribbons start that far apart), and between a ribbon's highest atom and the next one's lowest when
+#: the stack is spread. The energy's pairs reach 2.3 Å (cutoff 2.0 + skin 0.3); a quick ribbon
+#: buckles out of plane to 2–6 Å thick before its yield, and past it curls up to 16 Å (32 random
+#: patterns, docs/SCREEN.md), so the stack is spread now and then (:data:`REACH_MARGIN_A`). The
+#: pitch used is the smallest whole number of grid cells h not below this
+#: (:attr:`BatchedTension.pitch`), so that every ribbon sits on the atom grid (whose open-axis
+#: origin is the lowest atom) as it would alone: the per-atom uncertainty, read from the atoms'
+#: voxels, depends on where in its cell an atom lies.
 STACK_GAP_A = 10.0
-#: Å: a ribbon whose atoms come within the energy's reach plus this of the next ribbon's leaves the
-#: stack (it is run again alone): between two frames (10 steps of 2 fs) no atom moves that far.
+#: Å: a ribbon whose atoms come within the energy's reach plus this of the next ribbon's spreads the
+#: stack: between two frames (10 steps of 2 fs) no atom moves that far.
 REACH_MARGIN_A = 1.0
 #: The status of a ribbon stopped past its stress peak, of one that reached the max strain
 #: (simulate's manifest statuses), and the prefix of one that diverged.
@@ -113,10 +117,10 @@ class RibbonRun:
     status: str = ""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Ribbon:
     """A ribbon of the stack: its run, atoms in the model's frame (z at its stack level), masses
-    (N,) g/mol, nominal width and thickness Å, seed and early stop."""
+    (N,) g/mol, nominal width and thickness Å, seed and early stop (compared by identity)."""
 
     run: RibbonRun
     atoms: Atoms
@@ -210,7 +214,7 @@ class BatchedTension:
         rate = self.protocol.strain_rate_per_ps if stretching else 0.0
         while active and state.step < end:
             finished: list[_Ribbon] = []
-            crowded: list[_Ribbon] = []
+            crowded: list[bool] = []
 
             def observe(state: State, res) -> Frame:
                 atoms = Atoms(np.concatenate([r.atoms.symbols for r in active]), state.positions,
@@ -219,26 +223,28 @@ class BatchedTension:
 
             def on_frame(state: State, res, frame: Frame) -> bool:
                 finished.extend(self._record(state, res, active, lengths0, stretching))
-                crowded.extend(self._crowded(state, active))
-                return bool(finished or crowded)
+                crowded.append(self._crowded(state, active))
+                return bool(finished) or crowded[-1]
 
             result = self._rollout(active, lengths0, rate, progress).run(state, end, self.every, observe, on_frame)
+            leaving = list(finished)
             if result.diverged:  # the stack's own check or a call failed: what each ribbon shows on its own
                 if result.frame is not None:
-                    finished.extend(self._record(result.state, result.readouts, active, lengths0, stretching))
-                if not finished and len(active) == 1:
+                    leaving += self._record(result.state, result.readouts, active, lengths0, stretching)
+                if not leaving and len(active) == 1:
                     active[0].run.status = DIVERGED + result.diverged
-                    finished = active
-                elif not finished:
-                    crowded = active  # no ribbon to blame: each runs again alone
-            for r in finished:
+                    leaving = active
+                elif not leaving:  # no ribbon to blame: each runs again alone
+                    retry.extend(active)
+                    return result.state, []
+            for r in leaving:
                 on_done(r.run)
-            retry.extend(r for r in crowded if r not in finished)
-            leaving = set(map(id, finished + crowded))
-            keep = np.concatenate([np.full(r.run.n_atoms, id(r) not in leaving) for r in active])
+            keep = np.concatenate([np.full(r.run.n_atoms, r not in leaving) for r in active])
             state = State(result.state.positions[keep], result.state.velocities[keep], result.state.box_lengths,
                           result.state.step)
-            active = [r for r in active if id(r) not in leaving]
+            active = [r for r in active if r not in leaving]
+            if crowded and crowded[-1]:
+                state = self._spread(state, active)
         return state, active
 
     def _rollout(self, active: list[_Ribbon], lengths0: np.ndarray, rate: float, progress: bool) -> Rollout:
@@ -261,7 +267,7 @@ class BatchedTension:
 
         def advance(state: State, n: int):
             positions, velocities, box, res = call(state, n)
-            step = state.step + n
+            velocities, step = velocities.copy(), state.step + n  # res keeps the call's own (its stress's)
             for part, seed in zip(slices, seeds):
                 velocities[part] = apply_thermostat(t["kind"], velocities[part], masses[part],
                                                     self.protocol.temperature_K, n * self.delta, t["tau_ps"], seed,
@@ -299,11 +305,25 @@ class BatchedTension:
             stopped.append(r)
         return stopped
 
-    def _crowded(self, state: State, active: list[_Ribbon]) -> list[_Ribbon]:
-        """The ribbons whose atoms came within :attr:`min_gap` of the next ribbon's along z."""
+    def _crowded(self, state: State, active: list[_Ribbon]) -> bool:
+        """Whether a ribbon's atoms came within :attr:`min_gap` of the next ribbon's along z."""
         extents = [(state.positions[p, 2].min(), state.positions[p, 2].max()) for p in _slices(active)]
-        close = [k for k in range(len(active) - 1) if extents[k + 1][0] - extents[k][1] < self.min_gap]
-        return [active[k] for k in sorted({*close, *(k + 1 for k in close)})]
+        return any(upper[0] - lower[1] < self.min_gap for lower, upper in zip(extents, extents[1:]))
+
+    def _spread(self, state: State, active: list[_Ribbon]) -> State:
+        """The stack with each ribbon moved up, by whole grid cells (its place in its cells kept),
+        until its lowest atom is :data:`STACK_GAP_A` or more above the highest of the one below; the
+        box's open z grown to hold them. A ribbon's dynamics do not change with its height."""
+        h = float(self.meta["h"])
+        positions, box = state.positions.copy(), state.box_lengths.copy()
+        shift, top = 0.0, None
+        for part in _slices(active):
+            if top is not None:
+                shift += h * max(0, math.ceil((top + STACK_GAP_A - positions[part, 2].min() - shift) / h - 1e-9))
+            positions[part, 2] += np.float32(shift)
+            top = float(positions[part, 2].max())
+        box[2] = max(float(box[2]), top + 0.5 * STACK_GAP_A)
+        return State(positions, state.velocities, box, state.step)
 
 
 def _slices(active: list[_Ribbon]) -> list[slice]:

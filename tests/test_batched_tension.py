@@ -60,3 +60,24 @@ def test_ribbon_seeds_and_stack_layout(runner):
     assert runner.pitch == pytest.approx(10.8) and runner.pitch >= STACK_GAP_A
     ribbons = [runner._ribbon(p, k) for k, p in enumerate(PATTERNS)]
     np.testing.assert_allclose(np.diff([r.atoms.positions[:, 2].min() for r in ribbons]), runner.pitch)
+
+
+def test_a_crowded_stack_is_spread_by_whole_cells(runner):
+    """Ribbons that came within the energy's reach are moved apart, each by whole grid cells, to
+    STACK_GAP_A between one's top and the next one's bottom; the box grows to hold them."""
+    from sagesnet_tf.rollout import State
+
+    ribbons = [runner._ribbon(p, k) for k, p in enumerate(PATTERNS)]
+    positions = np.concatenate([r.atoms.positions for r in ribbons]).astype("f4")
+    n = ribbons[0].run.n_atoms
+    positions[n - 1, 2] += 9.0  # the first ribbon curls up to 0.8 Å below the second
+    state = State(positions, np.zeros_like(positions), np.float32([30, 30, 3 * runner.pitch]), 7)
+    assert runner._crowded(state, ribbons)
+    spread = runner._spread(state, ribbons)
+    assert not runner._crowded(spread, ribbons) and spread.step == 7
+    shifts = spread.positions[:, 2] - positions[:, 2]
+    assert np.all(shifts[:n] == 0) and np.ptp(shifts[n:]) < 1e-4 and shifts[n] > 0
+    assert shifts[n] / 1.8 == pytest.approx(round(shifts[n] / 1.8), abs=1e-4)
+    bottom = spread.positions[n:n + ribbons[1].run.n_atoms, 2].min()
+    assert bottom - spread.positions[:n, 2].max() >= STACK_GAP_A - 1e-4
+    assert spread.box_lengths[2] >= spread.positions[:, 2].max()
