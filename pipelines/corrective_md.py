@@ -1,0 +1,103 @@
+"""Corrective MD data: LAMMPS/AIREBO dynamics started from the model's own kirigami tension frames.
+
+``python -m sagesnet_tf.pipelines.corrective_md --out DIR --patterns P [P ...] [--model M]
+[--strains 0.025 0.05 ...] [--steps 200] [--threads 1] [--seed 0]``
+
+Why (issue 20): ``benchmarks.cross_evaluate`` (docs/BENCHMARKS.md, session 17) found the learned local
+energy right on the frames MD visits but soft on distortions its own tension runs reach: the quick
+kirigami ribbon takes up strain by rotating its bonds (angles 82–150° at strain 0.1 against MD's
+106–142°) at 0.2–0.6 eV/atom above AIREBO's relaxed state, and plateaus at half of MD's stress. MD never
+visits those configurations, so a fit to MD alone never sees what they cost. This is the data that
+shows it (the DAgger idea: label the states the learned policy reaches):
+
+1. the quick kirigami protocol (:data:`~sagesnet_tf.kirigami_tension.QUICK`) runs each pattern's
+   ribbon under the model (plain ``simulate`` with its defaults, a frame every 0.005 of strain);
+2. at each of ``strains`` reached, the frame nearest to it (positions, velocities, box) starts a
+   LAMMPS/AIREBO NVT run at the protocol's temperature in that box, 1-fs steps, a record every 2 fs
+   (the model's Δ), ``steps`` steps: its first windows hold AIREBO's forces and virial at the
+   model's distorted configuration, the later ones AIREBO's relaxation away from it;
+3. each run is written as a dataset ``DIR/corrective_PATTERN_STRAIN`` (TFRecords and the outputs of
+   ``sagesnet-tf generate md``), ready for the local energy's fit (``configs/graphene_energy.yaml``).
+
+A pattern whose model run stops before a strain has no dataset at that strain. Deterministic for a
+model, pattern list and seed (the model's thermostat and LAMMPS's Nosé–Hoover chain start from the
+frame's velocities). Use patterns outside every benchmark's held-out set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from sagesnet_tf.io.extxyz import read_extxyz_frames
+from sagesnet_tf.kirigami_tension import QUICK, model_periodic_y
+from sagesnet_tf.md.protocols import NVT
+from sagesnet_tf.md.run import run_md, write_md_outputs
+
+#: Strains at which a model frame starts an AIREBO run (the plateau the cross-evaluation found lies at 0.05–0.2).
+DEFAULT_STRAINS = (0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25)
+#: Model steps between the model run's frames (0.005 of strain at the quick protocol's 0.05 ps⁻¹ and Δ = 2 fs).
+FRAME_EVERY = 50
+#: LAMMPS timestep (fs) and record stride (steps): a record every 2 fs, the shipped model's Δ.
+DT_FS, RECORD_EVERY = 1.0, 2
+
+
+def dataset_name(pattern: str, strain: float) -> str:
+    """``corrective_PATTERN_STRAIN`` (strain with three decimals)."""
+    return f"corrective_{pattern}_{strain:.3f}"
+
+
+def model_frames(pattern: str, model: str | None, work: Path, seed: int, max_strain: float) -> list:
+    """The model's quick-protocol frames of ``pattern`` to ``max_strain`` (list of Atoms, ``info["strain"]``)."""
+    ribbon = QUICK.ribbon(pattern, periodic_y=model_periodic_y(model))
+    QUICK.run_model(ribbon, work, model, max_strain=max_strain, every=FRAME_EVERY, seed=seed, overwrite=True,
+                    progress=False)
+    return read_extxyz_frames(work / "trajectory.extxyz")
+
+
+def corrective_run(frame, out: Path, steps: int, threads: int | None) -> None:
+    """AIREBO NVT from ``frame`` (its positions, velocities and box) into dataset ``out``."""
+    from sagesnet_tf.pipelines.writer import write_dataset  # TensorFlow: imported only when needed
+
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_md(frame, NVT(temperature_K=QUICK.temperature_K, steps=steps), str(out), dt_fs=DT_FS,
+                    record_every=RECORD_EVERY, threads=threads, keep_velocities=True, progress=False)
+    write_dataset(str(out), [result.trajectory], source=result.manifest, overwrite=True)
+    write_md_outputs(result, str(out), extra_files=("metadata.json", "data-*.tfrecord.gz"))
+
+
+def main(argv=None) -> list[str]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path, help="directory of the datasets (e.g. data/graphene)")
+    parser.add_argument("--patterns", required=True, nargs="+", help="15-digit cut patterns (none held out)")
+    parser.add_argument("--model", default=None, help="exported_models/NAME[/VERSION] (default: the shipped one)")
+    parser.add_argument("--strains", type=float, nargs="+", default=list(DEFAULT_STRAINS))
+    parser.add_argument("--steps", type=int, default=200, help="AIREBO steps (1 fs) from each frame")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model runs' thermostat")
+    args = parser.parse_args(argv)
+    written = []
+    for pattern in args.patterns:
+        with tempfile.TemporaryDirectory(prefix="corrective_") as tmp:
+            frames = model_frames(pattern, args.model, Path(tmp) / "model", args.seed,
+                                  max_strain=min(QUICK.max_strain, max(args.strains) + 0.01))
+            strains = np.array([f.info["strain"] for f in frames])
+            for target in args.strains:
+                if strains.max() < target:
+                    print(f"{pattern}: the model's run stopped at strain {strains.max():.3f} < {target}", flush=True)
+                    continue
+                frame = frames[int(np.argmin(np.abs(strains - target)))]
+                out = args.out / dataset_name(pattern, target)
+                shutil.rmtree(out, ignore_errors=True)
+                corrective_run(frame, out, args.steps, args.threads)
+                written.append(out.name)
+                print(f"{out.name}: from the model's frame at strain {frame.info['strain']:.4f}", flush=True)
+    return written
+
+
+if __name__ == "__main__":
+    main()
