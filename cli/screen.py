@@ -40,7 +40,7 @@ def set_tf_threads(threads: int | None) -> None:
               help="Threads of TensorFlow's ops and of LAMMPS [all cores].")
 @click.option("--batch", type=click.IntRange(min=1), default=None, metavar="N",
               help="Ribbons stretched together, stacked apart along z, one model call stepping them all "
-                   "[16]; 1: each pattern alone through `simulate` (its run resumable mid-stretch). A model "
+                   "[32]; 1: each pattern alone through `simulate` (its run resumable mid-stretch). A model "
                    "with an atom decoder runs one at a time.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def screen(patterns_file, all_patterns, out, model, quick, max_strain, limit, verify, seed, threads, batch,
