@@ -2,15 +2,18 @@
 
 For each 15-digit pattern (:func:`read_patterns`, or :func:`all_patterns`: the 29,791 without a
 fully cut column) the ribbon of :mod:`sagesnet_tf.kirigami_tension`'s protocol is stretched by the
-model (:meth:`~sagesnet_tf.kirigami_tension.KirigamiTension.run_model`) to its yield (early stop
-past the peak) or the max strain, and one row is appended to ``results.csv``
-(:data:`RESULT_COLUMNS`). ``verify`` K runs the same protocol in LAMMPS on the top K by model yield
+model to its yield (early stop past the peak) or the max strain, and one row is appended to
+``results.csv`` (:data:`RESULT_COLUMNS`): ``batch`` ribbons at a time stacked into one structure
+(:meth:`Screen.finish_batch`, :class:`~sagesnet_tf.batched_tension.BatchedTension`), or with
+``batch`` 1 each alone (:meth:`Screen.finish`,
+:meth:`~sagesnet_tf.kirigami_tension.KirigamiTension.run_model`). ``verify`` K runs the same protocol in LAMMPS on the top K by model yield
 stress and on K other screened patterns drawn with the seed, appends their rows (source
 ``lammps``) and writes ``verify.csv`` (:data:`VERIFY_COLUMNS`) and ``verify.json`` (the model's
 errors on them). docs/SCREEN.md.
 
 **Resume.** A row is one ``write`` + flush + fsync of a whole line (:class:`ResultsFile`); on
-start a torn last line is dropped and every (pattern, source) with a row is skipped. A run in
+start a torn last line is dropped and every (pattern, source) with a row is skipped. A batch keeps
+nothing on disk: its ribbons without a row form a batch again and start over. A lone run in
 progress lives in ``work/PATTERN_SOURCE/``: a killed model run resumes there from its last saved
 frame (``simulate --resume``: the outputs of an uninterrupted run), a finished one is read back,
 a killed LAMMPS run starts again. The run's stress–strain curve is kept in
