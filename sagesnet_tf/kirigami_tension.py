@@ -11,8 +11,10 @@ early stop (the stress 30 % below its peak and the strain 0.05 past it), up to a
 LAMMPS runs it as :class:`~sagesnet_tf.md.protocols.Tension` (1 fs steps: NPT relaxation with the
 load axis released, then ``fix deform`` + ``fix nvt``); the model runs it through
 :func:`~sagesnet_tf.simulate.simulate` with its defaults (NVT Langevin at the temperature, the
-default equilibration before stretching) at the same rate and early stop. When the model's grid is
-periodic along y, both get the ribbon marked periodic along y (:func:`model_periodic_y`).
+default equilibration before stretching) at the same rate and early stop, or, many ribbons of one
+protocol at once, through :class:`~sagesnet_tf.batched_tension.BatchedTension` (``screen --batch``).
+When the model's grid is periodic along y, both get the ribbon marked periodic along y
+(:func:`model_periodic_y`).
 """
 
 from __future__ import annotations
