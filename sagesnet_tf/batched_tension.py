@@ -62,7 +62,7 @@ from sagesnet_tf.rollout import Frame, Rollout, State, Thermostat, divergence_re
 from sagesnet_tf.savedmodel import load_exported
 from sagesnet_tf.simulate import DEFAULT_EQUILIBRATE_PS, env_vector, resolve_ensemble, signature_advance
 from sagesnet_tf.simulator import NEIGHBOUR_SKIN
-from sagesnet_tf.thermo import apply_thermostat, maxwell_boltzmann_velocities, temperature_k
+from sagesnet_tf.thermo import maxwell_boltzmann_velocities, temperature_k
 
 #: Å, at least this between the levels of stacked ribbons (each ribbon's lowest atom; the flat
 #: ribbons start that far apart), and between a ribbon's highest atom and the next one's lowest when
@@ -259,21 +259,9 @@ class BatchedTension:
         call = signature_advance(self.signature, species, self.pbc, lengths0, 0, rate, env_of)
         limit = self.meta.get("limits", {}).get("max_steps_per_call")
         t = self.thermostat
-        if t is None:
-            return Rollout(call, self.delta, 1, limit, progress=progress, desc="batch")
-        span = Rollout(call, self.delta, 1, limit, Thermostat(t["kind"], t["tau_ps"], self.protocol.temperature_K,
-                                                                masses)).per_call
-        slices, seeds = _slices(active), [r.seed for r in active]
-
-        def advance(state: State, n: int):
-            positions, velocities, box, res = call(state, n)
-            velocities, step = velocities.copy(), state.step + n  # res keeps the call's own (its stress's)
-            for part, seed in zip(slices, seeds):
-                velocities[part] = apply_thermostat(t["kind"], velocities[part], masses[part],
-                                                    self.protocol.temperature_K, n * self.delta, t["tau_ps"], seed,
-                                                    step)
-            return positions, velocities, box, res
-        return Rollout(advance, self.delta, 1, span, progress=progress, desc="batch")
+        thermostat = t and Thermostat(t["kind"], t["tau_ps"], self.protocol.temperature_K, masses,
+                                      groups=tuple(zip(_slices(active), (r.seed for r in active))))
+        return Rollout(call, self.delta, 1, limit, thermostat, progress=progress, desc="batch")
 
     def _record(self, state: State, res, active: list[_Ribbon], lengths0: np.ndarray, stretching: bool) -> list:
         """Check each ribbon of a frame on its own and, in the stretch, add its point; the ribbons

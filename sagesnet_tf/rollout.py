@@ -9,8 +9,9 @@ driver (:class:`Rollout`) owns everything between the calls:
 
 - the calls: a frame every ``every`` model steps (whole scale steps, at least one), its steps
   split into calls of at most the model's ``max_steps_per_call`` and, with a thermostat,
-  :data:`THERMOSTAT_CALL_FRACTION` of τ (τ, or τ/10 for Berendsen; one scale step when a step is longer); a single frame at
-  a coarse scale first becomes a window of ``unit`` frames by ``unit`` − 1 fine steps;
+  :data:`THERMOSTAT_CALL_FRACTION` of τ (τ, or τ/10 for Berendsen; one scale step when a step is
+  longer); a single frame at a coarse scale first becomes a window of ``unit`` frames by ``unit`` − 1
+  fine steps;
 - the thermostat (:class:`Thermostat`): after every call one update
   (:func:`~sagesnet_tf.thermo.apply_thermostat`) for the call's span, its random numbers from the
   seed and the step the call ends at, so a resumed rollout draws the same numbers;
@@ -47,8 +48,9 @@ RUNAWAY_FLOOR_K = 1000.0
 #: Ornstein–Uhlenbeck step, c = exp(−t/τ); Bussi's rescaling), so the kinetic energy relaxes at the same
 #: rate whether they are applied every step or every τ, and the distribution stays canonical; between
 #: updates the learned dynamics run free. Berendsen's factor is first order in t/τ (at t = τ it would
-#: rescale to the target at once), so it keeps τ/10. A call is the expensive unit (its last step reads the uncertainty and stress out): at τ = 0.1 ps
-#: and Δ = 2 fs calls of 50 steps instead of 5 cost 3.4 instead of 5.6 ms per step on the 960-atom sheet
+#: rescale to the target at once), so it keeps τ/10. A call is the expensive unit (its last step reads
+#: the uncertainty and stress out): at τ = 0.1 ps and Δ = 2 fs calls of 50 steps instead of 5 cost 3.4
+#: instead of 5.6 ms per step on the 960-atom sheet
 #: (idle, session 17), and a 50-ps NVT run of that sheet holds 300.5 K in-plane and 298.4 K out-of-plane
 #: (``benchmarks.sheet_equipartition``; 301.0 / 299.1 K over 20 ps with updates every τ/10, session 16).
 THERMOSTAT_CALL_FRACTION = {"langevin": 1.0, "csvr": 1.0, "berendsen": 0.1}
@@ -94,13 +96,29 @@ class State:
 class Thermostat:
     """One update of ``kind`` (:data:`~sagesnet_tf.thermo.THERMOSTATS`) per call, towards
     ``target_K`` with time constant ``tau_ps``, on atoms of ``masses`` (N,) g/mol; random numbers
-    from ``seed`` and the step the call ends at."""
+    from ``seed`` and the step the call ends at. With ``groups`` ((slice of the atoms, seed) pairs,
+    covering them) each group gets its own update with its own seed instead: a group's velocities
+    then do not depend on the others (the ribbons of a stack, :mod:`~sagesnet_tf.batched_tension`)."""
 
     kind: str
     tau_ps: float
     target_K: float
     masses: np.ndarray
     seed: int = 0
+    groups: tuple[tuple[slice, int], ...] | None = None
+
+    def update(self, velocities: np.ndarray, span_ps: float, step: int) -> np.ndarray:
+        """Velocities (..., N, 3) Å/ps after the update for a call of ``span_ps`` ending at model
+        step ``step`` (a new array; ``velocities`` is left as it is)."""
+        def one(v, masses, seed):
+            return apply_thermostat(self.kind, v, masses, self.target_K, span_ps, self.tau_ps, seed, step)
+
+        if self.groups is None:
+            return one(velocities, self.masses, self.seed)
+        out = velocities.copy()
+        for part, seed in self.groups:
+            out[..., part, :] = one(velocities[..., part, :], self.masses[part], seed)
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +179,8 @@ class Rollout:
         self.progress, self.desc = progress, desc
         self.per_call = None if max_steps_per_call is None else max(1, max_steps_per_call // unit)
         if thermostat is not None:
-            coupling = max(1, int(THERMOSTAT_CALL_FRACTION[thermostat.kind] * thermostat.tau_ps / (unit * delta_ps) + 1e-9))
+            fraction = THERMOSTAT_CALL_FRACTION[thermostat.kind]
+            coupling = max(1, int(fraction * thermostat.tau_ps / (unit * delta_ps) + 1e-9))
             self.per_call = coupling if self.per_call is None else min(self.per_call, coupling)
 
     def calls(self, every: int, remaining: int) -> list[int]:
@@ -182,9 +201,7 @@ class Rollout:
             raise _CallFailed(state, in_graph_failure(err)) from None
         step = state.step + n * unit
         if self.thermostat is not None:
-            t = self.thermostat
-            velocities = apply_thermostat(t.kind, velocities, t.masses, t.target_K, n * unit * self.delta_ps,
-                                          t.tau_ps, t.seed, step)
+            velocities = self.thermostat.update(velocities, n * unit * self.delta_ps, step)
         return State(positions, velocities, box_lengths, step), readouts
 
     def run(self, state: State, total: int, every: int, observe: Callable[[State, Any], Frame],

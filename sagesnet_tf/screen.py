@@ -352,7 +352,6 @@ def open_screen(out: str | Path, protocol: KirigamiTension, model: str | None = 
     return run, results
 
 
-
 def _finish_all(run: Screen, results: ResultsFile, patterns, source: str, desc: str, progress: bool,
                 batch: int = 1) -> None:
     """Run ``source`` (model or lammps) on each of ``patterns`` (a sized iterable, in order) that has
