@@ -22,17 +22,15 @@ import copy
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from sagesnet_tf.analysis.plots import plt, save_figure
-from sagesnet_tf.analysis.stress_strain import BAR_TO_GPA, SHEET_THICKNESS_A
-from sagesnet_tf.export import model_from_savedmodel
+from sagesnet_tf.analysis.stress_strain import SHEET_THICKNESS_A
 from sagesnet_tf.io import write_json
 from sagesnet_tf.kirigami_tension import QUICK
-from sagesnet_tf.md.engine import LammpsEngine
 from sagesnet_tf.savedmodel import resolve_model_dir
-from sagesnet_tf.simulator import LearnedSimulator
 from sagesnet_tf.structures import graphene_sheet
+
+from benchmarks.cross_evaluate import Evaluator
 
 #: The sheet: orthorhombic 4-atom cells along x (load) and y.
 SHEET = (6, 4)
@@ -47,10 +45,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--strain-step", type=float, default=0.025)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    model, _ = model_from_savedmodel(resolve_model_dir(args.model))
-    sim = LearnedSimulator(model)
     sheet = graphene_sheet(*SHEET) if args.pattern is None else QUICK.ribbon(args.pattern, periodic_y=True)
     lengths = np.diag(np.asarray(sheet.cell, float))
+    # both engines' stress over the box's width (y): the sheet's own, and a ribbon's on the same scale
+    evaluator = Evaluator(resolve_model_dir(args.model), lengths[1], SHEET_THICKNESS_A, args.out / "log.lammps",
+                          threads=1)
     strains = np.arange(0.0, args.max_strain + 1e-9, args.strain_step)
     lammps_gpa, model_gpa = [], []
     for strain in strains:
@@ -58,15 +57,8 @@ def main(argv=None) -> dict:
         stretched.positions = np.asarray(sheet.positions, float) * [1.0 + strain, 1.0, 1.0]
         box = lengths * [1.0 + strain, 1.0, 1.0]
         stretched.cell = np.diag(box)
-        to_gpa = -box[2] / SHEET_THICKNESS_A * BAR_TO_GPA        # sheet stress of a pressure, GPa per bar
-        with LammpsEngine(str(args.out / "log.lammps"), threads=1) as engine:
-            engine.load_atoms(stretched)
-            engine.command("run 0")
-            lammps_gpa.append(to_gpa * engine.lmp.get_thermo("pxx"))
-        stress = sim.stress(None, tf.constant(stretched.positions[None], tf.float32),
-                            tf.zeros((1, len(sheet.positions), 3)), tf.zeros((1, len(sheet.positions)), tf.int32),
-                            tf.constant(box[None], tf.float32))[0, 0]       # bar·Å³, −P_xx·V
-        model_gpa.append(to_gpa * -float(stress) / box.prod())
+        lammps_gpa.append(evaluator.airebo(stretched)["stress_GPa"])
+        model_gpa.append(evaluator.model(stretched)["stress_GPa"])
     result = {"sheet": list(SHEET) if args.pattern is None else None, "pattern": args.pattern, "n_atoms": len(sheet.positions), "model": args.model, "strain": strains,
               "lammps_stress_GPa": lammps_gpa, "sagesnet_stress_GPa": model_gpa}
     write_json(args.out / "static_tension.json", result)
