@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (the suite is sized for 2 cores; `TEST_WORKERS=auto` uses every core)
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo test clean graphene-data graphene-tension-data graphene-energy-data graphene-corrective-data graphene-kirigami-data
+.PHONY: setup demo test clean graphene-data graphene-tension-data graphene-energy-data graphene-corrective-data graphene-corrective-short-data graphene-kirigami-data
 
 setup: $(STAMP)
 
@@ -105,6 +105,23 @@ CORRECTIVE_KIRIGAMI ?= $(TRAIN_KIRIGAMI) $(ENERGY_KIRIGAMI) 100111001001101 0100
 graphene-corrective-data: setup
 	$(BIN)/python -m sagesnet_tf.pipelines.corrective_md --model exported_models/sagesnet_graphene/2 \
 	  --patterns $(CORRECTIVE_KIRIGAMI) --threads $(MD_THREADS) --out $(GRAPHENE_DATA)
+
+# Corrective data that keeps the distortion (configs/graphene_energy_v3.yaml, issue 20, session 18): 10 fs of
+# LAMMPS/AIREBO from each of v2's quick kirigami frames at strains 0.025-0.3 (every window of the fit within
+# 10 fs of the model's frame), and the same from the frames rattled by 0.08 Å; on the patterns above and 12 more
+# (numpy default_rng(2028) among the patterns without a fully cut column, none held out by a benchmark).
+# About 15 minutes each on 2 cores.
+CORRECTIVE_SHORT_KIRIGAMI ?= $(CORRECTIVE_KIRIGAMI) 101110110010000 101100010011010 001110100011001 000110011111101 \
+	110010101000011 011000110100101 100100001000111 000110101001101 101010111101100 000101101100101 \
+	111101000000001 111100010001001
+CORRECTIVE_SHORT_STRAINS ?= 0.025 0.05 0.075 0.1 0.125 0.15 0.175 0.2 0.225 0.25 0.275 0.3
+graphene-corrective-short-data: setup
+	$(BIN)/python -m sagesnet_tf.pipelines.corrective_md --model exported_models/sagesnet_graphene/2 \
+	  --patterns $(CORRECTIVE_SHORT_KIRIGAMI) --strains $(CORRECTIVE_SHORT_STRAINS) --steps 10 --prefix cshort \
+	  --threads $(MD_THREADS) --out $(GRAPHENE_DATA)
+	$(BIN)/python -m sagesnet_tf.pipelines.corrective_md --model exported_models/sagesnet_graphene/2 \
+	  --patterns $(CORRECTIVE_SHORT_KIRIGAMI) --strains $(CORRECTIVE_SHORT_STRAINS) --steps 10 --rattle 0.08 \
+	  --prefix crattle --threads $(MD_THREADS) --out $(GRAPHENE_DATA)
 
 # Benchmark-sized kirigami ribbons of the training patterns, for the experiment of
 # configs/graphene_kirigami.yaml (not part of the shipped model, docs/TRAINING.md): 17x40 cells (about

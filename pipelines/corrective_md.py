@@ -1,7 +1,7 @@
 """Corrective MD data: LAMMPS/AIREBO dynamics started from the model's own kirigami tension frames.
 
 ``python -m sagesnet_tf.pipelines.corrective_md --out DIR --patterns P [P ...] [--model M]
-[--strains 0.025 0.05 ...] [--steps 200] [--threads 1] [--seed 0]``
+[--strains 0.025 0.05 ...] [--steps 200] [--rattle 0.0] [--prefix corrective] [--threads 1] [--seed 0]``
 
 Why (issue 20): ``benchmarks.cross_evaluate`` (docs/BENCHMARKS.md, session 17) found the learned local
 energy right on the frames MD visits but soft on distortions its own tension runs reach: the quick
@@ -16,8 +16,17 @@ shows it (the DAgger idea: label the states the learned policy reaches):
    LAMMPS/AIREBO NVT run at the protocol's temperature in that box, 1-fs steps, a record every 2 fs
    (the model's Δ), ``steps`` steps: its first windows hold AIREBO's forces and virial at the
    model's distorted configuration, the later ones AIREBO's relaxation away from it;
-3. each run is written as a dataset ``DIR/corrective_PATTERN_STRAIN`` (TFRecords and the outputs of
-   ``sagesnet-tf generate md``), ready for the local energy's fit (``configs/graphene_energy.yaml``).
+3. each run is written as a dataset ``DIR/PREFIX_PATTERN_STRAIN`` (``--prefix``, default
+   ``corrective``; TFRecords and the outputs of ``sagesnet-tf generate md``), ready for the local
+   energy's fit (``configs/graphene_energy.yaml``).
+
+A window of the fit is one Δ: with the default 200 steps only the first of a run's 100 windows holds
+the model's distorted frame and the rest AIREBO's relaxation (and the heat it releases), so the fit
+sees the distortion in ~1 % of the data. ``--steps 10`` keeps every window within 10 fs of it
+(``make graphene-corrective-short-data``). ``--rattle σ`` (Å) first displaces every atom by a
+Gaussian of that width per component (seeded by ``--seed``, the pattern and the strain): bonds
+compressed to 1.1–1.3 Å and bent angles that neither MD nor the model's runs reach, so that the fit
+sees AIREBO's repulsion there.
 
 A pattern whose model run stops before a strain has no dataset at that strain. Deterministic for a
 model, pattern list and seed (the model's thermostat and LAMMPS's Nosé–Hoover chain start from the
@@ -46,9 +55,20 @@ FRAME_EVERY = 50
 DT_FS, RECORD_EVERY = 1.0, 2
 
 
-def dataset_name(pattern: str, strain: float) -> str:
-    """``corrective_PATTERN_STRAIN`` (strain with three decimals)."""
-    return f"corrective_{pattern}_{strain:.3f}"
+def dataset_name(pattern: str, strain: float, prefix: str = "corrective") -> str:
+    """``PREFIX_PATTERN_STRAIN`` (strain with three decimals)."""
+    return f"{prefix}_{pattern}_{strain:.3f}"
+
+
+def rattled(frame, sigma_a: float, seed: int, pattern: str, strain: float):
+    """A copy of ``frame`` with every atom displaced by a Gaussian of ``sigma_a`` Å per component
+    (0: the frame itself), seeded by ``seed``, ``pattern`` and ``strain``."""
+    if sigma_a <= 0:
+        return frame
+    rng = np.random.default_rng([seed, int(pattern, 2), int(round(strain * 1e4))])
+    out = frame.copy()
+    out.positions = frame.positions + rng.normal(0.0, sigma_a, frame.positions.shape)
+    return out
 
 
 def model_frames(pattern: str, model: str | None, work: Path, seed: int, max_strain: float) -> list:
@@ -77,8 +97,11 @@ def main(argv=None) -> list[str]:
     parser.add_argument("--model", default=None, help="exported_models/NAME[/VERSION] (default: the shipped one)")
     parser.add_argument("--strains", type=float, nargs="+", default=list(DEFAULT_STRAINS))
     parser.add_argument("--steps", type=int, default=200, help="AIREBO steps (1 fs) from each frame")
+    parser.add_argument("--rattle", type=float, default=0.0,
+                        help="Å, Gaussian displacement of every atom per component before the AIREBO run (0: none)")
+    parser.add_argument("--prefix", default="corrective", help="dataset names PREFIX_PATTERN_STRAIN")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the model runs' thermostat")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model runs' thermostat and of --rattle")
     args = parser.parse_args(argv)
     written = []
     for pattern in args.patterns:
@@ -91,9 +114,9 @@ def main(argv=None) -> list[str]:
                     print(f"{pattern}: the model's run stopped at strain {strains.max():.3f} < {target}", flush=True)
                     continue
                 frame = frames[int(np.argmin(np.abs(strains - target)))]
-                out = args.out / dataset_name(pattern, target)
+                out = args.out / dataset_name(pattern, target, args.prefix)
                 shutil.rmtree(out, ignore_errors=True)
-                corrective_run(frame, out, args.steps, args.threads)
+                corrective_run(rattled(frame, args.rattle, args.seed, pattern, target), out, args.steps, args.threads)
                 written.append(out.name)
                 print(f"{out.name}: from the model's frame at strain {frame.info['strain']:.4f}", flush=True)
     return written

@@ -22,3 +22,16 @@ def test_a_model_frame_starts_an_airebo_run_written_as_a_dataset(tmp_path):
     built = corrective_md.QUICK.ribbon("010001100111000", periodic_y=True)
     assert trajectory.cell[0][0, 0] == pytest.approx(built.cell[0, 0] * 1.01, rel=2e-3)
     assert np.all(np.isfinite(trajectory.positions))
+
+
+def test_rattle_displaces_every_atom_reproducibly():
+    frame = corrective_md.QUICK.ribbon("010001100111000", periodic_y=True)
+    assert corrective_md.rattled(frame, 0.0, 0, "010001100111000", 0.1) is frame
+    first = corrective_md.rattled(frame, 0.08, 0, "010001100111000", 0.1)
+    again = corrective_md.rattled(frame, 0.08, 0, "010001100111000", 0.1)
+    other = corrective_md.rattled(frame, 0.08, 0, "010001100111000", 0.125)
+    shift = first.positions - frame.positions
+    assert np.array_equal(first.positions, again.positions) and not np.array_equal(first.positions, other.positions)
+    assert np.std(shift) == pytest.approx(0.08, rel=0.15) and abs(np.mean(shift)) < 0.02  # ~450 draws
+    assert np.array_equal(first.cell, frame.cell) and np.array_equal(first.velocities, frame.velocities)
+    assert corrective_md.dataset_name("010001100111000", 0.1, "crattle") == "crattle_010001100111000_0.100"

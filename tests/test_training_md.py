@@ -88,6 +88,23 @@ def test_dataset_weights_set_how_often_windows_are_drawn(md_data, tmp_path):
         md_trainer.train_md(cfg, md_data, str(tmp_path / "run"), progress=False)
 
 
+def test_dataset_names_and_weights_take_wildcards(md_data):
+    from sagesnet_tf.training.md_data import dataset_dirs, load_md_data
+
+    assert [os.path.basename(d) for d in dataset_dirs(md_data, ["nvt_*"])] == ["nvt_300", "nvt_small_600"]
+    with pytest.raises(SagesnetError, match="'cshort_\\*' matches no dataset"):
+        dataset_dirs(md_data, ["nvt_300", "cshort_*"])
+    cfg = _config()
+    cfg.data.datasets = ["nvt_*"]
+    cfg.data.dataset_weights = {"nvt_small_*": 3.0}
+    data = load_md_data(md_data, cfg)
+    weights = {seg.name.split("[")[0]: seg.weight for seg in data.train.segments}
+    assert weights == {"nvt_300": 1.0, "nvt_small_600": 3.0}
+    cfg.data.dataset_weights = {"corrective_*": 3.0}
+    with pytest.raises(SagesnetError, match="dataset_weights names 'corrective_\\*'"):
+        load_md_data(md_data, cfg)
+
+
 def _config(**extra):
     data = {
         "kind": "md", "name": "tiny", "seed": 0, "log_every": 5,

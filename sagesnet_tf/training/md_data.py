@@ -9,6 +9,8 @@ root mean square of their standard deviations).
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import glob
 import os
 
 import numpy as np
@@ -56,13 +58,24 @@ class MDData:
 
 def dataset_dirs(data_dir: str, names: list[str] | None = None) -> list[str]:
     """The md dataset dirs under ``data_dir``: itself if it holds ``metadata.json``, else its
-    subdirectories that do (only ``names`` when given, in that order)."""
+    subdirectories that do (only ``names`` when given, in that order; a name with shell wildcards,
+    e.g. ``cshort_*``, stands for every such dataset matching it, sorted)."""
     if os.path.isfile(os.path.join(data_dir, "metadata.json")):
         return [data_dir]
     if not os.path.isdir(data_dir):
         raise SagesnetError(f"data directory {data_dir} does not exist; pass the dir written by `sagesnet-tf generate md`")
     if names:
-        dirs = [os.path.join(data_dir, n) for n in names]
+        dirs = []
+        for name in names:
+            if not glob.has_magic(name):
+                dirs.append(os.path.join(data_dir, name))
+                continue
+            matched = sorted(d for d in glob.glob(os.path.join(glob.escape(data_dir), name))
+                             if os.path.isfile(os.path.join(d, "metadata.json")))
+            if not matched:
+                raise SagesnetError(f"data.datasets entry {name!r} matches no dataset under {data_dir}; "
+                                    "generate them or fix the pattern")
+            dirs.extend(matched)
         missing = [d for d in dirs if not os.path.isfile(os.path.join(d, "metadata.json"))]
         if missing:
             raise SagesnetError(f"dataset {missing[0]} has no metadata.json; generate it or drop it from data.datasets")
@@ -72,6 +85,14 @@ def dataset_dirs(data_dir: str, names: list[str] | None = None) -> list[str]:
     if not dirs:
         raise SagesnetError(f"{data_dir} holds no md dataset (no metadata.json in it or its subdirectories)")
     return dirs
+
+
+def _dataset_weight(weights: dict, name: str):
+    """``data.dataset_weights`` of dataset ``name``: its own entry, else the first wildcard key
+    (``cshort_*``) it matches, else 1."""
+    if name in weights:
+        return weights[name]
+    return next((w for key, w in weights.items() if fnmatch.fnmatchcase(name, key)), 1.0)
 
 
 def load_md_metadata(data_dir: str) -> dict:
@@ -89,11 +110,11 @@ def load_md_data(data_dir: str, cfg: MDTrainConfig) -> MDData:
     val_name = cfg.data.validation_dataset or names[-1]
     if val_name not in names:
         raise SagesnetError(f"data.validation_dataset {val_name!r} is not among the datasets {names}; pick one of them")
-    unknown = sorted(set(cfg.data.dataset_weights) - set(names))
+    unknown = sorted(key for key in cfg.data.dataset_weights if not fnmatch.filter(names, key))
     if unknown:
         raise SagesnetError(f"data.dataset_weights names {unknown[0]!r}, which is not among the datasets {names}; "
                             "fix the name or drop it")
-    weights = {name: cfg.data.dataset_weights.get(name, 1.0) for name in names}
+    weights = {name: _dataset_weight(cfg.data.dataset_weights, name) for name in names}
     bad = [(n, w) for n, w in weights.items() if isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0]
     if bad:
         raise SagesnetError(f"data.dataset_weights[{bad[0][0]}] is {bad[0][1]!r}; a weight must be a number > 0")
