@@ -9,10 +9,6 @@ import json
 import os
 import random
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -23,27 +19,15 @@ from sagesnet_tf.cli.main import main
 from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.pipelines.writer import write_ca_dataset
 
+from killing import kill_9_when
+
 SEED = random.randrange(1_000_000)
 RNG = random.Random(SEED)
 
 
-def _start(args):
-    return subprocess.Popen([sys.executable, "-m", "sagesnet_tf.cli", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _kill_when(proc, ready, what, timeout=120.0):
-    """Poll until ``ready()`` holds, wait a random 0–0.3 s, then SIGKILL ``proc``."""
-    deadline = time.time() + timeout
-    while not ready():
-        assert proc.poll() is None, f"{what}: the process ended before it was killed: {proc.stderr.read().decode()[-500:]}"
-        assert time.time() < deadline, f"{what}: not under way after {timeout} s"
-        time.sleep(0.02)
-    time.sleep(RNG.uniform(0.0, 0.3))
-    assert proc.poll() is None, f"{what}: the process ended before it was killed (seed {SEED})"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+def _kill_when(args, ready, what):
+    """``kill -9`` the CLI run of ``args`` a random 0–0.3 s after ``ready()`` holds."""
+    kill_9_when(args, ready, f"{what} (seed {SEED})", timeout_s=120.0, delay_s=RNG.uniform(0.0, 0.3))
 
 
 # ----------------------------------------------------------------------------------------------- train
@@ -82,12 +66,12 @@ def test_train_killed_twice_resumes_to_the_weights_of_an_uninterrupted_run(tmp_p
     assert main(args(tmp_path / "reference")) == 0
     run = tmp_path / "run"
     first, second = RNG.randrange(5, 15), RNG.randrange(20, 30)
-    _kill_when(_start(args(run)), lambda: _latest_step(run) >= first, "train")
+    _kill_when(args(run), lambda: _latest_step(run) >= first, "train")
     killed_at = _latest_step(run)
     assert 0 < killed_at < 40, SEED
     # metrics.json is whole (its history may still be empty: rows come every log_every / validation step)
     assert isinstance(json.loads((run / "metrics.json").read_text())["history"], list), SEED
-    _kill_when(_start([*args(run), "--resume"]), lambda: _latest_step(run) >= max(second, killed_at + 5), "train --resume")
+    _kill_when([*args(run), "--resume"], lambda: _latest_step(run) >= max(second, killed_at + 5), "train --resume")
     assert killed_at < _latest_step(run) < 40, SEED
     capsys.readouterr()
 
@@ -125,7 +109,7 @@ def test_generate_ca_killed_leaves_whole_shards_and_resumes_to_the_same_bytes(tm
     args = ["generate", "ca", "--rule", "life", "--size", "128", "128", "--boards", "8", "--steps", "159",
             "--seed", "5", "--out"]
     out = tmp_path / "killed"
-    _kill_when(_start([*args, str(out)]), lambda: any(n.startswith("data-") for n in os.listdir(out)) if out.exists()
+    _kill_when([*args, str(out)], lambda: any(n.startswith("data-") for n in os.listdir(out)) if out.exists()
                else False, "generate ca")
     names = os.listdir(out)
     shards = sorted(n for n in names if n.startswith("data-"))
@@ -171,7 +155,7 @@ def test_generate_md_killed_mid_run_is_refused_until_overwritten(tmp_path, capsy
 
     # 4,000 steps: LAMMPS is still running (seconds) when the kill lands 0-0.3 s after step 50; with 400 the
     # run could end and rename its dump within that wait (seen once in CI)
-    _kill_when(_start([*args, "--steps", "4000", "--dump"]), running, "generate md")
+    _kill_when([*args, "--steps", "4000", "--dump"], running, "generate md")
     names = os.listdir(out)
     assert "metadata.json" not in names and "manifest.json" not in names, (SEED, names)
     assert not [n for n in names if n.startswith("data-")], (SEED, names)  # no shard, whole or partial

@@ -1,0 +1,30 @@
+"""A real ``kill -9`` of a CLI run, for the tests that kill a command and resume it
+(tests/test_kill_resume.py, tests/test_screen.py, tests/test_design.py)."""
+
+import subprocess
+import sys
+import time
+
+
+def kill_9_when(arguments: list[str], ready, what: str, timeout_s: float = 300.0, delay_s: float = 0.0) -> None:
+    """Run ``sagesnet-tf ARGUMENTS`` in a subprocess, poll ``ready()`` every 20 ms until it holds,
+    wait ``delay_s`` seconds, then SIGKILL the process and reap it.
+
+    ``what`` names the run in the failure messages (with whatever a test needs to reproduce it, such
+    as its random seed): the process ending before ``ready()`` holds (the end of its stderr shown) or
+    before the kill, or ``ready()`` not holding within ``timeout_s`` seconds, fails the test (the
+    process killed all the same)."""
+    proc = subprocess.Popen([sys.executable, "-m", "sagesnet_tf.cli", *arguments],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + timeout_s
+        while not ready():
+            assert proc.poll() is None, f"{what}: ended before the kill: {proc.stderr.read().decode()[-800:]}"
+            assert time.time() < deadline, f"{what}: not under way after {timeout_s} s"
+            time.sleep(0.02)
+        time.sleep(delay_s)
+        assert proc.poll() is None, f"{what}: ended before the kill"
+    finally:
+        proc.kill()  # SIGKILL (a no-op once the process has ended)
+        proc.wait()
+        proc.stderr.close()
