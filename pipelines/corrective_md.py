@@ -44,6 +44,7 @@ import numpy as np
 
 from sagesnet_tf.io.extxyz import read_extxyz_frames
 from sagesnet_tf.kirigami_tension import QUICK, model_periodic_y
+from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A
 from sagesnet_tf.md.protocols import NVT
 from sagesnet_tf.md.run import run_md, write_md_outputs
 
@@ -79,11 +80,31 @@ def model_frames(pattern: str, model: str | None, work: Path, seed: int, max_str
     return read_extxyz_frames(work / "trajectory.extxyz")
 
 
+def with_vacuum(frame):
+    """``frame``, or, where an open axis's vacuum is thinner than AIREBO's cutoff (which
+    :func:`~sagesnet_tf.md.engine.check_input` refuses), a copy with that axis lengthened to the
+    atoms' extent plus twice the cutoff (atoms centred): the model's runs can crumple a ribbon further
+    out of plane than the box it started in allows."""
+    lengths = np.diag(frame.cell).astype(float)
+    extent = np.ptp(frame.positions, axis=0)
+    short = ~np.asarray(frame.pbc, bool) & (lengths - extent < AIREBO_LJ_CUTOFF_A)
+    if not short.any():
+        return frame
+    out = frame.copy()
+    wanted = np.where(short, extent + 2 * AIREBO_LJ_CUTOFF_A, lengths)
+    out.cell = np.diag(wanted)
+    centre = 0.5 * (frame.positions.min(0) + frame.positions.max(0))
+    out.positions = frame.positions + np.where(short, 0.5 * wanted - centre, 0.0)
+    return out
+
+
 def corrective_run(frame, out: Path, steps: int, threads: int | None) -> None:
-    """AIREBO NVT from ``frame`` (its positions, velocities and box) into dataset ``out``."""
+    """AIREBO NVT from ``frame`` (its positions, velocities and box; open axes lengthened by
+    :func:`with_vacuum` where needed) into dataset ``out``."""
     from sagesnet_tf.pipelines.writer import write_dataset  # TensorFlow: imported only when needed
 
     out.mkdir(parents=True, exist_ok=True)
+    frame = with_vacuum(frame)
     result = run_md(frame, NVT(temperature_K=QUICK.temperature_K, steps=steps), str(out), dt_fs=DT_FS,
                     record_every=RECORD_EVERY, threads=threads, keep_velocities=True, progress=False)
     write_dataset(str(out), [result.trajectory], source=result.manifest, overwrite=True)

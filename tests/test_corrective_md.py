@@ -35,3 +35,18 @@ def test_rattle_displaces_every_atom_reproducibly():
     assert np.std(shift) == pytest.approx(0.08, rel=0.15) and abs(np.mean(shift)) < 0.02  # ~450 draws
     assert np.array_equal(first.cell, frame.cell) and np.array_equal(first.velocities, frame.velocities)
     assert corrective_md.dataset_name("010001100111000", 0.1, "crattle") == "crattle_010001100111000_0.100"
+
+
+def test_a_crumpled_frame_gets_airebo_vacuum_along_its_open_axis():
+    from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A, check_input
+
+    frame = corrective_md.QUICK.ribbon("010001100111000", periodic_y=True)
+    assert corrective_md.with_vacuum(frame) is frame                   # as built: vacuum enough
+    crumpled = frame.copy()
+    crumpled.positions[::2, 2] += 0.6 * frame.cell[2, 2]                  # half the atoms far out of plane
+    padded = corrective_md.with_vacuum(crumpled)
+    check_input(padded)                                                   # LAMMPS takes it
+    assert padded.cell[2, 2] == pytest.approx(np.ptp(crumpled.positions[:, 2]) + 2 * AIREBO_LJ_CUTOFF_A)
+    assert np.array_equal(padded.cell[:2], crumpled.cell[:2])
+    shift = padded.positions - crumpled.positions                       # one rigid shift along z only
+    assert np.allclose(shift[:, :2], 0) and np.allclose(shift[:, 2], shift[0, 2])
