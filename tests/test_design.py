@@ -8,10 +8,8 @@ on which their sums depend (the resumed design is compared with the uninterrupte
 import csv
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,8 @@ import pytest
 from sagesnet_tf.cli.main import main
 from sagesnet_tf.design import CANDIDATE_COLUMNS, search
 from sagesnet_tf.screen import severed
+
+from killing import kill_9_when, without_wall
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "exported_models" / "sagesnet_graphene"
@@ -32,10 +32,6 @@ needs_model = pytest.mark.skipif(not MODEL.is_dir(), reason="no shipped model")
 def _rows(path: Path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def _without_wall(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
 
 
 def test_search_is_deterministic_new_and_goes_to_the_target():
@@ -100,26 +96,17 @@ def test_design_writes_candidates_ranked_by_distance(designed):
 def test_design_resumes_after_kill_without_evaluating_again(designed, tmp_path):
     reference, _ = designed
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "sagesnet_tf.cli.main", "design", *OPTIONS, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
 
     def running_second() -> bool:  # one row written and the next run has saved a state to resume from
         return ((out / "results.csv").is_file() and len(_rows(out / "results.csv")) == 1
                 and any((out / "work").glob("*_model/state.npz")))
 
-    while not running_second():
-        assert proc.poll() is None, f"design ended before the kill: {proc.stderr.read().decode()[-800:]}"
-        assert time.time() < deadline, "design not under way after 300 s"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    kill_9_when(["design", *OPTIONS, "--out", str(out)], running_second, "design")
     before = (out / "results.csv").read_text()
     assert main(["design", *OPTIONS, "--out", str(out)]) == 0
     after = (out / "results.csv").read_text()
     assert after.startswith(before)  # the finished row is kept as it was (wall time too): not recomputed
-    assert _without_wall(_rows(out / "results.csv")) == _without_wall(_rows(reference / "results.csv"))
+    assert without_wall(_rows(out / "results.csv")) == without_wall(_rows(reference / "results.csv"))
     assert (out / "candidates.csv").read_text() == (reference / "candidates.csv").read_text()
     assert main(["design", *OPTIONS, "--out", str(out)]) == 0
     assert (out / "results.csv").read_text() == after  # a finished design run again evaluates nothing
