@@ -328,21 +328,27 @@ class Screen:
 
 def open_screen(out: str | Path, protocol: KirigamiTension, model: str | None = None,
                 max_strain: float | None = None, seed: int = 0, threads: int | None = None,
-                verb: str = "screen") -> tuple[Screen, ResultsFile]:
+                verb: str = "screen", batch: int = 1) -> tuple[Screen, ResultsFile]:
     """The screen in ``out`` (made when new): its :class:`Screen` and :class:`ResultsFile`.
-    ``out`` holding a screen with other settings is a :class:`SagesnetError` (``verb`` names the
-    command in it); work directories of runs whose row was written are removed."""
+    ``batch``: the model's ribbons per call this time (recorded in screen.json's settings).
+    ``out`` holding a screen with other settings (:func:`changed_settings`) is a
+    :class:`SagesnetError` (``verb`` names the command in it); work directories of runs whose row
+    was written are removed."""
     if max_strain is not None and not (math.isfinite(max_strain) and max_strain > 0):
         raise SagesnetError(f"{verb}: --max-strain must be a positive number, got {max_strain}")
     out = Path(out)
     run = Screen(out, protocol, model, protocol.max_strain if max_strain is None else max_strain, seed, threads)
-    settings = run.settings()
+    settings = {**run.settings(), "batch": batch}
     if (out / MANIFEST).is_file():
         previous = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["settings"]
-        if previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise SagesnetError(f"{verb}: {out} holds a screen with other settings ({', '.join(changed)}); give the "
-                                "same options to resume it, or choose another --out")
+        changed = changed_settings(previous, settings)
+        if changed:
+            detail = ", ".join(changed)
+            if "batch" in changed:
+                detail += (f"; --batch {previous['batch']} there, {batch} now: one at a time (1) and stacked (any "
+                           "N > 1) draw other thermostat numbers")
+            raise SagesnetError(f"{verb}: {out} holds a screen with other settings ({detail}); give the same options "
+                                "to resume it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / MANIFEST, {"kind": "sagesnet-tf screen", "settings": settings, "results": RESULTS,
                                 "columns": list(RESULT_COLUMNS), "units": "strain 1; stress, toughness, stiffness GPa"})
@@ -350,6 +356,21 @@ def open_screen(out: str | Path, protocol: KirigamiTension, model: str | None = 
     for pattern, source in results.done():  # killed after its row was written, before its work directory went
         shutil.rmtree(run.work_dir(pattern, source), ignore_errors=True)
     return run, results
+
+
+def changed_settings(previous: dict, settings: dict) -> list[str]:
+    """The keys in which a screen's recorded ``previous`` settings and this call's ``settings``
+    differ, sorted. ``batch`` differs only across 1 / more than 1: in a batch of any size above one
+    a ribbon draws the same velocities and thermostat numbers (seeded by the screen's seed and its
+    pattern) and its run changes only by float32 rounding (which the dynamics amplify within the
+    thermal noise), as it does when a resume forms its batch again; ``batch`` 1 runs it through
+    ``simulate``, with other draws. A screen recorded without ``batch`` (before it was) resumes with any."""
+    def differs(key: str) -> bool:
+        if key == "batch":
+            return key in previous and (previous[key] > 1) != (settings[key] > 1)
+        return previous.get(key) != settings.get(key)
+
+    return sorted(k for k in previous.keys() | settings.keys() if differs(k))
 
 
 def _finish_all(run: Screen, results: ResultsFile, patterns, source: str, desc: str, progress: bool,
@@ -387,19 +408,19 @@ def screen(patterns: list[str], out: str | Path, protocol: KirigamiTension, mode
     random draw of ``verify``. ``batch``: ribbons per model call (1: each pattern through
     ``simulate``; a model that cannot step stacked ribbons apart,
     :func:`~sagesnet_tf.batched_tension.unbatchable`, runs them one by one, said on stderr).
-    Resumes what ``out`` holds (same settings, else a :class:`SagesnetError`). Returns
-    ``{"screened": n, "verify": verify.json's dict or None}``."""
+    Resumes what ``out`` holds (same settings, :func:`changed_settings`, else a
+    :class:`SagesnetError`). Returns ``{"screened": n, "verify": verify.json's dict or None}``."""
     from sagesnet_tf.batched_tension import unbatchable
 
     if verify < 0:
         raise SagesnetError(f"screen: --verify must be >= 0 patterns, got {verify}")
     if batch < 1:
         raise SagesnetError(f"screen: --batch must be >= 1 pattern, got {batch}")
-    run, results = open_screen(out, protocol, model, max_strain, seed, threads)
-    why = unbatchable(run.model_dir) if batch > 1 else None
+    why = unbatchable(resolve_model_dir(model)) if batch > 1 else None
     if why:
         print(f"screen: one pattern per model call: {why}", file=sys.stderr)
         batch = 1
+    run, results = open_screen(out, protocol, model, max_strain, seed, threads, batch=batch)
     out = run.out
     _finish_all(run, results, patterns, "model", "screen", progress, batch)
     summary = None
@@ -532,5 +553,5 @@ def plot_screen(out: Path, model_rows: dict[str, dict], lammps_rows: dict[str, d
 
 
 __all__ = ["DEFAULT_BATCH", "PLOTS", "RESULT_COLUMNS", "VERIFY_COLUMNS", "ResultsFile", "Screen", "all_patterns",
-           "cell_float", "curve_row", "format_cell", "open_screen", "pick_verify", "plot_screen", "read_patterns",
-           "read_results", "screen", "severed", "verify_row", "write_verify"]
+           "cell_float", "changed_settings", "curve_row", "format_cell", "open_screen", "pick_verify", "plot_screen",
+           "read_patterns", "read_results", "screen", "severed", "verify_row", "write_verify"]

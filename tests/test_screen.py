@@ -9,10 +9,6 @@ subprocess use TensorFlow's default thread settings, on which its sums depend.""
 import csv
 import json
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +17,8 @@ import pytest
 from sagesnet_tf.cli.main import main
 from sagesnet_tf.screen import (PLOTS, RESULT_COLUMNS, VERIFY_COLUMNS, all_patterns, curve_row, pick_verify,
                                 write_verify)
+
+from killing import kill_9_when, without_wall
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "exported_models" / "sagesnet_graphene"
@@ -36,10 +34,6 @@ pytestmark = pytest.mark.skipif(not MODEL.is_dir(), reason="no shipped model")
 def _rows(out: Path) -> list[dict]:
     with open(out / "results.csv", newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def _without_wall(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -95,30 +89,20 @@ def test_all_patterns():
     assert patterns[0] == "0" * 15 and "111110000000000" not in patterns and "111101111011110" in patterns
 
 
-def _kill_9_when(arguments: list[str], ready) -> None:
-    """Run ``sagesnet-tf screen ARGUMENTS`` in a subprocess and kill -9 it once ``ready()``."""
-    proc = subprocess.Popen([sys.executable, "-m", "sagesnet_tf.cli.main", "screen", *arguments],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not ready():
-        assert proc.poll() is None, f"screen ended before the kill: {proc.stderr.read().decode()[-800:]}"
-        assert time.time() < deadline, "screen not under way after 300 s"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-
-
 def _n_rows(out: Path) -> int:
     return len(_rows(out)) if (out / "results.csv").is_file() else 0
 
 
-def test_kill_9_then_resume_equals_the_uninterrupted_screen(screened, patterns_file, tmp_path):
+def _settings(out: Path) -> dict:
+    return json.loads((out / "screen.json").read_text())["settings"]
+
+
+def test_kill_9_then_resume_equals_the_uninterrupted_screen(screened, patterns_file, tmp_path, capsys):
     out = tmp_path / "out"
     second = out / "work" / f"{PATTERNS[1]}_model"
     # kill while the second pattern runs, once it has saved a state to resume from
-    _kill_9_when(["--patterns", str(patterns_file), *OPTIONS, "--out", str(out)],
-                 lambda: _n_rows(out) and (second / "state.npz").is_file())
+    kill_9_when(["screen", "--patterns", str(patterns_file), *OPTIONS, "--out", str(out)],
+                lambda: _n_rows(out) and (second / "state.npz").is_file(), "screen")
     before = (out / "results.csv").read_text()
     assert before.count("\n") == 2  # header and the first pattern
     with open(out / "results.csv", "a") as handle:
@@ -126,27 +110,43 @@ def test_kill_9_then_resume_equals_the_uninterrupted_screen(screened, patterns_f
     assert main(["screen", "--patterns", str(patterns_file), *OPTIONS, "--out", str(out)]) == 0
     after = (out / "results.csv").read_text()
     assert after.startswith(before)  # the finished row is kept as it was (wall time too): not recomputed
-    assert _without_wall(_rows(out)) == _without_wall(_rows(screened))
+    assert without_wall(_rows(out)) == without_wall(_rows(screened))
     assert not (out / "work").exists()
     # a finished screen started again computes nothing
     assert main(["screen", "--patterns", str(patterns_file), *OPTIONS, "--out", str(out)]) == 0
     assert (out / "results.csv").read_text() == after
     # other settings in the same directory are refused
     assert main(["screen", "--patterns", str(patterns_file), *OPTIONS, "--seed", "1", "--out", str(out)]) == 2
+    # so is a batched call (other thermostat draws than --batch 1), in one line
+    assert _settings(out)["batch"] == 1
+    batched = ["screen", "--patterns", str(patterns_file), *OPTIONS[:-1], "2", "--out", str(out)]
+    capsys.readouterr()
+    assert main(batched) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other settings (batch; --batch 1 there, 2 now: " in err
+    # a screen recorded before screen.json held the batch resumes with any (computing nothing here)
+    manifest = json.loads((out / "screen.json").read_text())
+    del manifest["settings"]["batch"]
+    (out / "screen.json").write_text(json.dumps(manifest))
+    assert main(batched) == 0 and (out / "results.csv").read_text() == after and _settings(out)["batch"] == 2
 
 
-def test_batched_screen_rows_kill_9_resume_and_close_to_unbatched(screened, tmp_path):
+def test_batched_screen_rows_kill_9_resume_and_close_to_unbatched(screened, tmp_path, capsys):
     """--batch 2 on 3 patterns (a batch of two, then one): killed once the first row is written,
     then run again: the rows written are kept, the others computed (their batch formed again), and
-    the values are those of the unbatched screen up to thermal noise (4.2 K)."""
+    the values are those of the unbatched screen up to thermal noise (4.2 K). Another batch size
+    above one resumes the screen; --batch 1 is refused."""
     patterns = tmp_path / "patterns.txt"
     patterns.write_text("\n".join(BATCHED) + "\n")
     out = tmp_path / "out"
-    arguments = ["--patterns", str(patterns), *OPTIONS[:-1], "2", "--out", str(out)]
-    _kill_9_when(arguments, lambda: _n_rows(out) >= 1)
+
+    def batched(n: int) -> list[str]:
+        return ["screen", "--patterns", str(patterns), *OPTIONS[:-1], str(n), "--out", str(out)]
+
+    kill_9_when(batched(2), lambda: _n_rows(out) >= 1, "screen --batch 2")
     before = (out / "results.csv").read_text()
     assert 1 <= _n_rows(out) < len(BATCHED)
-    assert main(["screen", *arguments]) == 0
+    assert main(batched(2)) == 0
     assert (out / "results.csv").read_text().startswith(before)  # finished rows not recomputed
     rows = {r["pattern"]: r for r in _rows(out)}
     assert len(_rows(out)) == len(rows) == len(BATCHED) and not (out / "work").exists()
@@ -162,6 +162,13 @@ def test_batched_screen_rows_kill_9_resume_and_close_to_unbatched(screened, tmp_
             assert float(row[column]) == pytest.approx(float(unbatched[column]), rel=0.15)
         # the mean uncertainty varies more with the thermal noise (±20 % between seeds)
         assert float(row["uncertainty"]) == pytest.approx(float(unbatched["uncertainty"]), rel=0.5)
+    after = (out / "results.csv").read_text()
+    assert _settings(out)["batch"] == 2
+    assert main(batched(3)) == 0 and (out / "results.csv").read_text() == after and _settings(out)["batch"] == 3
+    capsys.readouterr()
+    assert main(batched(1)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other settings (batch; --batch 3 there, 1 now: " in err
 
 
 def test_verify_runs_lammps_on_top_and_random_patterns(screened, patterns_file, tmp_path):
