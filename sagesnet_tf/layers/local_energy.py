@@ -59,13 +59,16 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from sagesnet_tf.grid import VELOCITY_SCALE
+from sagesnet_tf.grid import VELOCITY_SCALE, split_slot_features
 from sagesnet_tf.layers.grid_pairs import GridPairs, switch
 
 #: Default Legendre orders of the angle term (l = 0 … 3).
 LEGENDRE_ORDERS = 4
 #: Å⁸: floor of |r_ik × r_ij|² |r_ij × r_jl|² in the dihedral cosine (collinear bonds; ~9 Å⁸ in graphene).
 CROSS_FLOOR = 1e-6
+#: Å, the margin a neighbour list's candidates leave (twice) for the float32 rounding between the
+#: separations measured on the grid and those of the positions (:meth:`LocalEnergy.candidate_reach`).
+LIST_ROUNDING = 1e-3
 
 
 def legendre(cosine: tf.Tensor, orders: int) -> tf.Tensor:
@@ -105,7 +108,7 @@ def neighbour_quadruplets(atom: tf.Tensor, other: tf.Tensor, n_atoms: tf.Tensor)
     i_first, j_first = (tf.searchsorted(flat, f, side="left", out_type=tf.int64) for f in (i_flat, j_flat))
     i_count = tf.searchsorted(flat, i_flat, side="right", out_type=tf.int64) - i_first           # (C,)
     j_count = tf.searchsorted(flat, j_flat, side="right", out_type=tf.int64) - j_first
-    rank = tf.range(tf.reduce_max(tf.concat([i_count, [0]], 0)))                               # (K,)
+    rank = tf.range(tf.reduce_max(tf.concat([i_count, j_count, [0]], 0)))                      # (K,)
     last = tf.maximum(tf.size(flat, tf.int64) - 1, 0)
     ik = tf.minimum(i_first[:, None] + rank, last)                                              # (C,K) bonds of i
     jl = tf.minimum(j_first[:, None] + rank, last)                                              # (C,K) bonds of j
@@ -162,37 +165,40 @@ class LocalEnergy(keras.layers.Layer):
         self.n_features = self.n_pair_features + self.n_angle_features + self.n_dihedral_features
         self.energy_weights = self.add_weight(shape=(self.n_features,), initializer="zeros", name="energy_weights")
 
-    def _neighbours(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0,
-                    skin=0.0) -> dict:
+    def _neighbours(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> dict:
         """The energy's pairs, bonds and angles and their elements: one neighbour search at
-        ``cutoff`` (the bonds are the pairs closer than ``angle_cutoff``), no gradient. Args as :meth:`call`;
-        ``skin`` () Å: the pairs closer than ``cutoff`` + skin and the bonds closer than ``angle_cutoff`` +
-        skin (a neighbour list that stays complete while no separation changes by more than the skin).
+        ``cutoff`` (the bonds are the pairs closer than ``angle_cutoff``), no gradient. Args as
+        :meth:`call`; returns :meth:`_pair_neighbours`."""
+        found = self.pairs.search(grid_shape, assignment, tf.stop_gradient(atom_features), tf.stop_gradient(spacing),
+                                  lookahead_ps)
+        return self._pair_neighbours(found, atom_features, tf.shape(assignment)[1], self.angle_cutoff)
+
+    def _pair_neighbours(self, found: dict, atom_features, n_atoms, bond_reach) -> dict:
+        """The energy's neighbours from the pairs ``found`` by a search
+        (:meth:`~sagesnet_tf.layers.grid_pairs.GridPairs.search`) of the atoms ``atom_features`` (B,
+        N, F) (``n_atoms`` N), the bonds those closer than ``bond_reach`` () Å.
 
         Returns:
             dict: ``atom`` (P, 2) int64 (batch entry, atom i), ``other`` (P,) int64 atom j, ``cell``
             (P, 3) float32 voxel edges from i's voxel to j's, ``separation`` (P, 3) Å as searched,
-            ``code`` (P, n_el) element code (the pairs, sorted by atom i); ``bond`` (Pb,) int64 the pairs closer than ``angle_cutoff``;
-            ``triplet`` (T, 2) int64 the two bonds (into ``bond``) of each angle j–i–k, ``triplet_code``
+            ``code`` (P, n_el) element code (the pairs, sorted by atom i); ``bond`` (Pb,) int64 the pairs closer than
+            ``bond_reach``; ``triplet`` (T, 2) int64 the two bonds (into ``bond``) of each angle j–i–k, ``triplet_code``
             (T, n_el) the product of their element codes, ``triplet_batch`` (T,) int64 its batch entry;
             with ``dihedral_orders``: ``quadruplet`` (Q, 3) int64 the bonds (i, k), (i, j), (j, l) of
             each dihedral k–i–j–l (:func:`neighbour_quadruplets`), ``quadruplet_code`` (Q, n_el) the
             element code of its bond (i, j), ``quadruplet_batch`` (Q,) int64 its batch entry.
         """
-        atom_features = tf.stop_gradient(atom_features)
-        found = self.pairs.search(grid_shape, assignment, atom_features, tf.stop_gradient(spacing), lookahead_ps,
-                                  self.cutoff + skin)
         atom, other = found["atom"], found["other"]
-        code = self.pairs.element_code(atom_features, atom, other)
-        bond = tf.where(found["distance"] < self.angle_cutoff + skin)[:, 0]
-        triplet = neighbour_triplets(tf.gather(atom, bond), tf.shape(assignment)[1])
+        code = self.pairs.element_code(tf.stop_gradient(atom_features), atom, other)
+        bond = tf.where(found["distance"] < bond_reach)[:, 0]
+        triplet = neighbour_triplets(tf.gather(atom, bond), n_atoms)
         pair_of = tf.gather(bond, triplet)                                                       # (T,2) pairs
         neighbours = {"atom": atom, "other": other, "cell": found["cell"], "separation": found["separation"],
                       "code": code, "bond": bond,
                       "triplet": triplet, "triplet_code": tf.reduce_prod(tf.gather(code, pair_of), 1),
                       "triplet_batch": tf.gather(atom[:, 0], pair_of[:, 0])}
         if self.dihedral_orders:
-            quadruplet = neighbour_quadruplets(tf.gather(atom, bond), tf.gather(other, bond), tf.shape(assignment)[1])
+            quadruplet = neighbour_quadruplets(tf.gather(atom, bond), tf.gather(other, bond), n_atoms)
             central = tf.gather(bond, quadruplet[:, 1])                                          # (Q,) pairs
             neighbours.update(quadruplet=quadruplet, quadruplet_code=tf.gather(code, central),
                               quadruplet_batch=tf.gather(atom[:, 0], central))
@@ -296,10 +302,18 @@ class LocalEnergy(keras.layers.Layer):
         return {"energy": energy, "forces": -gradient / spacing[:, None, :]}
 
     def neighbour_list(self, grid_shape, assignment, atom_features, spacing, positions, box, lookahead_ps: float = 0.0,
-                       skin: float = 0.0) -> dict:
+                       skin: float = 0.0, candidates: dict | None = None) -> dict:
         """The energy's neighbours as a list that :meth:`energy_forces` reads from positions, valid
         for later positions while :meth:`neighbour_list_holds` (a Verlet list with a skin, as
         LAMMPS's ``neighbor skin``: rebuilt only when atoms have moved far enough to matter).
+
+        A list with a skin is two-level: it also keeps its ``candidates``, the pairs within the
+        widest reach of the search window (:meth:`candidate_reach`), which hold for longer (a
+        margin of ~0.9 Å against the list's 0.3 on the shipped model's 300 K sheet). A rebuild
+        while they hold (:meth:`neighbour_list_holds` on them) passes them back: the new list is
+        then measured among them (:meth:`~sagesnet_tf.layers.grid_pairs.GridPairs.search_among`)
+        instead of searched in every atom's window, and equals a new search bit for bit (same
+        pairs, order, separations, angles and dihedrals).
 
         Args:
             grid_shape, assignment, atom_features, spacing, lookahead_ps: the atoms on their grid,
@@ -307,25 +321,58 @@ class LocalEnergy(keras.layers.Layer):
             positions: (B, N, 3) Å, the same atoms' positions moved ``lookahead_ps`` ahead (any
                 periodic image: unwrapped is fine), where the energy will be taken.
             box: (B, 3) Å, the orthorhombic box lengths.
-            skin: Å, the list holds the pairs closer than ``cutoff`` + skin and the bonds closer than
+            skin: float Å, the list holds the pairs closer than ``cutoff`` + skin and the bonds closer than
                 ``angle_cutoff`` + skin; a skin wider than the neighbour window allows (the voxels'
                 :meth:`~sagesnet_tf.layers.grid_pairs.GridPairs.max_reach`) is narrowed to it.
+            candidates: None (a new search), or the ``candidates`` of a list this method returned
+                for these atoms, while they hold at ``positions`` in ``box``.
 
         Returns:
-            dict: the neighbours of :meth:`_neighbours` without their grid cells, with ``image``
+            dict: the neighbours of :meth:`_pair_neighbours` without their grid cells, with ``image``
             (P, 3) float32, each pair's periodic image of j (box lengths to add to r_j − r_i),
             ``reference`` (B, N, 3) Å the ``positions`` searched, ``reference_box`` (B, 3) Å and
-            ``skin`` () Å the skin used.
+            ``skin`` () Å the skin used; with a skin (or ``candidates``) ``candidates``: dict of
+            ``atom`` (C, 2) int64, ``other`` (C,) int64 the candidate pairs, and ``reference``,
+            ``reference_box`` and ``skin`` () Å as a list's (negative: they never hold), for
+            :meth:`neighbour_list_holds`.
         """
+        skin_limit = skin
         skin = tf.clip_by_value(self.pairs.max_reach(spacing) - self.cutoff, 0.0, skin)
-        neighbours = self._neighbours(grid_shape, assignment, atom_features, spacing, lookahead_ps, skin)
-        found = neighbours.pop("separation")
+        reach = self.cutoff + skin
+        grid = (grid_shape, assignment, tf.stop_gradient(atom_features), tf.stop_gradient(spacing))
+        if candidates is not None:
+            found = self.pairs.search_among(candidates["atom"], candidates["other"], *grid, lookahead_ps, reach)
+        elif skin_limit:
+            wide, margin = self.candidate_reach(atom_features, spacing, lookahead_ps, reach)
+            found = self.pairs.search(*grid, lookahead_ps, tf.maximum(wide, reach))
+            candidates = {"atom": found["atom"], "other": found["other"], "reference": positions,
+                          "reference_box": box, "skin": margin}
+            near = tf.where(found["distance"] < reach)[:, 0]
+            found = {key: tf.gather(value, near) for key, value in found.items()}
+        else:
+            found = self.pairs.search(*grid, lookahead_ps, reach)
+        neighbours = self._pair_neighbours(found, atom_features, tf.shape(assignment)[1], self.angle_cutoff + skin)
         neighbours.pop("cell")
         periodic = tf.constant([b == "periodic" for b in self.boundary])
         lengths = tf.gather(box, neighbours["atom"][:, 0])                                      # (P,3) Å
-        image = tf.round((found - self._list_separation(neighbours, positions)) / lengths)
+        image = tf.round((neighbours.pop("separation") - self._list_separation(neighbours, positions)) / lengths)
+        kept = {} if candidates is None else {"candidates": candidates}
         return {**neighbours, "image": tf.where(periodic, image, 0.0), "reference": positions,
-                "reference_box": box, "skin": skin}
+                "reference_box": box, "skin": skin, **kept}
+
+    def candidate_reach(self, atom_features, spacing, lookahead_ps, reach) -> tuple[tf.Tensor, tf.Tensor]:
+        """The reach () Å of a :meth:`neighbour_list`'s candidates and their margin () Å over the
+        list's ``reach`` () Å (their skin): the widest the window sees of pairs at the atoms'
+        lookahead positions (:meth:`~sagesnet_tf.layers.grid_pairs.GridPairs.max_reach` less twice
+        the farthest an atom moves in ``lookahead_ps``, since the window is that of the atoms' voxels)
+        and :data:`LIST_ROUNDING` less. No margin (−1: the candidates never hold) when an atom was
+        spilled from its voxel (an offset outside [0, 1): the window may miss its near pairs).
+        ``atom_features`` (B, N, F), ``spacing`` (B, 3) Å as :meth:`call` takes them."""
+        slots = split_slot_features(tf.stop_gradient(atom_features), self.n_elements)
+        drift = 2.0 * abs(lookahead_ps) * self.pairs.velocity_scale * tf.reduce_max(tf.norm(slots["velocities"], axis=-1))
+        wide = self.pairs.max_reach(tf.stop_gradient(spacing)) - drift - LIST_ROUNDING
+        placed = tf.reduce_all((slots["offsets"] >= 0.0) & (slots["offsets"] < 1.0))
+        return wide, tf.where(placed, wide - reach - LIST_ROUNDING, -1.0)
 
     @staticmethod
     def _list_separation(neighbours: dict, positions) -> tf.Tensor:
