@@ -41,7 +41,8 @@ def set_tf_threads(threads: int | None) -> None:
 @click.option("--batch", type=click.IntRange(min=1), default=None, metavar="N",
               help="Ribbons stretched together, stacked apart along z, one model call stepping them all "
                    "[32]; 1: each pattern alone through `simulate` (its run resumable mid-stretch). A model "
-                   "with an atom decoder runs one at a time.")
+                   "with an atom decoder runs one at a time. A resume may change N among sizes > 1, not "
+                   "switch between 1 and N > 1.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def screen(patterns_file, all_patterns, out, model, quick, max_strain, limit, verify, seed, threads, batch,
            no_progress) -> None:
