@@ -1,5 +1,6 @@
 """A real ``kill -9`` of a CLI run and the comparison of its resume, for the tests that kill a
-command and run it again (tests/test_kill_resume.py, tests/test_screen.py, tests/test_design.py)."""
+command and run it again (tests/test_kill_resume.py, tests/test_screen.py, tests/test_design.py,
+tests/test_simulate_resume.py, tests/test_training_cli.py)."""
 
 import signal
 import subprocess
@@ -7,9 +8,11 @@ import sys
 import time
 
 
-def kill_9_when(arguments: list[str], ready, what: str, timeout_s: float = 300.0, delay_s: float = 0.0) -> None:
+def kill_9_when(arguments: list[str], ready, what: str, timeout_s: float = 300.0, delay_s: float = 0.0,
+                enough=None) -> None:
     """Run ``sagesnet-tf ARGUMENTS`` in a subprocess, poll ``ready()`` every 20 ms until it holds,
-    wait ``delay_s`` seconds, then SIGKILL the process and reap it.
+    wait ``delay_s`` seconds (less where ``enough()`` is given and holds first: it is polled every
+    10 ms, e.g. to kill before a run gets so far that it could end), then SIGKILL the process and reap it.
 
     ``what`` names the run in the failure messages (with whatever a test needs to reproduce it, such
     as its random seed): the process ending before ``ready()`` holds (the end of its stderr shown) or
@@ -23,7 +26,9 @@ def kill_9_when(arguments: list[str], ready, what: str, timeout_s: float = 300.0
             assert proc.poll() is None, f"{what}: ended before the kill: {proc.stderr.read().decode()[-800:]}"
             assert time.time() < deadline, f"{what}: not under way after {timeout_s} s"
             time.sleep(0.02)
-        time.sleep(delay_s)
+        kill_at = time.time() + delay_s
+        while time.time() < kill_at and not (enough and enough()):
+            time.sleep(0.01)
     finally:
         proc.kill()  # SIGKILL (nothing once the process has ended)
         proc.wait()

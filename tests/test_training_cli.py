@@ -2,10 +2,6 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
@@ -16,6 +12,8 @@ from sagesnet_tf.errors import SagesnetError
 from sagesnet_tf.pipelines.writer import write_ca_dataset
 from sagesnet_tf.training.config import from_dict, is_md_config, load_config, schema_text
 from sagesnet_tf.training.md_config import MDTrainConfig, md_config_from_dict
+
+from killing import kill_9_when
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -94,25 +92,19 @@ def test_cli_resume_after_kill(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
     args = ["train", "--config", str(tmp_path / "c.yaml"), "--data", str(tmp_path / "data"), "--out", str(run), "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "sagesnet_tf.cli", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import tensorflow as tf
 
     def latest():  # the newest *complete* checkpoint (its index file appears before it is recorded)
         return tf.train.latest_checkpoint(str(run / "checkpoints"))
 
-    deadline = time.time() + 120
-    while time.time() < deadline and latest() is None:
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    saved = [int(latest().rsplit("-", 1)[1])]
-    assert saved[-1] < 420
+    kill_9_when(args, lambda: latest() is not None, "train", timeout_s=120.0)
+    saved = int(latest().rsplit("-", 1)[1])
+    assert saved < 420
     assert main(args) == 2  # existing run without --resume is refused
     assert "already exists" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0
     out = capsys.readouterr()
-    assert f"at step {saved[-1]} " in out.out + out.err  # continued from the checkpoint, not from 0
+    assert f"at step {saved} " in out.out + out.err  # continued from the checkpoint, not from 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["stages"] == ["predictor", "unrolled"]
     assert set(metrics["final"]) == {"predictor", "unrolled"}
