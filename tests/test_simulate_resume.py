@@ -9,10 +9,6 @@ import csv
 import json
 import random
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +22,8 @@ from sagesnet_tf import simulate as simulate_module
 from sagesnet_tf.rollout import Rollout
 from sagesnet_tf.simulate import EQUILIBRATION_FILE, STATE_FILE, THERMO_COLUMNS, simulate
 
+from killing import kill_9_when
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "graphene_10x6_300K.extxyz"
 MODEL = ROOT / "exported_models" / "sagesnet_graphene"
@@ -36,7 +34,8 @@ COARSE = RUN + ["--steps", "48", "--every", "4", "--scale", "1"]
 #: manifest keys that differ between an uninterrupted run and a resumed one
 WALL_KEYS = ("wall_s", "resumed_at_steps")
 N_ATOMS = len(read_structure(EXAMPLE))
-COMMAND = [sys.executable, "-m", "sagesnet_tf.cli.main", "simulate"]
+#: the kills' random delays come from it (named in every failure message)
+SEED = random.randrange(1_000_000)
 
 pytestmark = pytest.mark.skipif(not MODEL.is_dir(), reason="no shipped model")
 
@@ -53,25 +52,12 @@ def n_frames(path: Path) -> int:
 
 
 def run_and_kill(args, out: Path, at_least: int, rng: random.Random) -> int:
-    """Start the CLI, SIGKILL it a random 0–1 s after ``out`` holds ``at_least`` frames (or once it
+    """Run the CLI, SIGKILL it a random 0–1 s after ``out`` holds ``at_least`` frames (or once it
     holds 4 more), and check that every file there is whole; returns the frames on disk."""
-    log = out.with_suffix(".log")
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(COMMAND + args, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 240
-        while n_frames(out / "trajectory.extxyz") < at_least:
-            assert proc.poll() is None, f"simulate exited early ({proc.returncode}): {log.read_text()}"
-            assert time.time() < deadline, f"no {at_least} frames in {out} after 240 s"
-            time.sleep(0.05)
-        kill_at = time.time() + rng.uniform(0.0, 1.0)
-        while time.time() < kill_at and n_frames(out / "trajectory.extxyz") < at_least + 4:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before the kill; lengthen it"
+    trajectory = out / "trajectory.extxyz"
+    kill_9_when(["simulate", *args], lambda: n_frames(trajectory) >= at_least,
+                f"simulate --out {out.name} (seed {SEED}; {at_least} frames)", timeout_s=240.0,
+                delay_s=rng.uniform(0.0, 1.0), enough=lambda: n_frames(trajectory) >= at_least + 4)
     return check_complete(out)
 
 
@@ -129,7 +115,7 @@ def assert_same_run(out: Path, ref: Path, resumes: int) -> None:
 
 
 def test_kill_and_resume_equals_uninterrupted_run(tmp_path, capsys):
-    rng = random.Random()
+    rng = random.Random(SEED)
     stopped = tmp_path / "stopped"
     with ThreadPoolExecutor(2) as pool:  # the killed runs in their processes, the others in this one
         fine = pool.submit(fine_chain, tmp_path / "fine", stopped, random.Random(rng.random()))
