@@ -79,37 +79,42 @@ def legendre(cosine: tf.Tensor, orders: int) -> tf.Tensor:
     return tf.stack(values, -1)
 
 
+def atom_ranges(atom: tf.Tensor, n_atoms: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Where each atom's pairs lie in a pair list whose ``atom`` (P, 2) int64 (batch entry, atom
+    i) is sorted (as ``tf.where`` gives it): (R,) int64 the first pair and (R,) int64 the number
+    of pairs of each row ``batch entry × N + i`` (R = batch entries × N; ``n_atoms``: N)."""
+    n = tf.cast(n_atoms, tf.int64)
+    rows = (tf.reduce_max(tf.concat([atom[:, 0], [0]], 0)) + 1) * n
+    bounds = tf.searchsorted(atom[:, 0] * n + atom[:, 1], tf.range(rows + 1), side="left", out_type=tf.int64)
+    return bounds[:-1], bounds[1:] - bounds[:-1]
+
+
 def neighbour_triplets(atom: tf.Tensor, n_atoms: tf.Tensor) -> tf.Tensor:
     """Every unordered pair of neighbours of each atom: (T, 2) int64 indices (p, q), p < q, into a
     pair list whose ``atom`` (P, 2) int64 (batch entry, atom i) is sorted (as ``tf.where`` gives it),
-    with p and q the pairs (i, j) and (i, k) of one atom i. ``n_atoms``: N atoms per batch entry."""
-    flat = atom[:, 0] * tf.cast(n_atoms, tf.int64) + atom[:, 1]                                # (P,)
-    first = tf.searchsorted(flat, flat, side="left", out_type=tf.int64)  # (P,) the atom's first pair
-    rank = tf.range(tf.size(flat, tf.int64)) - first                    # (P,) rank among the atom's pairs
-    width = tf.reduce_max(tf.concat([rank + 1, [0]], 0))                # K, the most neighbours of an atom
-    # row `first` of an atom lists 1 + its pairs (0: none); other rows stay empty
-    table = tf.scatter_nd(tf.stack([first, rank], -1), tf.range(1, tf.size(flat, tf.int64) + 1),
-                          tf.stack([tf.size(flat, tf.int64), width]))                            # (P,K)
+    with p and q the pairs (i, j) and (i, k) of one atom i, by atom, then p, then q. ``n_atoms``: N
+    atoms per batch entry."""
+    first, count = atom_ranges(atom, n_atoms)                                                   # (R,)
+    width = tf.reduce_max(tf.concat([count, [0]], 0))                   # K, the most neighbours of an atom
     upper = tf.where(tf.linalg.band_part(tf.ones([width, width]), 0, -1) - tf.eye(width) > 0)   # (C,2) j<k
-    p, q = tf.gather(table, upper[:, 0], axis=1), tf.gather(table, upper[:, 1], axis=1)         # (P,C)
-    found = tf.where((p > 0) & (q > 0))
-    return tf.stack([tf.gather_nd(p, found), tf.gather_nd(q, found)], -1) - 1
+    found = tf.where(upper[:, 1] < count[:, None])                                      # (T,2) row, combination
+    return tf.gather(first, found[:, 0])[:, None] + tf.gather(upper, found[:, 1])
 
 
 def neighbour_quadruplets(atom: tf.Tensor, other: tf.Tensor, n_atoms: tf.Tensor) -> tf.Tensor:
     """The dihedral quadruplets k–i–j–l of a bond list: (Q, 3) int64 indices (a, b, c) into the bonds
     ``atom`` (Pb, 2) int64 (batch entry, atom i), sorted (as ``tf.where`` gives it), ``other`` (Pb,)
     int64 atom j, listing both directions of every bond: b the bond (i, j) with i < j, a a bond
-    (i, k) with k ≠ j, c a bond (j, l) with l ≠ i. ``n_atoms``: N atoms per batch entry."""
+    (i, k) with k ≠ j, c a bond (j, l) with l ≠ i (by b, then a, then c). ``n_atoms``: N atoms per
+    batch entry."""
     n = tf.cast(n_atoms, tf.int64)
-    flat = atom[:, 0] * n + atom[:, 1]                                                          # (Pb,)
+    first, count = atom_ranges(atom, n_atoms)                                                   # (R,)
     central = tf.where(atom[:, 1] < other)[:, 0]                                                # (C,) bonds i<j
-    i_flat, j_flat = tf.gather(flat, central), tf.gather(atom[:, 0] * n + other, central)
-    i_first, j_first = (tf.searchsorted(flat, f, side="left", out_type=tf.int64) for f in (i_flat, j_flat))
-    i_count = tf.searchsorted(flat, i_flat, side="right", out_type=tf.int64) - i_first           # (C,)
-    j_count = tf.searchsorted(flat, j_flat, side="right", out_type=tf.int64) - j_first
+    i_row, j_row = tf.gather(atom[:, 0] * n + atom[:, 1], central), tf.gather(atom[:, 0] * n + other, central)
+    i_first, j_first, i_count, j_count = (tf.gather(ranges, row) for ranges in (first, count)
+                                          for row in (i_row, j_row))                           # (C,)
     rank = tf.range(tf.reduce_max(tf.concat([i_count, j_count, [0]], 0)))                      # (K,)
-    last = tf.maximum(tf.size(flat, tf.int64) - 1, 0)
+    last = tf.maximum(tf.size(atom, tf.int64) // 2 - 1, 0)
     ik = tf.minimum(i_first[:, None] + rank, last)                                              # (C,K) bonds of i
     jl = tf.minimum(j_first[:, None] + rank, last)                                              # (C,K) bonds of j
     keep_ik = (rank < i_count[:, None]) & (tf.gather(other, ik) != tf.gather(other, central)[:, None])
@@ -341,24 +346,35 @@ class LocalEnergy(keras.layers.Layer):
         reach = self.cutoff + skin
         grid = (grid_shape, assignment, tf.stop_gradient(atom_features), tf.stop_gradient(spacing))
         if candidates is not None:
-            found = self.pairs.search_among(candidates["atom"], candidates["other"], *grid, lookahead_ps, reach)
+            # the candidates still within reach at the positions (those the grid measures closer
+            # differ from them by rounding alone), measured on the grid
+            near = tf.where(tf.norm(self._list_separation(candidates, positions, box), axis=-1)
+                            < reach + LIST_ROUNDING)[:, 0]
+            found = self.pairs.search_among(tf.gather(candidates["atom"], near), tf.gather(candidates["other"], near),
+                                            *grid, lookahead_ps, reach)
         elif skin_limit:
             wide, margin = self.candidate_reach(atom_features, spacing, lookahead_ps, reach)
             found = self.pairs.search(*grid, lookahead_ps, tf.maximum(wide, reach))
-            candidates = {"atom": found["atom"], "other": found["other"], "reference": positions,
-                          "reference_box": box, "skin": margin}
+            candidates = {"atom": found["atom"], "other": found["other"],
+                          "image": self._image(found["atom"], found["other"], found["separation"], positions, box),
+                          "reference": positions, "reference_box": box, "skin": margin}
             near = tf.where(found["distance"] < reach)[:, 0]
             found = {key: tf.gather(value, near) for key, value in found.items()}
         else:
             found = self.pairs.search(*grid, lookahead_ps, reach)
         neighbours = self._pair_neighbours(found, atom_features, tf.shape(assignment)[1], self.angle_cutoff + skin)
         neighbours.pop("cell")
-        periodic = tf.constant([b == "periodic" for b in self.boundary])
-        lengths = tf.gather(box, neighbours["atom"][:, 0])                                      # (P,3) Å
-        image = tf.round((neighbours.pop("separation") - self._list_separation(neighbours, positions)) / lengths)
+        image = self._image(neighbours["atom"], neighbours["other"], neighbours.pop("separation"), positions, box)
         kept = {} if candidates is None else {"candidates": candidates}
-        return {**neighbours, "image": tf.where(periodic, image, 0.0), "reference": positions,
-                "reference_box": box, "skin": skin, **kept}
+        return {**neighbours, "image": image, "reference": positions, "reference_box": box, "skin": skin, **kept}
+
+    def _image(self, atom, other, separation, positions, box) -> tf.Tensor:
+        """(P, 3) float32, the periodic image of j (box lengths to add to r_j − r_i at ``positions``
+        (B, N, 3) Å in boxes ``box`` (B, 3) Å) of the pairs ``atom`` (P, 2), ``other`` (P,) found at
+        ``separation`` (P, 3) Å; 0 along open axes."""
+        periodic = tf.constant([b == "periodic" for b in self.boundary])
+        unshifted = self._list_separation({"atom": atom, "other": other}, positions)
+        return tf.where(periodic, tf.round((separation - unshifted) / tf.gather(box, atom[:, 0])), 0.0)
 
     def candidate_reach(self, atom_features, spacing, lookahead_ps, reach) -> tuple[tf.Tensor, tf.Tensor]:
         """The reach () Å of a :meth:`neighbour_list`'s candidates and their margin () Å over the
@@ -375,10 +391,13 @@ class LocalEnergy(keras.layers.Layer):
         return wide, tf.where(placed, wide - reach - LIST_ROUNDING, -1.0)
 
     @staticmethod
-    def _list_separation(neighbours: dict, positions) -> tf.Tensor:
-        """(P, 3) Å, r_j − r_i of the list's pairs from ``positions`` (B, N, 3), the images left out."""
+    def _list_separation(neighbours: dict, positions, box=None) -> tf.Tensor:
+        """(P, 3) Å, r_j − r_i of the list's pairs from ``positions`` (B, N, 3), with their ``image``
+        in boxes ``box`` (B, 3) Å (None: the images left out)."""
         atom = neighbours["atom"]
-        return tf.gather_nd(positions, tf.stack([atom[:, 0], neighbours["other"]], -1)) - tf.gather_nd(positions, atom)
+        separation = (tf.gather_nd(positions, tf.stack([atom[:, 0], neighbours["other"]], -1))
+                      - tf.gather_nd(positions, atom))
+        return separation if box is None else separation + neighbours["image"] * tf.gather(box, atom[:, 0])
 
     @staticmethod
     def neighbour_list_holds(neighbours: dict, positions, box) -> tf.Tensor:
@@ -401,10 +420,9 @@ class LocalEnergy(keras.layers.Layer):
         first atom i (r = r_j − r_i), so that its sum over the atoms is ``strain_derivative`` (to
         float32 rounding: summed in another order): the per-atom split of the diagonal virial, whose
         sum over any set of atoms without pairs to the others (a ribbon of a stack) is that set's own."""
-        shift = neighbours["image"] * tf.gather(box, neighbours["atom"][:, 0])
         with tf.GradientTape() as tape:
             tape.watch(positions)
-            separation = self._list_separation(neighbours, positions) + shift
+            separation = self._list_separation(neighbours, positions, box)
             energy = self._energy(neighbours, separation, tf.shape(positions)[0])
         position_gradient, separation_gradient = tape.gradient(energy, [positions, separation])
         pair_derivative = separation * separation_gradient                                      # (P,3) eV
