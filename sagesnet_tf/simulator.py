@@ -212,27 +212,23 @@ class LearnedSimulator:
         step) while it still holds at this step's midpoint
         (:meth:`~sagesnet_tf.layers.LocalEnergy.neighbour_list_holds`), else a new list with a skin
         of :data:`NEIGHBOUR_SKIN` on the atoms' voxels without the dense grid: measured among the
-        old list's candidates while they hold (the list's second level, see
-        :meth:`~sagesnet_tf.layers.LocalEnergy.neighbour_list`), else searched
-        (:meth:`~sagesnet_tf.model.SagesnetModel.energy_neighbours`). Either way the forces are
+        old list's candidates while they hold, else searched (the list's two levels, see
+        :meth:`~sagesnet_tf.layers.LocalEnergy.neighbour_list`; without ``neighbours``
+        :meth:`~sagesnet_tf.model.SagesnetModel.energy_neighbours`). Either way the forces are
         those of a search at every step."""
-        energy = self.model.local_energy
-
-        def search(candidates=None):
+        def rebuild(candidates=None):
             state = self.atoms_state(positions, velocities, species, box, box_origin, atom_grid=False)
             if candidates is None:
                 return self.model.energy_neighbours(state, NEIGHBOUR_SKIN)
-            return energy.neighbour_list(state["grid_shape"], state["assignment"], state["atom_features"],
-                                         state["spacing"], midpoint, state["box"], 0.5 * self.delta_ps,
-                                         NEIGHBOUR_SKIN, candidates)
+            return self.model.local_energy.neighbour_list(
+                state["grid_shape"], state["assignment"], state["atom_features"], state["spacing"], midpoint,
+                state["box"], 0.5 * self.delta_ps, NEIGHBOUR_SKIN, candidates)
 
         if neighbours is None:
-            return search()
+            return rebuild()
         midpoint = self.model.midpoint(tf.cast(positions, tf.float32), tf.cast(velocities, tf.float32))
-        lengths, candidates = tf.cast(box, tf.float32), neighbours["candidates"]
-        return tf.cond(energy.neighbour_list_holds(neighbours, midpoint, lengths), lambda: neighbours,
-                       lambda: tf.cond(energy.neighbour_list_holds(candidates, midpoint, lengths),
-                                       lambda: search(candidates), search))
+        holds = self.model.local_energy.neighbour_list_holds(neighbours, midpoint, tf.cast(box, tf.float32))
+        return tf.cond(holds, lambda: neighbours, lambda: rebuild(neighbours["candidates"]))
 
     def latent_step(self, z, env):
         """The core of :meth:`step`: latent grid z(t) (B,X,Y,Z,D), raw env (B,E) -> z(t+Δ)."""

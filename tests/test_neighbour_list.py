@@ -91,7 +91,8 @@ def list_sets(neighbours):
 def test_list_among_candidates_equals_a_new_search(structure):
     """Atoms moved past the list's skin (it no longer holds) in a stretched box, within the
     candidates' margin: the list measured among the candidates is the new search's, bit for bit,
-    and both hold the brute-force pairs, angles and dihedrals (and energies and forces)."""
+    and both hold the brute-force pairs, angles and dihedrals (and energies and forces); moved past
+    the candidates' margin too, the list is a new search with new candidates."""
     atoms, start = structure
     layer = shipped_like_layer()
     lengths = np.diag(atoms.cell).astype("f4")
@@ -100,15 +101,17 @@ def test_list_among_candidates_equals_a_new_search(structure):
     candidates = first["candidates"]
     assert float(candidates["skin"]) > 0.5                      # ~0.9 Å: the window's 3.2 Å less the list's 2.3
     rng = np.random.default_rng(7)
-    for step in range(3):
+    for step, spread in enumerate((0.14, 0.14, 0.14, 0.5)):
         stretched = lengths * np.float32([1 + 0.002 * step, 1.0, 1.0])
-        moved = (start * stretched / lengths + rng.uniform(-0.14, 0.14, start.shape)).astype("f4")
+        moved = (start * stretched / lengths + rng.uniform(-spread, spread, start.shape)).astype("f4")
         state, here = grid_inputs(atoms, moved, stretched)
         assert not bool(layer.neighbour_list_holds(first, *here))
-        assert bool(layer.neighbour_list_holds(candidates, *here))
+        assert bool(layer.neighbour_list_holds(candidates, *here)) == (spread < 0.4)
         searched = layer.neighbour_list(*state, *here, skin=SKIN)
         among = layer.neighbour_list(*state, *here, skin=SKIN, candidates=candidates)
-        assert among["candidates"] is candidates
+        expected = candidates if spread < 0.4 else searched["candidates"]
+        for key in expected:
+            np.testing.assert_array_equal(among["candidates"][key].numpy(), expected[key].numpy(), err_msg=key)
         for key in searched.keys() - {"candidates"}:
             np.testing.assert_array_equal(among[key].numpy(), searched[key].numpy(), err_msg=key)
         for name, kept, expected in zip(("pairs", "triplets", "quadruplets"), list_sets(among),

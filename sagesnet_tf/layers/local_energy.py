@@ -314,11 +314,12 @@ class LocalEnergy(keras.layers.Layer):
 
         A list with a skin is two-level: it also keeps its ``candidates``, the pairs within the
         widest reach of the search window (:meth:`candidate_reach`), which hold for longer (a
-        margin of ~0.9 Å against the list's 0.3 on the shipped model's 300 K sheet). A rebuild
-        while they hold (:meth:`neighbour_list_holds` on them) passes them back: the new list is
-        then measured among them (:meth:`~sagesnet_tf.layers.grid_pairs.GridPairs.search_among`)
-        instead of searched in every atom's window, and equals a new search bit for bit (same
-        pairs, order, separations, angles and dihedrals).
+        margin of ~0.9 Å against the list's 0.3 on the shipped model's 300 K sheet). Given them
+        back, a rebuild measures the new list among them while they hold
+        (:meth:`neighbour_list_holds` on them;
+        :meth:`~sagesnet_tf.layers.grid_pairs.GridPairs.search_among`) instead of searching every
+        atom's window, and equals a new search bit for bit (same pairs, order, separations, angles
+        and dihedrals); once they no longer hold, it searches (new candidates).
 
         Args:
             grid_shape, assignment, atom_features, spacing, lookahead_ps: the atoms on their grid,
@@ -330,36 +331,44 @@ class LocalEnergy(keras.layers.Layer):
                 ``angle_cutoff`` + skin; a skin wider than the neighbour window allows (the voxels'
                 :meth:`~sagesnet_tf.layers.grid_pairs.GridPairs.max_reach`) is narrowed to it.
             candidates: None (a new search), or the ``candidates`` of a list this method returned
-                for these atoms, while they hold at ``positions`` in ``box``.
+                for these atoms (positions unwrapped alike).
 
         Returns:
             dict: the neighbours of :meth:`_pair_neighbours` without their grid cells, with ``image``
             (P, 3) float32, each pair's periodic image of j (box lengths to add to r_j − r_i),
             ``reference`` (B, N, 3) Å the ``positions`` searched, ``reference_box`` (B, 3) Å and
             ``skin`` () Å the skin used; with a skin (or ``candidates``) ``candidates``: dict of
-            ``atom`` (C, 2) int64, ``other`` (C,) int64 the candidate pairs, and ``reference``,
-            ``reference_box`` and ``skin`` () Å as a list's (negative: they never hold), for
-            :meth:`neighbour_list_holds`.
+            ``atom`` (C, 2) int64, ``other`` (C,) int64 the candidate pairs and ``image`` (C, 3)
+            float32 theirs, and ``reference``, ``reference_box`` and ``skin`` () Å as a list's
+            (negative: they never hold), for :meth:`neighbour_list_holds`.
         """
         skin_limit = skin
         skin = tf.clip_by_value(self.pairs.max_reach(spacing) - self.cutoff, 0.0, skin)
         reach = self.cutoff + skin
         grid = (grid_shape, assignment, tf.stop_gradient(atom_features), tf.stop_gradient(spacing))
-        if candidates is not None:
-            # the candidates still within reach at the positions (those the grid measures closer
-            # differ from them by rounding alone), measured on the grid
-            near = tf.where(tf.norm(self._list_separation(candidates, positions, box), axis=-1)
-                            < reach + LIST_ROUNDING)[:, 0]
-            found = self.pairs.search_among(tf.gather(candidates["atom"], near), tf.gather(candidates["other"], near),
-                                            *grid, lookahead_ps, reach)
-        elif skin_limit:
+
+        def search() -> tuple[dict, dict]:
+            """The pairs within reach of a window search at the candidates' reach, and the candidates."""
             wide, margin = self.candidate_reach(atom_features, spacing, lookahead_ps, reach)
             found = self.pairs.search(*grid, lookahead_ps, tf.maximum(wide, reach))
-            candidates = {"atom": found["atom"], "other": found["other"],
-                          "image": self._image(found["atom"], found["other"], found["separation"], positions, box),
-                          "reference": positions, "reference_box": box, "skin": margin}
             near = tf.where(found["distance"] < reach)[:, 0]
-            found = {key: tf.gather(value, near) for key, value in found.items()}
+            return {key: tf.gather(value, near) for key, value in found.items()}, {
+                "atom": found["atom"], "other": found["other"],
+                "image": self._image(found["atom"], found["other"], found["separation"], positions, box),
+                "reference": positions, "reference_box": box, "skin": margin}
+
+        def among() -> tuple[dict, dict]:
+            """The pairs within reach measured among the ``candidates`` (only those within reach at
+            the positions, where the grid's separations differ by rounding alone), and the candidates."""
+            near = tf.where(tf.norm(self._list_separation(candidates, positions, box), axis=-1)
+                            < reach + LIST_ROUNDING)[:, 0]
+            return self.pairs.search_among(tf.gather(candidates["atom"], near), tf.gather(candidates["other"], near),
+                                           *grid, lookahead_ps, reach), candidates
+
+        if candidates is not None:
+            found, candidates = tf.cond(self.neighbour_list_holds(candidates, positions, box), among, search)
+        elif skin_limit:
+            found, candidates = search()
         else:
             found = self.pairs.search(*grid, lookahead_ps, reach)
         neighbours = self._pair_neighbours(found, atom_features, tf.shape(assignment)[1], self.angle_cutoff + skin)
