@@ -108,13 +108,14 @@ def neighbour_quadruplets(atom: tf.Tensor, other: tf.Tensor, n_atoms: tf.Tensor)
     (i, k) with k ≠ j, c a bond (j, l) with l ≠ i (by b, then a, then c). ``n_atoms``: N atoms per
     batch entry."""
     n = tf.cast(n_atoms, tf.int64)
-    first, count = atom_ranges(atom, n_atoms)                                                   # (R,)
+    flat = atom[:, 0] * n + atom[:, 1]                                                          # (Pb,)
     central = tf.where(atom[:, 1] < other)[:, 0]                                                # (C,) bonds i<j
-    i_row, j_row = tf.gather(atom[:, 0] * n + atom[:, 1], central), tf.gather(atom[:, 0] * n + other, central)
-    i_first, j_first, i_count, j_count = (tf.gather(ranges, row) for ranges in (first, count)
-                                          for row in (i_row, j_row))                           # (C,)
+    i_flat, j_flat = tf.gather(flat, central), tf.gather(atom[:, 0] * n + other, central)
+    i_first, j_first = (tf.searchsorted(flat, f, side="left", out_type=tf.int64) for f in (i_flat, j_flat))
+    i_count = tf.searchsorted(flat, i_flat, side="right", out_type=tf.int64) - i_first           # (C,)
+    j_count = tf.searchsorted(flat, j_flat, side="right", out_type=tf.int64) - j_first
     rank = tf.range(tf.reduce_max(tf.concat([i_count, j_count, [0]], 0)))                      # (K,)
-    last = tf.maximum(tf.size(atom, tf.int64) // 2 - 1, 0)
+    last = tf.maximum(tf.size(flat, tf.int64) - 1, 0)
     ik = tf.minimum(i_first[:, None] + rank, last)                                              # (C,K) bonds of i
     jl = tf.minimum(j_first[:, None] + rank, last)                                              # (C,K) bonds of j
     keep_ik = (rank < i_count[:, None]) & (tf.gather(other, ik) != tf.gather(other, central)[:, None])
@@ -360,8 +361,8 @@ class LocalEnergy(keras.layers.Layer):
         def among() -> tuple[dict, dict]:
             """The pairs within reach measured among the ``candidates`` (only those within reach at
             the positions, where the grid's separations differ by rounding alone), and the candidates."""
-            near = tf.where(tf.norm(self._list_separation(candidates, positions, box), axis=-1)
-                            < reach + LIST_ROUNDING)[:, 0]
+            separation = self._list_separation(candidates, positions) + self._shift(candidates, box)    # (C,3) Å
+            near = tf.where(tf.norm(separation, axis=-1) < reach + LIST_ROUNDING)[:, 0]
             return self.pairs.search_among(tf.gather(candidates["atom"], near), tf.gather(candidates["other"], near),
                                            *grid, lookahead_ps, reach), candidates
 
@@ -400,13 +401,15 @@ class LocalEnergy(keras.layers.Layer):
         return wide, tf.where(placed, wide - reach - LIST_ROUNDING, -1.0)
 
     @staticmethod
-    def _list_separation(neighbours: dict, positions, box=None) -> tf.Tensor:
-        """(P, 3) Å, r_j − r_i of the list's pairs from ``positions`` (B, N, 3), with their ``image``
-        in boxes ``box`` (B, 3) Å (None: the images left out)."""
+    def _list_separation(neighbours: dict, positions) -> tf.Tensor:
+        """(P, 3) Å, r_j − r_i of the list's pairs from ``positions`` (B, N, 3), the images left out."""
         atom = neighbours["atom"]
-        separation = (tf.gather_nd(positions, tf.stack([atom[:, 0], neighbours["other"]], -1))
-                      - tf.gather_nd(positions, atom))
-        return separation if box is None else separation + neighbours["image"] * tf.gather(box, atom[:, 0])
+        return tf.gather_nd(positions, tf.stack([atom[:, 0], neighbours["other"]], -1)) - tf.gather_nd(positions, atom)
+
+    @staticmethod
+    def _shift(neighbours: dict, box) -> tf.Tensor:
+        """(P, 3) Å, what the list's pairs' periodic ``image`` adds to their r_j − r_i in boxes ``box`` (B, 3) Å."""
+        return neighbours["image"] * tf.gather(box, neighbours["atom"][:, 0])
 
     @staticmethod
     def neighbour_list_holds(neighbours: dict, positions, box) -> tf.Tensor:
@@ -429,9 +432,10 @@ class LocalEnergy(keras.layers.Layer):
         first atom i (r = r_j − r_i), so that its sum over the atoms is ``strain_derivative`` (to
         float32 rounding: summed in another order): the per-atom split of the diagonal virial, whose
         sum over any set of atoms without pairs to the others (a ribbon of a stack) is that set's own."""
+        shift = self._shift(neighbours, box)
         with tf.GradientTape() as tape:
             tape.watch(positions)
-            separation = self._list_separation(neighbours, positions, box)
+            separation = self._list_separation(neighbours, positions) + shift
             energy = self._energy(neighbours, separation, tf.shape(positions)[0])
         position_gradient, separation_gradient = tape.gradient(energy, [positions, separation])
         pair_derivative = separation * separation_gradient                                      # (P,3) eV
