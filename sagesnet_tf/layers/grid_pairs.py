@@ -157,9 +157,8 @@ class GridPairs:
         window and closer than ``reach``, in the window search's order (batch entry, atom i, window
         slot). Whenever the candidates hold every pair the window search at ``reach`` finds, the
         result is that search's, bit for bit (a two-level neighbour list: candidates found rarely,
-        at a wider reach, and measured again at every rebuild of the list); a quarter of the cost
-        on a 300 K graphene sheet (twelve candidates per atom within 3.2 Å against ~26 occupied
-        window slots).
+        at a wider reach, and measured again at every rebuild of the list: on a 300 K graphene
+        sheet three candidates per atom are within reach, against ~26 occupied window slots).
 
         Args: ``atom``, ``other`` (any order, each ordered pair once); the others as :meth:`search`.
         Returns: as :meth:`search`.
