@@ -57,6 +57,7 @@ from sagesnet_tf.grid import VELOCITY_SCALE, slot_feature_size, slot_masses
 from sagesnet_tf.layers import (
     MLP, AtomDecoder, BOUNDARY_MODES, CellDecoder, CellEncoder, CellHeads, Coarsener,
     EnvironmentConv, LocalEnergy, PairForces, PairStress, Refiner, ScatterPredictor, UncertaintyHead, VirtualCells)
+from sagesnet_tf.layers.local_energy import ANGLE_BASES
 from sagesnet_tf.layers.pair_stress import EV_TO_BAR_A3, kinetic_stress
 from sagesnet_tf.thermo import MVV2E
 from sagesnet_tf.trajectory import ENV_FIELDS, ENV_SCALES
@@ -166,6 +167,10 @@ class SagesnetConfig(_ConfigBase):
             (about the bonded neighbours; 2.0 Å for sp² carbon).
         energy_dihedral_orders: D > 0 adds the local energy's dihedral term over bonded quadruplets
             (P_1 … P_D of the dihedral angle's cosine; sp² carbon's bending stiffness needs it), 0: none.
+        energy_angle_basis: the radial functions of the local energy's angle and dihedral terms
+            (:data:`~sagesnet_tf.layers.local_energy.ANGLE_BASES`): ``"diagonal"`` (v1, v2) or
+            ``"outer"`` (wide Gaussians, every pair of them on a triplet's two bonds: a stretched
+            bond beside an unstretched one keeps its angle stiffness).
         env_fields: names of the blanket vector's entries (E = len).
         env_scales: (E,) the scale of each field in its units: the model reads value / scale
             (:meth:`~sagesnet_tf.simulator.LearnedSimulator.normalise_env`); empty: the defaults of
@@ -199,6 +204,7 @@ class SagesnetConfig(_ConfigBase):
     energy_cutoff: float = 0.0
     energy_angle_cutoff: float = 2.0
     energy_dihedral_orders: int = 0
+    energy_angle_basis: str = "diagonal"
     env_fields: tuple = ENV_FIELDS
     env_scales: tuple = ()
     cell_channels: int = 0
@@ -233,6 +239,9 @@ class SagesnetConfig(_ConfigBase):
                                 f"periodic or open boundaries, 0 < energy_angle_cutoff <= energy_cutoff and "
                                 f"energy_dihedral_orders >= 0; got {self.energy_cutoff}, {self.energy_angle_cutoff}, "
                                 f"{self.energy_dihedral_orders} with {self.boundary}")
+        if self.energy_angle_basis not in ANGLE_BASES:
+            raise SagesnetError(f"model config: energy_angle_basis must be one of {', '.join(ANGLE_BASES)}, got "
+                                f"{self.energy_angle_basis!r}")
         if not self.atom_decoder and self.energy_cutoff <= 0:
             raise SagesnetError("model config: atom_decoder: false (the fine step is the local energy's) needs "
                                 f"energy_cutoff > 0, got {self.energy_cutoff}")
@@ -406,7 +415,8 @@ class SagesnetModel(LatentDynamics):
                                        name="pair_stress")
                             if c.pair_stress else None)
         self.local_energy = (LocalEnergy(c.energy_cutoff, c.energy_angle_cutoff, c.h, c.slots, c.boundary, n_el,
-                                         dihedral_orders=c.energy_dihedral_orders, name="local_energy")
+                                         dihedral_orders=c.energy_dihedral_orders,
+                                         angle_basis=c.energy_angle_basis, name="local_energy")
                              if c.energy_cutoff > 0 else None)
         self._masses = tuple(masses)
         self._make_dynamics(c.latent_dim, c.hidden, c.depth, c.kernel_size, c.boundary,

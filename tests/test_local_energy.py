@@ -15,7 +15,7 @@ from sagesnet_tf.atoms import ELEMENTS
 from sagesnet_tf.grid import VELOCITY_SCALE, gather_atom_features, orthorhombic_box, slot_feature_size, voxelize
 from sagesnet_tf.layers import LocalEnergy
 from sagesnet_tf.layers.grid_pairs import BASIS_SPACING, TAPER_WIDTH, GridPairs
-from sagesnet_tf.layers.local_energy import legendre, neighbour_quadruplets, neighbour_triplets
+from sagesnet_tf.layers.local_energy import OUTER_CENTERS, legendre, neighbour_quadruplets, neighbour_triplets
 from sagesnet_tf.structures import graphene_sheet
 
 H, SLOTS, CUTOFF, ANGLE_CUTOFF = 1.8, 3, 3.2, 2.0
@@ -418,3 +418,54 @@ def test_neighbour_list_strain_derivative_equals_strain_design(hot_sheet):
     derivative = layer.energy_forces(layer.neighbour_list(*state, *here), *here)["strain_derivative"].numpy()
     expected = layer.strain_design(*state).numpy() @ layer.energy_weights.numpy()
     np.testing.assert_allclose(derivative, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def outer_layer(boundary, seed=0, scale=0.1):
+    """A LocalEnergy with the ``"outer"`` angle basis and :data:`DIHEDRAL_ORDERS`, random weights."""
+    layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, boundary, len(ELEMENTS), dihedral_orders=DIHEDRAL_ORDERS,
+                        angle_basis="outer")
+    layer.energy_weights.assign(np.random.default_rng(seed).normal(scale=scale, size=layer.n_features).astype("float32"))
+    return layer
+
+
+def test_outer_angle_basis_is_a_smooth_linear_energy(hot_sheet, flake):
+    layer = outer_layer(SHEET, seed=11)
+    n_radial = len(OUTER_CENTERS)
+    assert layer.n_angle_features == n_radial * (n_radial + 1) // 2 * len(ELEMENTS) * layer.legendre_orders
+    assert layer.n_dihedral_features == n_radial * len(ELEMENTS) * DIHEDRAL_ORDERS
+    state = inputs(hot_sheet.positions, hot_sheet)
+    forces = layer(*state)["forces"].numpy()
+    assert np.abs(forces).max() > 1.0
+    np.testing.assert_allclose(layer.design(*state).numpy() @ layer.energy_weights.numpy(), forces,
+                               atol=1e-4 * np.abs(forces).max())
+    np.testing.assert_allclose(forces[0].sum(0), 0.0, atol=1e-5 * np.abs(forces).max() * forces.shape[1])
+    assert_forces_are_minus_the_gradient(layer, hot_sheet)
+    assert_strain_design_is_the_strain_derivative(layer, hot_sheet)
+    restored = LocalEnergy.from_config(layer.get_config())
+    assert restored.angle_basis == "outer" and restored.n_features == layer.n_features
+
+
+def angle_energy(layer, first_A, second_A, degrees):
+    """Energy of a C3 fragment, an atom with bonds of ``first_A`` and ``second_A`` Å at ``degrees``."""
+    theta = np.radians(degrees)
+    positions = np.array([[0.0, 0.0, 0.0], [first_A, 0.0, 0.0],
+                          [second_A * np.cos(theta), second_A * np.sin(theta), 0.0]])
+    return float(layer(*cluster_inputs(positions, np.zeros(3, np.int64)))["energy"][0])
+
+
+def test_only_the_outer_basis_keeps_the_angle_stiffness_of_unequal_bonds():
+    """With the angle term alone (P_1 weights 1), the energy change of closing a triplet's angle from 120° to
+    90°: the diagonal basis loses it once the two bonds differ by 0.25 Å (1.42 and 1.67 Å), the outer one keeps
+    it within a factor of a few."""
+    stiffness = {}
+    for basis in ("diagonal", "outer"):
+        layer = LocalEnergy(ANGLE_CUTOFF, ANGLE_CUTOFF, H, SLOTS, CLUSTER, len(ELEMENTS), angle_basis=basis)
+        weights = np.zeros(layer.n_features, np.float32)
+        weights[layer.n_pair_features + 1::layer.legendre_orders] = 1.0    # every radial function × element, P_1
+        layer.energy_weights.assign(weights)
+        stiffness[basis] = [angle_energy(layer, 1.42, second, 90) - angle_energy(layer, 1.42, second, 120)
+                            for second in (1.42, 1.67)]
+    equal, unequal = stiffness["diagonal"]
+    assert equal > 0.1 and unequal < 0.05 * equal, stiffness
+    equal, unequal = stiffness["outer"]
+    assert equal > 0.1 and unequal > 0.3 * equal, stiffness
