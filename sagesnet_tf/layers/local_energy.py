@@ -63,6 +63,7 @@ against 5.4 in session 16, and would recompile for every list size).
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from sagesnet_tf.grid import VELOCITY_SCALE, split_slot_features
@@ -72,6 +73,18 @@ from sagesnet_tf.layers.grid_pairs import GridPairs, switch
 LEGENDRE_ORDERS = 4
 #: Å⁸: floor of |r_ik × r_ij|² |r_ij × r_jl|² in the dihedral cosine (collinear bonds; ~9 Å⁸ in graphene).
 CROSS_FLOOR = 1e-6
+#: The radial functions of the angle and dihedral terms (``angle_basis``). ``"diagonal"`` (v1, v2):
+#: ψ_f are the bonds' Gaussians (:class:`~sagesnet_tf.layers.grid_pairs.GridPairs`, 0.1 Å apart and
+#: wide) and a triplet's factor is ψ_f(r_ij) ψ_f(r_ik), one Gaussian on both bonds. That product
+#: vanishes once the two bonds differ by more than ~0.15 Å, so a stretched bond beside an unstretched
+#: one has no angle stiffness: the soft bond rotation of v2's kirigami runs (docs/TRAINING.md, session
+#: 18). ``"outer"``: ψ_f are :data:`OUTER_CENTERS` Gaussians :data:`OUTER_WIDTH` wide, and a triplet's
+#: factors are every pair of them on its two bonds, ψ_f(r_ij) ψ_g(r_ik) + ψ_g(r_ij) ψ_f(r_ik), f ≤ g.
+ANGLE_BASES = ("diagonal", "outer")
+#: Å, centres of the ``"outer"`` basis's Gaussians (a bond from 1.0 to ~1.9 Å).
+OUTER_CENTERS = (1.0, 1.25, 1.5, 1.75)
+#: Å, width of the ``"outer"`` basis's Gaussians.
+OUTER_WIDTH = 0.25
 #: Å, the margin a neighbour list's candidates leave (twice) for the float32 rounding between the
 #: separations measured on the grid and those of the positions (:meth:`LocalEnergy.candidate_reach`).
 LIST_ROUNDING = 1e-3
@@ -153,14 +166,16 @@ class LocalEnergy(keras.layers.Layer):
         legendre_orders: L, the angle term's Legendre polynomials P_0 … P_{L−1}.
         dihedral_orders: D, the dihedral term's Legendre polynomials P_1 … P_D (0: no dihedral
             term, the features and weights of the pair and angle terms alone).
+        angle_basis: the angle and dihedral terms' radial functions, one of :data:`ANGLE_BASES`.
 
     Weights: ``energy_weights`` (n_features,) eV, the pair weights w (``n_pair_features``), then the
-    angle weights u (``n_angle_features``, radial-major: index f·L + l, f over radial functions ×
-    elements), then the dihedral weights v (``n_dihedral_features``, index f·D + m − 1), zero-initialised.
+    angle weights u (``n_angle_features``, radial-major: index f·L + l, f over radial functions (or,
+    ``"outer"``, pairs of them, f ≤ g in row order) × elements), then the dihedral weights v (``n_dihedral_features``, index f·D + m − 1), zero-initialised.
     """
 
     def __init__(self, cutoff: float, angle_cutoff: float, h: float, slots: int, boundary, n_elements: int = 2,
-                 legendre_orders: int = LEGENDRE_ORDERS, dihedral_orders: int = 0, **kwargs):
+                 legendre_orders: int = LEGENDRE_ORDERS, dihedral_orders: int = 0, angle_basis: str = "diagonal",
+                 **kwargs):
         super().__init__(**kwargs)
         if angle_cutoff > cutoff:
             raise ValueError(f"angle_cutoff {angle_cutoff} Å beyond cutoff {cutoff} Å: the bonds are taken from the "
@@ -171,9 +186,16 @@ class LocalEnergy(keras.layers.Layer):
         self.boundary = tuple(str(b) for b in boundary)
         self.pairs = GridPairs(cutoff, h, slots, boundary, n_elements, VELOCITY_SCALE)
         self.bonds = GridPairs(angle_cutoff, h, slots, boundary, n_elements, VELOCITY_SCALE)
+        if angle_basis not in ANGLE_BASES:
+            raise ValueError(f"angle_basis {angle_basis!r}: one of {', '.join(ANGLE_BASES)}")
+        self.angle_basis = str(angle_basis)
+        n_radial = len(self.bonds.centers) if self.angle_basis == "diagonal" else len(OUTER_CENTERS)
+        #: (R, 2) int32, the ``"outer"`` basis's pairs (f, g), f ≤ g
+        self._outer_pairs = np.array([(f, g) for f in range(n_radial) for g in range(f, n_radial)], np.int32)
+        n_angle_radial = n_radial if self.angle_basis == "diagonal" else len(self._outer_pairs)
         self.n_pair_features = self.pairs.n_features
-        self.n_angle_features = self.bonds.n_features * self.legendre_orders
-        self.n_dihedral_features = self.bonds.n_features * self.dihedral_orders
+        self.n_angle_features = n_angle_radial * self.n_elements * self.legendre_orders
+        self.n_dihedral_features = n_radial * self.n_elements * self.dihedral_orders
         self.n_features = self.n_pair_features + self.n_angle_features + self.n_dihedral_features
         self.energy_weights = self.add_weight(shape=(self.n_features,), initializer="zeros", name="energy_weights")
 
@@ -222,25 +244,42 @@ class LocalEnergy(keras.layers.Layer):
         return self.pairs.separation(atom_features, neighbours["atom"], neighbours["other"], neighbours["cell"],
                                      spacing, lookahead_ps)
 
+    def _bond_basis(self, distance) -> tf.Tensor:
+        """(Pb, K) the angle and dihedral terms' radial functions ψ_f of bonds at ``distance`` (Pb,) Å
+        (:data:`ANGLE_BASES`), switched off over the last ``TAPER_WIDTH`` below ``angle_cutoff``."""
+        if self.angle_basis == "diagonal":
+            return self.bonds.basis(distance)
+        centers = tf.constant(OUTER_CENTERS, tf.float32)
+        return tf.exp(-tf.square((distance[:, None] - centers) / OUTER_WIDTH)) * switch(distance, self.angle_cutoff)[:, None]
+
+    def _triplet_basis(self, first, second) -> tf.Tensor:
+        """(T, Ka) a triplet's radial factors from its two bonds' :meth:`_bond_basis` ``first``,
+        ``second`` (T, K): ψ_f ψ_f (``"diagonal"``, Ka = K) or ψ_f ψ_g + ψ_g ψ_f, f ≤ g (``"outer"``)."""
+        if self.angle_basis == "diagonal":
+            return first * second
+        f, g = self._outer_pairs[:, 0], self._outer_pairs[:, 1]
+        return (tf.gather(first, f, axis=1) * tf.gather(second, g, axis=1)
+                + tf.gather(first, g, axis=1) * tf.gather(second, f, axis=1))
+
     def _terms(self, neighbours: dict, separation) -> dict:
         """The factors of the energy's terms, differentiable in the pairs' ``separation`` (P, 3) Å
         (``neighbours``: :meth:`_neighbours` or :meth:`neighbour_list`): ``pair_basis`` (P, Kp) the pairs' radial functions at
-        ``cutoff``; ``angle_basis`` (T, Ka) the product of the two bonds' radial functions at
-        ``angle_cutoff``, ``angle_code`` (T, n_el·L) the triplet code × P_l(cos θ), element-major;
-        with ``dihedral_orders``: ``dihedral_basis`` (Q, Ka) the radial functions of the bond (i, j)
+        ``cutoff``; ``angle_basis`` (T, Ka) the two bonds' radial factors (:meth:`_triplet_basis`), ``angle_code`` (T, n_el·L) the triplet code × P_l(cos θ), element-major;
+        with ``dihedral_orders``: ``dihedral_basis`` (Q, K) the radial functions of the bond (i, j)
         times the switches s(r_ik) s(r_jl), ``dihedral_code`` (Q, n_el·D) its element code ×
         P_m(cos φ), m = 1 … D. A pair feature is pair_basis ⊗ code, an angle feature angle_basis ⊗
         angle_code, a dihedral one dihedral_basis ⊗ dihedral_code."""
         distance = tf.norm(separation, axis=-1)                                                  # (P,) Å
         bond, triplet = neighbours["bond"], neighbours["triplet"]
         bond_separation, bond_distance = tf.gather(separation, bond), tf.gather(distance, bond)
-        bond_basis = self.bonds.basis(bond_distance)                                             # (Pb, Ka)
+        bond_basis = self._bond_basis(bond_distance)                                             # (Pb, K)
         first, second = tf.gather(bond_separation, triplet[:, 0]), tf.gather(bond_separation, triplet[:, 1])
         cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bond_distance, triplet[:, 0])
                                                        * tf.gather(bond_distance, triplet[:, 1]))
         angle_code = neighbours["triplet_code"][:, :, None] * legendre(cosine, self.legendre_orders)[:, None, :]
         terms = {"pair_basis": self.pairs.basis(distance),
-                 "angle_basis": tf.gather(bond_basis, triplet[:, 0]) * tf.gather(bond_basis, triplet[:, 1]),
+                 "angle_basis": self._triplet_basis(tf.gather(bond_basis, triplet[:, 0]),
+                                                    tf.gather(bond_basis, triplet[:, 1])),
                  "angle_code": tf.reshape(angle_code, [-1, self.n_elements * self.legendre_orders])}
         if self.dihedral_orders:
             quadruplet = neighbours["quadruplet"]
@@ -491,4 +530,5 @@ class LocalEnergy(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "cutoff": self.cutoff, "angle_cutoff": self.angle_cutoff, "h": self.h,
                 "slots": self.slots, "boundary": list(self.boundary), "n_elements": self.n_elements,
-                "legendre_orders": self.legendre_orders, "dihedral_orders": self.dihedral_orders}
+                "legendre_orders": self.legendre_orders, "dihedral_orders": self.dihedral_orders,
+                "angle_basis": self.angle_basis}
