@@ -37,9 +37,9 @@ from sagesnet_tf.grid import affine_remap, pad_open_axes, slot_grid, voxel_slots
 from sagesnet_tf.model import SagesnetModel
 
 #: Å, the skin of the local energy's neighbour list in a run of steps (:meth:`LearnedSimulator.energy_neighbours`):
-#: the list holds the pairs within the cutoff + this and is searched again only once the atoms have
-#: moved (or the box stretched) by up to this much; 0.3 Å keeps a 300 K graphene sheet's list ~5 steps of 2 fs,
-#: and adds no second neighbours (2.46 Å) to a 2.0-Å list of bonds.
+#: the list holds the pairs within the cutoff + this and is rebuilt (among its candidates, or by a new search)
+#: only once the atoms have moved (or the box stretched) by up to this much; 0.3 Å keeps a 300 K graphene sheet's
+#: list ~5 steps of 2 fs, and adds no second neighbours (2.46 Å) to a 2.0-Å list of bonds.
 NEIGHBOUR_SKIN = 0.3
 
 #: Atoms further outside the box than this fraction of its length along a non-periodic axis stop a

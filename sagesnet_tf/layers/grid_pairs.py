@@ -172,8 +172,8 @@ class GridPairs:
         periodic = tf.constant([b == "periodic" for b in self.boundary])
         cell = tf.where(periodic, tf.math.floormod(step + r, grid_shape) - r, step)          # (C,3) window cell
         side = 2 * r + 1
-        slot = ((tf.reduce_sum((cell + r) * tf.constant([side * side, side, 1]), -1) * self.slots
-                 + tf.gather_nd(assignment[..., 3], other_atom)))                               # (C,) 0 … M−1
+        slot = (tf.reduce_sum((cell + r) * tf.constant([side * side, side, 1]), -1) * self.slots
+                + tf.gather_nd(assignment[..., 3], other_atom))                                 # (C,) 0 … M−1
         cell = tf.cast(cell, tf.float32)
         separation = self.separation(atom_features, atom, other, cell, spacing, lookahead_ps)
         distance = tf.norm(separation, axis=-1)
