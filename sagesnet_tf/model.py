@@ -474,15 +474,16 @@ class SagesnetModel(LatentDynamics):
         (B,N,3) Å moved Δ/2 along their ``velocities`` (B,N,3) Å/ps."""
         return positions + (0.5 * self.config.delta_ps) * velocities
 
-    def energy_neighbours(self, atoms_state, skin=0.0) -> dict:
+    def energy_neighbours(self, atoms_state, skin=0.0, candidates=None) -> dict:
         """The local energy's neighbour list (:meth:`~sagesnet_tf.layers.LocalEnergy.neighbour_list`)
-        of the atoms of ``atoms_state`` at the step's :meth:`midpoint`: searched on their atom grid,
-        complete while they move less than ``skin`` Å allows."""
+        of the atoms of ``atoms_state`` at the step's :meth:`midpoint`: searched on their atom grid
+        (or measured among an earlier list's ``candidates`` while they hold), complete while they
+        move less than ``skin`` Å allows."""
         lookahead = 0.5 * self.config.delta_ps
         return self.local_energy.neighbour_list(
             atoms_state["grid_shape"], atoms_state["assignment"], atoms_state["atom_features"],
             atoms_state["spacing"], self.midpoint(atoms_state["positions"], atoms_state["velocities"]),
-            atoms_state["box"], lookahead, skin)
+            atoms_state["box"], lookahead, skin, candidates)
 
     def energy_velocity_change(self, atoms_state):
         """(B,N,3) Å/ps, the velocity change over Δ the local energy's forces give the atoms of

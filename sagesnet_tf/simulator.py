@@ -218,11 +218,7 @@ class LearnedSimulator:
         those of a search at every step."""
         def rebuild(candidates=None):
             state = self.atoms_state(positions, velocities, species, box, box_origin, atom_grid=False)
-            if candidates is None:
-                return self.model.energy_neighbours(state, NEIGHBOUR_SKIN)
-            return self.model.local_energy.neighbour_list(
-                state["grid_shape"], state["assignment"], state["atom_features"], state["spacing"], midpoint,
-                state["box"], 0.5 * self.delta_ps, NEIGHBOUR_SKIN, candidates)
+            return self.model.energy_neighbours(state, NEIGHBOUR_SKIN, candidates)
 
         if neighbours is None:
             return rebuild()
