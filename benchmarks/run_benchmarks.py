@@ -1,7 +1,7 @@
 """Run the SAGESnet-vs-LAMMPS benchmarks and write DIR/results.json, DIR/results.md and PNGs.
 
     python -m benchmarks.run_benchmarks --suite {kirigami,nvt,speed,all} [--quick] [--kirigami-patterns N] \
-        --model exported_models/sagesnet_graphene --out DIR [--threads 2]
+        --model exported_models/sagesnet_graphene --out DIR [--threads 2] [--lammps-reference PAST_DIR]
 
 See docs/BENCHMARKS.md for what each suite runs and measures.
 """
@@ -23,9 +23,12 @@ SUITES = {"kirigami": kirigami_tension.run, "nvt": graphene_nvt.run, "speed": sp
 
 
 def run_benchmarks(suites: list[str], model: str | None, out: str | Path, quick: bool = False, threads: int = 2,
-                   progress: bool = True, kirigami_patterns: int | None = None) -> dict:
+                   progress: bool = True, kirigami_patterns: int | None = None,
+                   lammps_reference: str | Path | None = None) -> dict:
     """Run ``suites`` (names of :data:`SUITES`) in this process; returns the results.json document.
-    ``kirigami_patterns``: held-out patterns of the kirigami suite (its default when None)."""
+    ``kirigami_patterns``: held-out patterns of the kirigami suite (its default when None).
+    ``lammps_reference``: a past kirigami suite run's directory whose LAMMPS runs are reused (the
+    kirigami suite alone)."""
     unknown = sorted(set(suites) - set(SUITES))
     if unknown:
         raise SagesnetError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)} or all")
@@ -34,14 +37,21 @@ def run_benchmarks(suites: list[str], model: str | None, out: str | Path, quick:
     n_patterns = len(kirigami_tension.HELD_OUT_PATTERNS + kirigami_tension.RANDOM_HELD_OUT_PATTERNS)
     if kirigami_patterns is not None and not 1 <= kirigami_patterns <= n_patterns:
         raise SagesnetError(f"--kirigami-patterns must be 1-{n_patterns}, got {kirigami_patterns}")
+    if lammps_reference is not None:
+        if list(suites) != ["kirigami"]:
+            raise SagesnetError("--lammps-reference applies to --suite kirigami only")
+        if not Path(lammps_reference).is_dir():
+            raise SagesnetError(f"--lammps-reference {lammps_reference} is not a directory")
     model_dir = str(resolve_model_dir(model))
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    options = {"kirigami": {"patterns": kirigami_patterns}}
+    reference = None if lammps_reference is None else Path(lammps_reference)
+    options = {"kirigami": {"patterns": kirigami_patterns, "lammps_reference": reference}}
     results = [SUITES[name](model_dir, out_dir, quick=quick, threads=threads, progress=progress, **options.get(name, {}))
                for name in suites]
     return write_report(out_dir, results, {"model": model_dir, "quick": quick, "threads": threads,
-                                           "suites": list(suites), "kirigami_patterns": kirigami_patterns})
+                                           "suites": list(suites), "kirigami_patterns": kirigami_patterns,
+                                           "lammps_reference": None if reference is None else str(reference)})
 
 
 @click.command()
@@ -53,11 +63,16 @@ def run_benchmarks(suites: list[str], model: str | None, out: str | Path, quick:
 @click.option("--kirigami-patterns", type=int, default=None,
               help="Held-out kirigami patterns to run: the suite's 3, then 5 drawn at random (1-8; default 3, "
                    "1 with --quick).")
-def main(suite: str, quick: bool, model: str | None, out: str, threads: int, kirigami_patterns: int | None) -> None:
+@click.option("--lammps-reference", type=click.Path(file_okay=False), default=None,
+              help="--suite kirigami: reuse the LAMMPS runs of this past suite run's directory "
+                   "(DIR/kirigami_<pattern>/lammps/, refused if its protocol or ribbon differ); patterns without "
+                   "one run LAMMPS. Their speed rows then have no ratio (not measured side by side).")
+def main(suite: str, quick: bool, model: str | None, out: str, threads: int, kirigami_patterns: int | None,
+         lammps_reference: str | None) -> None:
     """Benchmark SAGESnet against LAMMPS/AIREBO on the same systems."""
     try:
         run_benchmarks(list(SUITES) if suite == "all" else [suite], model, out, quick, threads,
-                       kirigami_patterns=kirigami_patterns)
+                       kirigami_patterns=kirigami_patterns, lammps_reference=lammps_reference)
     except SagesnetError as err:
         click.echo(f"Error: {err}", err=True)
         sys.exit(2)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sagesnet_tf.kirigami_tension import QUICK
+from sagesnet_tf.kirigami_tension import QUICK, KirigamiTension
 from benchmarks.run_benchmarks import main as cli_main, run_benchmarks
 from sagesnet_tf.export import export_model
 from sagesnet_tf.io.extxyz import read_extxyz_frames
@@ -64,3 +64,52 @@ def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
                  standalone_mode=True)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("Error: ")
+
+
+def test_kirigami_reuses_a_lammps_reference(model_dir, tmp_path, monkeypatch, capsys):
+    first = run_benchmarks(["kirigami"], model_dir, tmp_path / "first", quick=True, threads=1, progress=False)
+    kir = first["suites"][0]
+    pattern = next(p for p in kir["details"] if p != "settings")
+    ref_md = tmp_path / "first" / f"kirigami_{pattern}" / "lammps"
+    assert kir["details"][pattern]["lammps_reused"] is None
+    # every run leaves a reference: the relaxed ribbon carries its nominal cross-section
+    relaxed = read_extxyz_frames(ref_md / "relaxed.extxyz")[0]
+    ribbon = QUICK.ribbon(pattern, kir["details"]["settings"]["periodic_y"])
+    assert relaxed.info["nominal_width_A"] == pytest.approx(ribbon.info["nominal_width_A"])
+    ref_manifest = (ref_md / "manifest.json").read_text()
+
+    def no_lammps(*args, **kwargs):
+        raise AssertionError("LAMMPS ran although a reference was given")
+
+    monkeypatch.setattr(KirigamiTension, "run_lammps", no_lammps)
+    second = run_benchmarks(["kirigami"], model_dir, tmp_path / "second", quick=True, threads=1, progress=False,
+                            lammps_reference=tmp_path / "first")
+    kir2 = second["suites"][0]
+    assert kir2["details"][pattern]["lammps"] == kir["details"][pattern]["lammps"]  # same curve, same yield
+    reused = kir2["details"][pattern]["lammps_reused"]
+    assert reused["dir"] == str(tmp_path / "first")
+    assert reused["created_utc"] == json.loads(ref_manifest)["created_utc"]
+    copy = tmp_path / "second" / f"kirigami_{pattern}" / "lammps"
+    assert (copy / "manifest.json").read_text() == ref_manifest
+    assert (copy / "stress_strain.csv").read_bytes() == (ref_md / "stress_strain.csv").read_bytes()
+    rows, rows2 = ({r["metric"]: r for r in k["rows"]} for k in (kir, kir2))
+    stretch = rows2["wall time of the stretch"]
+    # the reference's time, shown without a ratio: not measured side by side
+    assert stretch["lammps"] == rows["wall time of the stretch"]["lammps"]
+    assert stretch["error"] is None and stretch["note"] and rows["wall time of the stretch"]["note"] is None
+    assert rows2["yield strain (10 % drop)"]["lammps"] == rows["yield strain (10 % drop)"]["lammps"]
+    assert "LAMMPS reused from" in (tmp_path / "second" / "results.md").read_text()
+
+    # a reference of another protocol is refused, naming the file and the field
+    edited = json.loads(ref_manifest)
+    edited["protocol"]["strain_rate_per_ps"] *= 2
+    (ref_md / "manifest.json").write_text(json.dumps(edited))
+    capsys.readouterr()  # the runs' messages so far
+    for suite, says in (("kirigami", [str(ref_md / "manifest.json"), "protocol.strain_rate_per_ps"]),
+                        ("speed", ["--suite kirigami only"])):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["--suite", suite, "--quick", "--model", model_dir, "--out", str(tmp_path / "third"),
+                      "--lammps-reference", str(tmp_path / "first")], standalone_mode=True)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("Error: ") and err.count("\n") == 1 and all(s in err for s in says)
