@@ -14,8 +14,9 @@ import tensorflow as tf
 from sagesnet_tf.atoms import ELEMENTS
 from sagesnet_tf.grid import VELOCITY_SCALE, gather_atom_features, orthorhombic_box, slot_feature_size, voxelize
 from sagesnet_tf.layers import LocalEnergy
-from sagesnet_tf.layers.grid_pairs import BASIS_SPACING, TAPER_WIDTH, GridPairs
-from sagesnet_tf.layers.local_energy import OUTER_CENTERS, legendre, neighbour_quadruplets, neighbour_triplets
+from sagesnet_tf.layers.grid_pairs import BASIS_SPACING, TAPER_WIDTH, GridPairs, switch
+from sagesnet_tf.layers.local_energy import (OUTER_CENTERS, OUTER_WIDTH, legendre, neighbour_quadruplets,
+                                             neighbour_triplets)
 from sagesnet_tf.structures import graphene_sheet
 
 H, SLOTS, CUTOFF, ANGLE_CUTOFF = 1.8, 3, 3.2, 2.0
@@ -25,9 +26,9 @@ SHEET = ("periodic", "periodic", "open")
 CLUSTER = ("open", "open", "open")
 
 
-def random_layer(boundary, seed=0, scale=0.1):
+def random_layer(boundary, seed=0, scale=0.1, angle_basis="diagonal"):
     """A LocalEnergy with random weights (every pair and angle term switched on)."""
-    layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, boundary, len(ELEMENTS))
+    layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, boundary, len(ELEMENTS), angle_basis=angle_basis)
     weights = np.random.default_rng(seed).normal(scale=scale, size=layer.n_features).astype("float32")
     layer.energy_weights.assign(weights)
     return layer
@@ -88,32 +89,53 @@ def test_legendre_and_triplets():
     assert sorted(map(tuple, triplets)) == [(0, 1), (0, 2), (1, 2), (4, 5)]
 
 
+def outer_radial(layer, bonds, atom_features, triplet):
+    """(T, R·n_el) the ``"outer"`` angle term's radial factors of the class docstring, every pair f ≤ g
+    of the Gaussians on a triplet's two bonds summed one by one, × the product of the bonds' element
+    codes (``bonds``: a search at ``angle_cutoff``, ``triplet`` (T, 2) its bonds)."""
+    distance = bonds["distance"]
+    psi = (tf.exp(-tf.square((distance[:, None] - tf.constant(OUTER_CENTERS)) / OUTER_WIDTH))
+           * switch(distance, layer.angle_cutoff)[:, None])                                     # (Pb, 4)
+    first, second = tf.gather(psi, triplet[:, 0]), tf.gather(psi, triplet[:, 1])
+    n = len(OUTER_CENTERS)
+    factors = tf.stack([first[:, f] * second[:, g] + first[:, g] * second[:, f] for f in range(n) for g in range(f, n)],
+                       1)                                                                       # (T, R)
+    code = layer.bonds.element_code(atom_features, bonds["atom"], bonds["other"])
+    codes = tf.gather(code, triplet[:, 0]) * tf.gather(code, triplet[:, 1])                     # (T, n_el)
+    return tf.reshape(factors[:, :, None] * codes[:, None, :], [-1, factors.shape[1] * layer.n_elements])
+
+
 def reference_energy(layer, grid_shape, assignment, atom_features, spacing, lookahead_ps=0.0):
     """(B,) eV: the energy of the class docstring computed straightforwardly: one neighbour search
-    per cutoff, the angles from the bonds' own search."""
+    per cutoff, the angles from the bonds' own search (either angle basis; no dihedral term)."""
     n_batch, n_atoms = tf.shape(assignment)[0], tf.shape(assignment)[1]
     pairs = GridPairs(layer.cutoff, H, SLOTS, layer.boundary, layer.n_elements, VELOCITY_SCALE)(
         grid_shape, assignment, atom_features, spacing, lookahead_ps)
     pair_sums = 0.5 * tf.math.unsorted_segment_sum(pairs["features"], pairs["atom"][:, 0], n_batch)
-    bonds = GridPairs(layer.angle_cutoff, H, SLOTS, layer.boundary, layer.n_elements, VELOCITY_SCALE)(
-        grid_shape, assignment, atom_features, spacing, lookahead_ps)
+    bond_pairs = GridPairs(layer.angle_cutoff, H, SLOTS, layer.boundary, layer.n_elements, VELOCITY_SCALE)
+    bonds = bond_pairs(grid_shape, assignment, atom_features, spacing, lookahead_ps)
     triplet = neighbour_triplets(bonds["atom"], n_atoms)
     first, second = tf.gather(bonds["separation"], triplet[:, 0]), tf.gather(bonds["separation"], triplet[:, 1])
     cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bonds["distance"], triplet[:, 0])
                                                    * tf.gather(bonds["distance"], triplet[:, 1]))
-    radial = tf.gather(bonds["features"], triplet[:, 0]) * tf.gather(bonds["features"], triplet[:, 1])
+    if layer.angle_basis == "diagonal":
+        radial = tf.gather(bonds["features"], triplet[:, 0]) * tf.gather(bonds["features"], triplet[:, 1])
+    else:
+        radial = outer_radial(layer, bond_pairs.search(grid_shape, assignment, atom_features, spacing, lookahead_ps),
+                              atom_features, triplet)
     angular = tf.reshape(radial[:, :, None] * legendre(cosine, layer.legendre_orders)[:, None, :],
                          [-1, layer.n_angle_features])
     angle_sums = tf.math.unsorted_segment_sum(angular, tf.gather(bonds["atom"][:, 0], triplet[:, 0]), n_batch)
     return tf.linalg.matvec(tf.concat([pair_sums, angle_sums], -1), layer.energy_weights)
 
 
-@pytest.mark.parametrize("lookahead_ps", [0.0, 0.0005])
-def test_call_equals_the_reference(hot_sheet, lookahead_ps):
+@pytest.mark.parametrize("lookahead_ps, angle_basis", [(0.0, "diagonal"), (0.0005, "diagonal"), (0.0005, "outer")])
+def test_call_equals_the_reference(hot_sheet, lookahead_ps, angle_basis):
     """The layer's single search (bonds among the pairs, gradient through the found pairs only) and
-    its energy contracted without forming the features give the straightforward energy and forces
-    (and features · weights the energy), two structures batched."""
-    layer = random_layer(SHEET, seed=9)
+    its energy contracted without forming the features (``"outer"``: a bilinear form of each
+    triplet's two bonds' Gaussians) give the straightforward energy and forces (and features ·
+    weights the energy), two structures batched."""
+    layer = random_layer(SHEET, seed=9, angle_basis=angle_basis)
     moved = hot_sheet.positions + np.random.default_rng(10).normal(scale=0.1, size=hot_sheet.positions.shape)
     batch = [inputs(p, hot_sheet) for p in (hot_sheet.positions, moved)]
     np.testing.assert_array_equal(batch[0][0], batch[1][0])

@@ -190,8 +190,17 @@ class LocalEnergy(keras.layers.Layer):
             raise ValueError(f"angle_basis {angle_basis!r}: one of {', '.join(ANGLE_BASES)}")
         self.angle_basis = str(angle_basis)
         n_radial = len(self.bonds.centers) if self.angle_basis == "diagonal" else len(OUTER_CENTERS)
-        #: (R, 2) int32, the ``"outer"`` basis's pairs (f, g), f ≤ g
+        #: (R, 2) int32, the ``"outer"`` basis's pairs (f, g), f ≤ g, in the order of the angle features
         self._outer_pairs = np.array([(f, g) for f in range(n_radial) for g in range(f, n_radial)], np.int32)
+        #: (K², R) float32 (``"outer"``; None: ``"diagonal"``), the symmetrisation that sums a triplet's
+        #: products ψ_f(r_ij) ψ_g(r_ik) (row f·K + g, :meth:`_triplet_basis`) into its factors
+        #: ψ_f ψ_g + ψ_g ψ_f of the pairs (f, g), f ≤ g (column; 2 ψ_f ψ_f where f = g)
+        self._symmetrisation = None
+        if self.angle_basis == "outer":
+            self._symmetrisation = np.zeros((n_radial * n_radial, len(self._outer_pairs)), np.float32)
+            for column, (f, g) in enumerate(self._outer_pairs):
+                for row in (f * n_radial + g, g * n_radial + f):
+                    self._symmetrisation[row, column] += 1.0
         n_angle_radial = n_radial if self.angle_basis == "diagonal" else len(self._outer_pairs)
         self.n_pair_features = self.pairs.n_features
         self.n_angle_features = n_angle_radial * self.n_elements * self.legendre_orders
@@ -253,22 +262,21 @@ class LocalEnergy(keras.layers.Layer):
         return tf.exp(-tf.square((distance[:, None] - centers) / OUTER_WIDTH)) * switch(distance, self.angle_cutoff)[:, None]
 
     def _triplet_basis(self, first, second) -> tf.Tensor:
-        """(T, Ka) a triplet's radial factors from its two bonds' :meth:`_bond_basis` ``first``,
-        ``second`` (T, K): ψ_f ψ_f (``"diagonal"``, Ka = K) or ψ_f ψ_g + ψ_g ψ_f, f ≤ g (``"outer"``)."""
+        """(T, Kt) a triplet's radial products from its two bonds' :meth:`_bond_basis` ``first``,
+        ``second`` (T, K): ψ_f ψ_f (``"diagonal"``, Kt = K: its radial factors) or every ψ_f ψ_g
+        (``"outer"``, Kt = K², column f·K + g: its factors are these @ ``_symmetrisation``)."""
         if self.angle_basis == "diagonal":
             return first * second
-        f, g = self._outer_pairs[:, 0], self._outer_pairs[:, 1]
-        return (tf.gather(first, f, axis=1) * tf.gather(second, g, axis=1)
-                + tf.gather(first, g, axis=1) * tf.gather(second, f, axis=1))
+        return tf.reshape(first[:, :, None] * second[:, None, :], [-1, first.shape[1] * second.shape[1]])
 
     def _terms(self, neighbours: dict, separation) -> dict:
         """The factors of the energy's terms, differentiable in the pairs' ``separation`` (P, 3) Å
         (``neighbours``: :meth:`_neighbours` or :meth:`neighbour_list`): ``pair_basis`` (P, Kp) the pairs' radial functions at
-        ``cutoff``; ``angle_basis`` (T, Ka) the two bonds' radial factors (:meth:`_triplet_basis`), ``angle_code`` (T, n_el·L) the triplet code × P_l(cos θ), element-major;
+        ``cutoff``; ``angle_basis`` (T, Kt) the two bonds' radial products (:meth:`_triplet_basis`), ``angle_code`` (T, n_el·L) the triplet code × P_l(cos θ), element-major;
         with ``dihedral_orders``: ``dihedral_basis`` (Q, K) the radial functions of the bond (i, j)
         times the switches s(r_ik) s(r_jl), ``dihedral_code`` (Q, n_el·D) its element code ×
-        P_m(cos φ), m = 1 … D. A pair feature is pair_basis ⊗ code, an angle feature angle_basis ⊗
-        angle_code, a dihedral one dihedral_basis ⊗ dihedral_code."""
+        P_m(cos φ), m = 1 … D. A pair feature is pair_basis ⊗ code, an angle feature (angle_basis @
+        ``_symmetrisation`` with ``"outer"``) ⊗ angle_code, a dihedral one dihedral_basis ⊗ dihedral_code."""
         distance = tf.norm(separation, axis=-1)                                                  # (P,) Å
         bond, triplet = neighbours["bond"], neighbours["triplet"]
         bond_separation, bond_distance = tf.gather(separation, bond), tf.gather(distance, bond)
@@ -295,13 +303,14 @@ class LocalEnergy(keras.layers.Layer):
         return terms
 
     def _parts(self, neighbours: dict, terms: dict) -> list:
-        """The energy's terms, pair, angle, then dihedral, each (basis (X, K), code (X, C), batch
-        entry (X,) int64, weight of its sums): its features are basis ⊗ code (K·C), summed per
-        batch entry. ``neighbours``, ``terms``: :meth:`_neighbours`, :meth:`_terms`."""
-        parts = [(terms["pair_basis"], neighbours["code"], neighbours["atom"][:, 0], 0.5),  # ordered pairs: ½
-                 (terms["angle_basis"], terms["angle_code"], neighbours["triplet_batch"], 1.0)]
+        """The energy's terms, pair, angle, then dihedral, each (basis (X, Kb), code (X, C), batch
+        entry (X,) int64, weight of its sums, mix (Kb, K) or None (the identity)): its features are
+        (basis @ mix) ⊗ code (K·C), summed per batch entry. ``neighbours``, ``terms``:
+        :meth:`_neighbours`, :meth:`_terms`."""
+        parts = [(terms["pair_basis"], neighbours["code"], neighbours["atom"][:, 0], 0.5, None),  # ordered pairs: ½
+                 (terms["angle_basis"], terms["angle_code"], neighbours["triplet_batch"], 1.0, self._symmetrisation)]
         if self.dihedral_orders:
-            parts.append((terms["dihedral_basis"], terms["dihedral_code"], neighbours["quadruplet_batch"], 1.0))
+            parts.append((terms["dihedral_basis"], terms["dihedral_code"], neighbours["quadruplet_batch"], 1.0, None))
         return parts
 
     def features(self, grid_shape, assignment, atom_features, spacing, lookahead_ps: float = 0.0) -> tf.Tensor:
@@ -316,20 +325,26 @@ class LocalEnergy(keras.layers.Layer):
         ``separation`` (P, 3) Å."""
         terms = self._terms(neighbours, separation)
         sums = []
-        for basis, code, batch, weight in self._parts(neighbours, terms):
+        for basis, code, batch, weight, mix in self._parts(neighbours, terms):
+            if mix is not None:
+                basis = tf.matmul(basis, mix)                                                   # (X, K)
             features = tf.reshape(basis[:, :, None] * code[:, None, :], [-1, basis.shape[1] * code.shape[1]])
             sums.append(weight * tf.math.unsorted_segment_sum(features, batch, n_batch))
         return tf.concat(sums, -1)
 
     def _energy(self, neighbours: dict, separation, n_batch) -> tf.Tensor:
         """(B,) eV, :meth:`_features` · weights without forming the features: the weights are
-        contracted with the element (and Legendre) factors first, then with the radial ones."""
+        contracted with the element (and Legendre) factors first, then with the radial ones (the
+        ``"outer"`` angle term's mixed into its products' first: a (K², C) bilinear form of each
+        triplet's two bonds, no radial factors formed)."""
         terms = self._terms(neighbours, separation)
         energy, start = None, 0
-        for basis, code, batch, weight in self._parts(neighbours, terms):
-            width = basis.shape[1] * code.shape[1]
+        for basis, code, batch, weight, mix in self._parts(neighbours, terms):
+            width = (basis.shape[1] if mix is None else mix.shape[1]) * code.shape[1]
             weights = tf.reshape(self.energy_weights[start:start + width], [-1, code.shape[1]])       # (K, C)
             start += width
+            if mix is not None:
+                weights = tf.matmul(mix, weights)                                                 # (Kb, C)
             term = weight * tf.math.unsorted_segment_sum(
                 tf.reduce_sum(basis * tf.matmul(code, weights, transpose_b=True), -1), batch, n_batch)
             energy = term if energy is None else energy + term
