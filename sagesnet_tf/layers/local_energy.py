@@ -294,10 +294,13 @@ class LocalEnergy(keras.layers.Layer):
         first, second = tf.gather(bond_separation, triplet[:, 0]), tf.gather(bond_separation, triplet[:, 1])
         cosine = tf.reduce_sum(first * second, -1) / (tf.gather(bond_distance, triplet[:, 0])
                                                        * tf.gather(bond_distance, triplet[:, 1]))
+        # the angle code before the dict and the dihedral code before its basis, as before session 19: the ops'
+        # order sets that of the gradient's sums, and so v1's and v2's forces bit for bit
+        angle_code = outer_product(neighbours["triplet_code"], legendre(cosine, self.legendre_orders))
         terms = {"pair_basis": self.pairs.basis(distance),
                  "angle_basis": self._triplet_basis(tf.gather(bond_basis, triplet[:, 0]),
                                                     tf.gather(bond_basis, triplet[:, 1])),
-                 "angle_code": outer_product(neighbours["triplet_code"], legendre(cosine, self.legendre_orders))}
+                 "angle_code": angle_code}
         if self.dihedral_orders:
             quadruplet = neighbours["quadruplet"]
             ik, ij, jl = (tf.gather(bond_separation, quadruplet[:, n]) for n in range(3))        # (Q,3) Å
@@ -305,10 +308,10 @@ class LocalEnergy(keras.layers.Layer):
             cosine = tf.reduce_sum(first * second, -1) * tf.math.rsqrt(tf.maximum(
                 tf.reduce_sum(tf.square(first), -1) * tf.reduce_sum(tf.square(second), -1), CROSS_FLOOR))
             outer = tf.gather(switch(bond_distance, self.angle_cutoff), quadruplet[:, ::2])       # (Q,2)
+            dihedral_code = outer_product(neighbours["quadruplet_code"], legendre(cosine, self.dihedral_orders + 1)[:, 1:])
             # s(r_ik) s(r_jl) as one product of the columns: tf.reduce_prod's gradient takes two cumulative products
             terms.update(dihedral_basis=tf.gather(bond_basis, quadruplet[:, 1]) * (outer[:, 0] * outer[:, 1])[:, None],
-                         dihedral_code=outer_product(neighbours["quadruplet_code"],
-                                                     legendre(cosine, self.dihedral_orders + 1)[:, 1:]))
+                         dihedral_code=dihedral_code)
         return terms
 
     def _parts(self, neighbours: dict, terms: dict) -> list:
