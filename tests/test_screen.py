@@ -158,8 +158,10 @@ def test_batched_screen_rows_kill_9_resume_and_close_to_unbatched(screened, tmp_
     for unbatched in _rows(screened):
         row = rows[unbatched["pattern"]]
         assert row["n_atoms"] == unbatched["n_atoms"]
-        for column in ("stiffness", "stress_at_max_strain"):
-            assert float(row[column]) == pytest.approx(float(unbatched[column]), rel=0.15)
+        assert float(row["stress_at_max_strain"]) == pytest.approx(float(unbatched["stress_at_max_strain"]), rel=0.15)
+        # the stiffness, a fit to the first 0.02 of strain, varies more: 101010000010101 carries ~3 GPa there,
+        # and its stiffness under v4 was 127 / 125 / 89 / 87 GPa with --seed 0 / 1 / 2 / 3 (session 19)
+        assert float(row["stiffness"]) == pytest.approx(float(unbatched["stiffness"]), rel=0.4)
         # the mean uncertainty varies more with the thermal noise (±20 % between seeds)
         assert float(row["uncertainty"]) == pytest.approx(float(unbatched["uncertainty"]), rel=0.5)
     after = (out / "results.csv").read_text()
