@@ -74,7 +74,7 @@ def md(structure: str, protocol: str, temperature: float, strain_rate: float | N
     from sagesnet_tf.io.structure_files import read_structure
     from sagesnet_tf.md.engine import check_input
     from sagesnet_tf.md.recorder import check_burst
-    from sagesnet_tf.md.run import run_md, write_md_outputs
+    from sagesnet_tf.md.run import run_md
 
     chosen = make_protocol(
         protocol, temperature_K=temperature, steps=steps, strain_rate_per_ps=strain_rate, axis=axis,
@@ -92,10 +92,9 @@ def md(structure: str, protocol: str, temperature: float, strain_rate: float | N
     _prepare_out(out, overwrite)
     result = run_md(atoms, chosen, out, dt_fs=dt_fs, record_every=record_every, threads=threads, seed=seed,
                     dump=dump, burst=burst)
-    from sagesnet_tf.pipelines.writer import write_dataset  # TensorFlow: imported only when needed
+    from sagesnet_tf.pipelines.writer import write_md_run  # TensorFlow: imported only when needed
 
-    write_dataset(out, [result.trajectory], source=result.manifest, overwrite=True)
-    write_md_outputs(result, out, extra_files=("metadata.json", "data-*.tfrecord.gz"))
+    write_md_run(result, out)
     m = result.manifest
     click.echo(f"{result.trajectory.n_frames} frames of {result.trajectory.n_atoms} atoms, "
                f"{m['phases'][-1]['end_step']} steps in {m['timings']['run_s']:.1f} s: "

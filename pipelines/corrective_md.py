@@ -46,7 +46,7 @@ from sagesnet_tf.io.extxyz import read_extxyz_frames
 from sagesnet_tf.kirigami_tension import QUICK, model_periodic_y
 from sagesnet_tf.md.engine import AIREBO_LJ_CUTOFF_A
 from sagesnet_tf.md.protocols import NVT
-from sagesnet_tf.md.run import run_md, write_md_outputs
+from sagesnet_tf.md.run import run_md
 
 #: Strains at which a model frame starts an AIREBO run (the plateau the cross-evaluation found lies at 0.05–0.2).
 DEFAULT_STRAINS = (0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25)
@@ -101,14 +101,13 @@ def with_vacuum(frame):
 def corrective_run(frame, out: Path, steps: int, threads: int | None) -> None:
     """AIREBO NVT from ``frame`` (its positions, velocities and box; open axes lengthened by
     :func:`with_vacuum` where needed) into dataset ``out``."""
-    from sagesnet_tf.pipelines.writer import write_dataset  # TensorFlow: imported only when needed
+    from sagesnet_tf.pipelines.writer import write_md_run  # TensorFlow: imported only when needed
 
     out.mkdir(parents=True, exist_ok=True)
     frame = with_vacuum(frame)
     result = run_md(frame, NVT(temperature_K=QUICK.temperature_K, steps=steps), str(out), dt_fs=DT_FS,
                     record_every=RECORD_EVERY, threads=threads, keep_velocities=True, progress=False)
-    write_dataset(str(out), [result.trajectory], source=result.manifest, overwrite=True)
-    write_md_outputs(result, str(out), extra_files=("metadata.json", "data-*.tfrecord.gz"))
+    write_md_run(result, out)
 
 
 def main(argv=None) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from sagesnet_tf.io.extxyz import write_extxyz_frames
 from sagesnet_tf.io.structure_files import read_structure
 from sagesnet_tf.md.protocols import NVT
-from sagesnet_tf.md.run import run_md, write_md_outputs
+from sagesnet_tf.md.run import run_md
 
 #: Strains of ``make graphene-strained-data`` (v3's stress fell 10–23 % short of AIREBO's from 0.15 on).
 DEFAULT_STRAINS = ("0.15", "0.175", "0.2", "0.225", "0.25", "0.275", "0.3")
@@ -46,15 +46,14 @@ def strained(atoms, axis: str, strain: float):
 
 def strained_run(atoms, out: Path, temperature: float, steps: int, seed: int, threads: int | None) -> None:
     """AIREBO NVT of ``atoms`` (written to ``out/structure.extxyz`` and read back) into dataset ``out``."""
-    from sagesnet_tf.pipelines.writer import write_dataset  # TensorFlow: imported only when needed
+    from sagesnet_tf.pipelines.writer import write_md_run  # TensorFlow: imported only when needed
 
     out.mkdir(parents=True, exist_ok=True)
     write_extxyz_frames(out / "structure.extxyz", [atoms])
     atoms = read_structure(str(out / "structure.extxyz"))
     result = run_md(atoms, NVT(temperature_K=temperature, steps=steps), str(out), dt_fs=DT_FS,
                     record_every=RECORD_EVERY, threads=threads, seed=seed, progress=False)
-    write_dataset(str(out), [result.trajectory], source=result.manifest, overwrite=True)
-    write_md_outputs(result, str(out), extra_files=("metadata.json", "data-*.tfrecord.gz", "structure.extxyz"))
+    write_md_run(result, out, extra_files=("structure.extxyz",))
 
 
 def main(argv=None) -> list[str]:

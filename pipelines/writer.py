@@ -270,6 +270,17 @@ def write_dataset(out_dir: str | Path, trajectories: list[Trajectory], *, source
     })
 
 
+def write_md_run(result, out_dir: str | Path, extra_files: tuple[str, ...] = ()) -> None:
+    """An MD run (:class:`~sagesnet_tf.md.run.MDResult`) in ``out_dir`` as ``sagesnet-tf generate md``
+    leaves it: its trajectory as a ``kind: md`` dataset (:func:`write_dataset`, the run's manifest as
+    its source, replacing a dataset there), then :func:`~sagesnet_tf.md.run.write_md_outputs`, whose
+    manifest lists the dataset's files and ``extra_files`` (written by the caller)."""
+    from sagesnet_tf.md.run import write_md_outputs  # matplotlib: only for MD runs
+
+    write_dataset(out_dir, [result.trajectory], source=result.manifest, overwrite=True)
+    write_md_outputs(result, str(out_dir), extra_files=("metadata.json", "data-*.tfrecord.gz", *extra_files))
+
+
 def write_ca_dataset(out_dir: str | Path, boards: np.ndarray, rule: str, *, source: dict | None = None,
                      frames_per_shard: int = FRAMES_PER_SHARD, overwrite: bool = False,
                      resume: bool = False) -> Path | str:
