@@ -170,7 +170,8 @@ class SagesnetConfig(_ConfigBase):
         energy_angle_basis: the radial functions of the local energy's angle and dihedral terms
             (:data:`~sagesnet_tf.layers.local_energy.ANGLE_BASES`): ``"diagonal"`` (v1, v2) or
             ``"outer"`` (wide Gaussians, every pair of them on a triplet's two bonds: a stretched
-            bond beside an unstretched one keeps its angle stiffness).
+            bond beside an unstretched one keeps its angle stiffness) or ``"outer_switch"`` (the same
+            and a narrow Gaussian inside REBO's cutoff switch: the stiffening before a bond breaks).
         env_fields: names of the blanket vector's entries (E = len).
         env_scales: (E,) the scale of each field in its units: the model reads value / scale
             (:meth:`~sagesnet_tf.simulator.LearnedSimulator.normalise_env`); empty: the defaults of

@@ -15,7 +15,7 @@ from sagesnet_tf.atoms import ELEMENTS
 from sagesnet_tf.grid import VELOCITY_SCALE, gather_atom_features, orthorhombic_box, slot_feature_size, voxelize
 from sagesnet_tf.layers import LocalEnergy
 from sagesnet_tf.layers.grid_pairs import BASIS_SPACING, TAPER_WIDTH, GridPairs, switch
-from sagesnet_tf.layers.local_energy import (OUTER_CENTERS, OUTER_WIDTH, legendre, neighbour_quadruplets,
+from sagesnet_tf.layers.local_energy import (OUTER_GAUSSIANS, legendre, neighbour_quadruplets,
                                              neighbour_triplets)
 from sagesnet_tf.structures import graphene_sheet
 
@@ -90,14 +90,16 @@ def test_legendre_and_triplets():
 
 
 def outer_radial(layer, bonds, atom_features, triplet):
-    """(T, R·n_el) the ``"outer"`` angle term's radial factors of the class docstring, every pair f ≤ g
-    of the Gaussians on a triplet's two bonds summed one by one, × the product of the bonds' element
-    codes (``bonds``: a search at ``angle_cutoff``, ``triplet`` (T, 2) its bonds)."""
+    """(T, R·n_el) an outer angle basis's radial factors of the class docstring (the layer's
+    :data:`OUTER_GAUSSIANS`), every pair f ≤ g of the Gaussians on a triplet's two bonds summed one by
+    one, × the product of the bonds' element codes (``bonds``: a search at ``angle_cutoff``, ``triplet``
+    (T, 2) its bonds)."""
     distance = bonds["distance"]
-    psi = (tf.exp(-tf.square((distance[:, None] - tf.constant(OUTER_CENTERS)) / OUTER_WIDTH))
-           * switch(distance, layer.angle_cutoff)[:, None])                                     # (Pb, 4)
+    gaussians = OUTER_GAUSSIANS[layer.angle_basis]
+    psi = tf.stack([tf.exp(-tf.square((distance - centre) / width)) for centre, width in gaussians], 1) \
+        * switch(distance, layer.angle_cutoff)[:, None]                                        # (Pb, K)
     first, second = tf.gather(psi, triplet[:, 0]), tf.gather(psi, triplet[:, 1])
-    n = len(OUTER_CENTERS)
+    n = len(gaussians)
     factors = tf.stack([first[:, f] * second[:, g] + first[:, g] * second[:, f] for f in range(n) for g in range(f, n)],
                        1)                                                                       # (T, R)
     code = layer.bonds.element_code(atom_features, bonds["atom"], bonds["other"])
@@ -129,7 +131,8 @@ def reference_energy(layer, grid_shape, assignment, atom_features, spacing, look
     return tf.linalg.matvec(tf.concat([pair_sums, angle_sums], -1), layer.energy_weights)
 
 
-@pytest.mark.parametrize("lookahead_ps, angle_basis", [(0.0, "diagonal"), (0.0005, "diagonal"), (0.0005, "outer")])
+@pytest.mark.parametrize("lookahead_ps, angle_basis", [(0.0, "diagonal"), (0.0005, "diagonal"), (0.0005, "outer"),
+                                                       (0.0005, "outer_switch")])
 def test_call_equals_the_reference(hot_sheet, lookahead_ps, angle_basis):
     """The layer's single search (bonds among the pairs, gradient through the found pairs only) and
     its energy contracted without forming the features (``"outer"``: a bilinear form of each
@@ -442,17 +445,18 @@ def test_neighbour_list_strain_derivative_equals_strain_design(hot_sheet):
     np.testing.assert_allclose(derivative, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-def outer_layer(boundary, seed=0, scale=0.1):
-    """A LocalEnergy with the ``"outer"`` angle basis and :data:`DIHEDRAL_ORDERS`, random weights."""
+def outer_layer(boundary, seed=0, scale=0.1, basis="outer"):
+    """A LocalEnergy with an outer angle basis (``basis``) and :data:`DIHEDRAL_ORDERS`, random weights."""
     layer = LocalEnergy(CUTOFF, ANGLE_CUTOFF, H, SLOTS, boundary, len(ELEMENTS), dihedral_orders=DIHEDRAL_ORDERS,
-                        angle_basis="outer")
+                        angle_basis=basis)
     layer.energy_weights.assign(np.random.default_rng(seed).normal(scale=scale, size=layer.n_features).astype("float32"))
     return layer
 
 
-def test_outer_angle_basis_is_a_smooth_linear_energy(hot_sheet, flake):
-    layer = outer_layer(SHEET, seed=11)
-    n_radial = len(OUTER_CENTERS)
+@pytest.mark.parametrize("basis", ["outer", "outer_switch"])
+def test_outer_angle_basis_is_a_smooth_linear_energy(hot_sheet, flake, basis):
+    layer = outer_layer(SHEET, seed=11, basis=basis)
+    n_radial = len(OUTER_GAUSSIANS[basis])
     assert layer.n_angle_features == n_radial * (n_radial + 1) // 2 * len(ELEMENTS) * layer.legendre_orders
     assert layer.n_dihedral_features == n_radial * len(ELEMENTS) * DIHEDRAL_ORDERS
     state = inputs(hot_sheet.positions, hot_sheet)
@@ -464,7 +468,7 @@ def test_outer_angle_basis_is_a_smooth_linear_energy(hot_sheet, flake):
     assert_forces_are_minus_the_gradient(layer, hot_sheet)
     assert_strain_design_is_the_strain_derivative(layer, hot_sheet)
     restored = LocalEnergy.from_config(layer.get_config())
-    assert restored.angle_basis == "outer" and restored.n_features == layer.n_features
+    assert restored.angle_basis == basis and restored.n_features == layer.n_features
 
 
 def angle_energy(layer, first_A, second_A, degrees):

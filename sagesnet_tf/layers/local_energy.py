@@ -83,13 +83,16 @@ CROSS_FLOOR = 1e-6
 #: wide) and a triplet's factor is ψ_f(r_ij) ψ_f(r_ik), one Gaussian on both bonds. That product
 #: vanishes once the two bonds differ by more than ~0.15 Å, so a stretched bond beside an unstretched
 #: one has no angle stiffness: the soft bond rotation of v2's kirigami runs (docs/TRAINING.md, session
-#: 18). ``"outer"``: ψ_f are :data:`OUTER_CENTERS` Gaussians :data:`OUTER_WIDTH` wide, and a triplet's
-#: factors are every pair of them on its two bonds, ψ_f(r_ij) ψ_g(r_ik) + ψ_g(r_ij) ψ_f(r_ik), f ≤ g.
-ANGLE_BASES = ("diagonal", "outer")
-#: Å, centres of the ``"outer"`` basis's Gaussians (a bond from 1.0 to ~1.9 Å).
-OUTER_CENTERS = (1.0, 1.25, 1.5, 1.75)
-#: Å, width of the ``"outer"`` basis's Gaussians.
-OUTER_WIDTH = 0.25
+#: 18). ``"outer"`` and ``"outer_switch"``: ψ_f are the basis's :data:`OUTER_GAUSSIANS`, and a
+#: triplet's factors are every pair of them on its two bonds, ψ_f(r_ij) ψ_g(r_ik) + ψ_g(r_ij) ψ_f(r_ik), f ≤ g.
+ANGLE_BASES = ("diagonal", "outer", "outer_switch")
+#: Å, (centre, width) of each Gaussian ψ_f of an outer basis. ``"outer"`` (v3, v4): four wide ones, a
+#: bond from 1.0 to ~1.9 Å. ``"outer_switch"`` (session 20, no shipped model yet): the same and a narrow one at 1.85 Å, inside REBO's
+#: cutoff switch (1.7–2.0 Å), where a stretched bond's neighbours stiffen before it breaks: v4, without
+#: it, was 1.0 eV/Å off AIREBO's forces on AIREBO's sheet held at strain 0.25 and relaxed that sheet to
+#: 26 % less stress (session 20; not yet a shipped model).
+OUTER_GAUSSIANS = {"outer": ((1.0, 0.25), (1.25, 0.25), (1.5, 0.25), (1.75, 0.25)),
+                   "outer_switch": ((1.0, 0.25), (1.25, 0.25), (1.5, 0.25), (1.75, 0.25), (1.85, 0.1))}
 #: Å, the margin a neighbour list's candidates leave (twice) for the float32 rounding between the
 #: separations measured on the grid and those of the positions (:meth:`LocalEnergy.candidate_reach`).
 LIST_ROUNDING = 1e-3
@@ -184,7 +187,7 @@ class LocalEnergy(keras.layers.Layer):
 
     Weights: ``energy_weights`` (n_features,) eV, the pair weights w (``n_pair_features``), then the
     angle weights u (``n_angle_features``, radial-major: index f·L + l, f over radial functions (or,
-    ``"outer"``, pairs of them, f ≤ g in row order) × elements), then the dihedral weights v (``n_dihedral_features``, index f·D + m − 1), zero-initialised.
+    an outer basis, pairs of them, f ≤ g in row order) × elements), then the dihedral weights v (``n_dihedral_features``, index f·D + m − 1), zero-initialised.
     """
 
     def __init__(self, cutoff: float, angle_cutoff: float, h: float, slots: int, boundary, n_elements: int = 2,
@@ -203,14 +206,14 @@ class LocalEnergy(keras.layers.Layer):
         if angle_basis not in ANGLE_BASES:
             raise ValueError(f"angle_basis {angle_basis!r}: one of {', '.join(ANGLE_BASES)}")
         self.angle_basis = str(angle_basis)
-        n_radial = len(self.bonds.centers) if self.angle_basis == "diagonal" else len(OUTER_CENTERS)
-        #: (R, 2) int32, the ``"outer"`` basis's pairs (f, g), f ≤ g, in the order of the angle features
+        n_radial = len(self.bonds.centers) if self.angle_basis == "diagonal" else len(OUTER_GAUSSIANS[self.angle_basis])
+        #: (R, 2) int32, an outer basis's pairs (f, g), f ≤ g, in the order of the angle features
         self._outer_pairs = np.array([(f, g) for f in range(n_radial) for g in range(f, n_radial)], np.int32)
-        #: (K², R) float32 (``"outer"``; None: ``"diagonal"``), the symmetrisation that sums a triplet's
+        #: (K², R) float32 (outer bases; None: ``"diagonal"``), the symmetrisation that sums a triplet's
         #: products ψ_f(r_ij) ψ_g(r_ik) (row f·K + g, :meth:`_triplet_basis`) into its factors
         #: ψ_f ψ_g + ψ_g ψ_f of the pairs (f, g), f ≤ g (column; 2 ψ_f ψ_f where f = g)
         self._symmetrisation = None
-        if self.angle_basis == "outer":
+        if self.angle_basis != "diagonal":
             self._symmetrisation = np.zeros((n_radial * n_radial, len(self._outer_pairs)), np.float32)
             for column, (f, g) in enumerate(self._outer_pairs):
                 for row in (f * n_radial + g, g * n_radial + f):
@@ -272,13 +275,13 @@ class LocalEnergy(keras.layers.Layer):
         (:data:`ANGLE_BASES`), switched off over the last ``TAPER_WIDTH`` below ``angle_cutoff``."""
         if self.angle_basis == "diagonal":
             return self.bonds.basis(distance)
-        centers = tf.constant(OUTER_CENTERS, tf.float32)
-        return tf.exp(-tf.square((distance[:, None] - centers) / OUTER_WIDTH)) * switch(distance, self.angle_cutoff)[:, None]
+        centers, widths = (tf.constant(values, tf.float32) for values in zip(*OUTER_GAUSSIANS[self.angle_basis]))
+        return tf.exp(-tf.square((distance[:, None] - centers) / widths)) * switch(distance, self.angle_cutoff)[:, None]
 
     def _triplet_basis(self, first, second) -> tf.Tensor:
         """(T, Kt) a triplet's radial products from its two bonds' :meth:`_bond_basis` ``first``,
         ``second`` (T, K): ψ_f ψ_f (``"diagonal"``, Kt = K: its radial factors) or every ψ_f ψ_g
-        (``"outer"``, Kt = K², column f·K + g: :func:`outer_product`; its factors are these @
+        (an outer basis, Kt = K², column f·K + g: :func:`outer_product`; its factors are these @
         ``_symmetrisation``)."""
         if self.angle_basis == "diagonal":
             return first * second
@@ -291,7 +294,7 @@ class LocalEnergy(keras.layers.Layer):
         with ``dihedral_orders``: ``dihedral_basis`` (Q, K) the radial functions of the bond (i, j)
         times the switches s(r_ik) s(r_jl), ``dihedral_code`` (Q, n_el·D) its element code ×
         P_m(cos φ), m = 1 … D. A pair feature is pair_basis ⊗ code, an angle feature (angle_basis @
-        ``_symmetrisation`` with ``"outer"``) ⊗ angle_code, a dihedral one dihedral_basis ⊗ dihedral_code."""
+        ``_symmetrisation`` with an outer basis) ⊗ angle_code, a dihedral one dihedral_basis ⊗ dihedral_code."""
         distance = tf.norm(separation, axis=-1)                                                  # (P,) Å
         bond, triplet = neighbours["bond"], neighbours["triplet"]
         bond_separation, bond_distance = tf.gather(separation, bond), tf.gather(distance, bond)
@@ -352,7 +355,7 @@ class LocalEnergy(keras.layers.Layer):
     def _energy(self, neighbours: dict, separation, n_batch) -> tf.Tensor:
         """(B,) eV, :meth:`_features` · weights without forming the features: the weights are
         contracted with the element (and Legendre) factors first, then with the radial ones (the
-        ``"outer"`` angle term's mixed into its products' first: a (K², C) bilinear form of each
+        outer bases' angle term's mixed into its products' first: a (K², C) bilinear form of each
         triplet's two bonds, no radial factors formed)."""
         terms = self._terms(neighbours, separation)
         energy, start = None, 0
