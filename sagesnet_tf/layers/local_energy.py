@@ -87,12 +87,12 @@ CROSS_FLOOR = 1e-6
 #: triplet's factors are every pair of them on its two bonds, ψ_f(r_ij) ψ_g(r_ik) + ψ_g(r_ij) ψ_f(r_ik), f ≤ g.
 ANGLE_BASES = ("diagonal", "outer", "outer_switch")
 #: Å, (centre, width) of each Gaussian ψ_f of an outer basis. ``"outer"`` (v3, v4): four wide ones, a
-#: bond from 1.0 to ~1.9 Å. ``"outer_switch"`` (session 20, no shipped model yet): the same and a narrow one at 1.85 Å, inside REBO's
-#: cutoff switch (1.7–2.0 Å), where a stretched bond's neighbours stiffen before it breaks: v4, without
-#: it, was 1.0 eV/Å off AIREBO's forces on AIREBO's sheet held at strain 0.25 and relaxed that sheet to
-#: 26 % less stress (session 20; not yet a shipped model).
-OUTER_GAUSSIANS = {"outer": ((1.0, 0.25), (1.25, 0.25), (1.5, 0.25), (1.75, 0.25)),
-                   "outer_switch": ((1.0, 0.25), (1.25, 0.25), (1.5, 0.25), (1.75, 0.25), (1.85, 0.1))}
+#: bond from 1.0 to ~1.9 Å. ``"outer_switch"`` (session 20; no shipped model uses it yet): the same and
+#: a narrow one at 1.85 Å, inside REBO's cutoff switch (1.7–2.0 Å), where a stretched bond's neighbours
+#: stiffen before it breaks: v4, without it, was 1.0 eV/Å off AIREBO's forces on AIREBO's sheet held at
+#: strain 0.25 and relaxed that sheet to 26 % less stress.
+OUTER_GAUSSIANS = {"outer": ((1.0, 0.25), (1.25, 0.25), (1.5, 0.25), (1.75, 0.25))}
+OUTER_GAUSSIANS["outer_switch"] = OUTER_GAUSSIANS["outer"] + ((1.85, 0.1),)
 #: Å, the margin a neighbour list's candidates leave (twice) for the float32 rounding between the
 #: separations measured on the grid and those of the positions (:meth:`LocalEnergy.candidate_reach`).
 LIST_ROUNDING = 1e-3
